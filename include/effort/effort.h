@@ -1,0 +1,120 @@
+// effort.h: load a Mistral-family model and generate text with it. The one public header.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "effort/config.h"
+#include "effort/error.h"
+#include "effort/tokenizer.h"
+
+namespace effort {
+
+struct LoadOptions {
+  // Nothing to choose yet for dense checkpoints: weights are always memory-mapped.
+};
+
+struct SessionOptions {
+  int num_threads = 0;      // 0: every hardware thread
+  int context_length = 0;   // KV cache positions; 0: min(max_position_embeddings, 4096)
+  std::string kernel_arch;  // "": the best this CPU runs (or $EFFORT_FORCE_ARCH); "scalar", "avx2", "avx512"
+};
+
+struct SamplingOptions {
+  float temperature = 0.8f;         // 0: greedy (argmax)
+  int top_k = 40;                   // 0: no top-k cut
+  float top_p = 0.95f;              // (0, 1]; 1: no nucleus cut
+  float repetition_penalty = 1.0f;  // > 0; 1: off. Divides positive logits, multiplies negative ones
+  int repetition_window = 64;       // how many recent tokens the penalty looks at
+  std::uint64_t seed = 0;           // same seed, same options, same prompt: same tokens
+};
+
+struct GenerateOptions {
+  int max_new_tokens = 256;
+  SamplingOptions sampling;
+  bool stop_at_eos = true;  // stop when the model emits an end-of-sequence token
+};
+
+enum class StopReason { max_new_tokens, eos, callback, context_full };
+
+struct GenerationStats {
+  int prompt_tokens = 0;
+  double prompt_seconds = 0;
+  int generated_tokens = 0;
+  double generation_seconds = 0;
+};
+
+struct GenerateResult {
+  std::vector<Token> tokens;  // the generated tokens (the prompt excluded)
+  StopReason stop_reason = StopReason::max_new_tokens;
+  GenerationStats stats;
+};
+
+// Called for every generated token with its text (possibly empty while a UTF-8 character is
+// incomplete, always empty without a tokenizer); return false to stop.
+using OnToken = std::function<bool(Token token, std::string_view text)>;
+
+class Session;
+
+// Weights, config and tokenizer, loaded once; read-only and shared by any number of sessions.
+class Model {
+ public:
+  // path: a Hugging Face checkpoint folder (config.json + *.safetensors [+ tokenizer.model]).
+  // Throws effort::Error naming the file and what was expected.
+  static Model load(const std::filesystem::path& path, const LoadOptions& options = {});
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  const ModelConfig& config() const;
+  // nullptr when the model came without a tokenizer; it then runs on token ids.
+  const Tokenizer* tokenizer() const;
+  Session new_session(const SessionOptions& options = {}) const;
+
+  struct Impl;
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One conversation: owns its KV cache, scratch buffers and thread pool. Not thread-safe; the
+// Model must outlive it.
+class Session {
+ public:
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  // Feeds one token at position() and returns the logits for the next position
+  // (valid until the next call).
+  std::span<const float> forward(Token token);
+  // Feeds tokens in order; returns the logits after the last one.
+  std::span<const float> prefill(std::span<const Token> tokens);
+  // Feeds the prompt, then samples up to max_new_tokens.
+  GenerateResult generate(std::span<const Token> prompt, const GenerateOptions& options = {},
+                          const OnToken& on_token = {});
+  // Encodes text (with BOS when the session is empty) and generates; needs a tokenizer.
+  GenerateResult generate(std::string_view prompt, const GenerateOptions& options = {},
+                          const OnToken& on_token = {});
+
+  int position() const;        // tokens in the KV cache
+  int context_length() const;  // the most it can hold
+  void reset();                // empty the KV cache
+  std::string_view kernel_arch() const;
+  int num_threads() const;
+
+  struct Impl;
+
+ private:
+  friend class Model;
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace effort

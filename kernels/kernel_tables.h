@@ -1,0 +1,39 @@
+// kernel_tables.h: fills a KernelTable for one arch. Included only by the arch_*.cpp files, each
+// compiled with that arch's flags.
+#pragma once
+#include "attention.h"
+#include "elementwise.h"
+#include "matvec.h"
+#include "rms_norm.h"
+#include "rope.h"
+
+namespace effort::kernels {
+
+constexpr KernelTable make_reference_table() {
+  using namespace reference;
+  return KernelTable{
+      rms_norm,
+      rope,
+      attention,
+      {matvec<DType::f32>, matvec<DType::f16>, matvec<DType::bf16>},
+      silu_mul,
+      add,
+      {to_float<DType::f32>, to_float<DType::f16>, to_float<DType::bf16>},
+  };
+}
+
+template <class A>
+constexpr KernelTable make_simd_table() {
+  using namespace simd;
+  return KernelTable{
+      rms_norm<A>,
+      rope<A>,
+      attention<A>,
+      {matvec<A, DType::f32>, matvec<A, DType::f16>, matvec<A, DType::bf16>},
+      silu_mul<A>,
+      add<A>,
+      {to_float<A, DType::f32>, to_float<A, DType::f16>, to_float<A, DType::bf16>},
+  };
+}
+
+}  // namespace effort::kernels

@@ -1,0 +1,50 @@
+// kernels.h: the arch-agnostic kernel API. src/ calls kernels only through a KernelTable;
+// kernels/ never includes src/.
+//
+// Legend: rows = output dimension of a matrix, cols = input dimension, n = vector length.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace effort::kernels {
+
+enum class Arch { scalar, avx2, avx512 };
+
+// Element type of a dense weight matrix as stored (memory-mapped, never converted at load).
+enum class DType { f32, f16, bf16 };
+inline constexpr int kNumDTypes = 3;
+std::size_t dtype_size(DType dtype);
+std::string_view dtype_name(DType dtype);
+
+// One function pointer per kernel; every compiled arch fills the whole table.
+struct KernelTable {
+  // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]. out may alias x.
+  void (*rms_norm)(float* out, const float* x, const float* weight, std::size_t n, float eps);
+  // Rotate-half RoPE on one head in place: pairs (i, i + head_dim/2), with cos/sin[head_dim/2].
+  void (*rope)(float* x, const float* cos, const float* sin, std::size_t head_dim);
+  // One query head over n_keys cached positions: out = softmax(q.k_t * scale) . v_t.
+  // Key t is k + t*kv_stride (likewise v); scores is scratch of n_keys floats.
+  void (*attention)(float* out, const float* q, const float* k, const float* v, std::size_t n_keys,
+                    std::size_t kv_stride, std::size_t head_dim, float scale, float* scores);
+  // y[r] = sum_c w[r*cols + c] * x[c] for r < rows, indexed by DType. w is [rows, cols] row-major.
+  void (*matvec[kNumDTypes])(float* y, const void* w, const float* x, std::size_t rows,
+                             std::size_t cols);
+  // out[i] = silu(gate[i]) * up[i]. out may alias gate.
+  void (*silu_mul)(float* out, const float* gate, const float* up, std::size_t n);
+  // y[i] += x[i]
+  void (*add)(float* y, const float* x, std::size_t n);
+  // out[i] = float(src[i]) for a row of a weight matrix, indexed by DType.
+  void (*to_float[kNumDTypes])(float* out, const void* src, std::size_t n);
+};
+
+// Arches compiled into this build and supported by this CPU (and OS), best last.
+bool arch_supported(Arch arch);
+Arch best_arch();
+std::string_view arch_name(Arch arch);
+// "scalar", "avx2" or "avx512"; throws std::invalid_argument otherwise.
+Arch parse_arch(std::string_view name);
+// The table for an arch; throws std::invalid_argument when this CPU cannot run it.
+const KernelTable& kernel_table(Arch arch);
+
+}  // namespace effort::kernels

@@ -1,0 +1,61 @@
+// matvec.h: dense matrix-vector product y = W x with W [rows, cols] row-major in f32, f16 or bf16,
+// read in place from the memory-mapped checkpoint. This is the reference path effort = 1 is
+// checked against, and the baseline the effort kernels are timed against.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "simd.h"
+
+namespace effort::kernels {
+
+namespace reference {
+template <DType D>
+static inline void matvec(float* y, const void* w, const float* x, std::size_t rows,
+                          std::size_t cols) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    float sum = 0.0f;
+    for (std::size_t c = 0; c < cols; ++c) sum += weight_at<D>(w, r * cols + c) * x[c];
+    y[r] = sum;
+  }
+}
+}  // namespace reference
+
+namespace simd {
+// Four rows at a time share each load of x; the four accumulator chains hide FMA latency.
+template <class A, DType D>
+void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size_t cols) {
+  constexpr std::size_t W = Floats<A>::size;
+  constexpr std::size_t kRowBlock = 4;
+  const auto* base = static_cast<const std::uint8_t*>(w);
+  const std::size_t row_bytes = cols * kDTypeBytes<D>;
+  auto row = [&](std::size_t r) { return base + r * row_bytes; };
+  std::size_t r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock) {
+    Floats<A> acc[kRowBlock] = {Floats<A>(0.0f), Floats<A>(0.0f), Floats<A>(0.0f), Floats<A>(0.0f)};
+    std::size_t c = 0;
+    for (; c + W <= cols; c += W) {
+      const auto xv = Floats<A>::load_unaligned(x + c);
+      for (std::size_t b = 0; b < kRowBlock; ++b)
+        acc[b] = xsimd::fma(load_weights<A, D>(row(r + b) + c * kDTypeBytes<D>), xv, acc[b]);
+    }
+    for (std::size_t b = 0; b < kRowBlock; ++b) {
+      float sum = xsimd::hadd(acc[b]);
+      for (std::size_t t = c; t < cols; ++t) sum += weight_at<D>(row(r + b), t) * x[t];
+      y[r + b] = sum;
+    }
+  }
+  for (; r < rows; ++r) {
+    Floats<A> acc(0.0f);
+    std::size_t c = 0;
+    for (; c + W <= cols; c += W)
+      acc = xsimd::fma(load_weights<A, D>(row(r) + c * kDTypeBytes<D>),
+                       Floats<A>::load_unaligned(x + c), acc);
+    float sum = xsimd::hadd(acc);
+    for (; c < cols; ++c) sum += weight_at<D>(row(r), c) * x[c];
+    y[r] = sum;
+  }
+}
+}  // namespace simd
+
+}  // namespace effort::kernels

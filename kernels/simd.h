@@ -1,0 +1,58 @@
+// simd.h: what the SIMD kernel bodies share: xsimd, the arch types we compile, and loads of
+// fp16/bf16 weights as float batches (xsimd 8 has no half type, so these use intrinsics).
+#pragma once
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <xsimd/xsimd.hpp>
+
+#include "fp16.h"
+#include "kernels.h"
+
+namespace effort::kernels::simd {
+
+using Avx2 = xsimd::fma3<xsimd::avx2>;
+using Avx512 = xsimd::avx512bw;
+
+template <class A>
+using Floats = xsimd::batch<float, A>;
+
+// Loads Floats<A>::size weights of one dtype starting at p, as floats.
+template <class A, DType D>
+Floats<A> load_weights(const void* p);
+
+#if defined(__AVX512F__)
+template <>
+inline Floats<Avx512> load_weights<Avx512, DType::f32>(const void* p) {
+  return _mm512_loadu_ps(p);
+}
+template <>
+inline Floats<Avx512> load_weights<Avx512, DType::f16>(const void* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+}
+template <>
+inline Floats<Avx512> load_weights<Avx512, DType::bf16>(const void* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+#elif defined(__AVX2__)
+template <>
+inline Floats<Avx2> load_weights<Avx2, DType::f32>(const void* p) {
+  return _mm256_loadu_ps(static_cast<const float*>(p));
+}
+template <>
+inline Floats<Avx2> load_weights<Avx2, DType::f16>(const void* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+}
+template <>
+inline Floats<Avx2> load_weights<Avx2, DType::bf16>(const void* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+#endif
+
+template <DType D>
+constexpr std::size_t kDTypeBytes = D == DType::f32 ? 4 : 2;
+
+}  // namespace effort::kernels::simd

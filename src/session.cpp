@@ -1,0 +1,199 @@
+// session.cpp: one conversation: its KV cache, activations, thread pool and the generate loop.
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <thread>
+
+#include "effort/effort.h"
+#include "kv_cache.h"
+#include "model_impl.h"
+#include "sampler.h"
+#include "thread_pool.h"
+#include "transformer.h"
+
+namespace effort {
+
+namespace {
+
+kernels::Arch choose_arch(const std::string& requested) {
+  std::string name = requested;
+  if (name.empty()) {
+    const char* forced = std::getenv("EFFORT_FORCE_ARCH");  // the one debug override
+    if (forced && *forced) name = forced;
+  }
+  try {
+    const kernels::Arch arch = name.empty() ? kernels::best_arch() : kernels::parse_arch(name);
+    kernels::kernel_table(arch);  // throws when this CPU cannot run it
+    return arch;
+  } catch (const std::invalid_argument& e) {
+    throw Error(ErrorCode::unsupported, std::string("[session] kernel_arch: ") + e.what());
+  }
+}
+
+int choose_threads(int requested) {
+  if (requested < 0)
+    throw Error(ErrorCode::invalid_argument, "[session] num_threads must be >= 0, got " + std::to_string(requested));
+  return requested ? requested : int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int choose_context(const ModelConfig& c, int requested) {
+  if (requested < 0)
+    throw Error(ErrorCode::invalid_argument, "[session] context_length must be >= 0, got " + std::to_string(requested));
+  if (requested > c.max_position_embeddings)
+    throw Error(ErrorCode::invalid_argument, "[session] context_length " + std::to_string(requested) +
+                                                 " exceeds the model's max_position_embeddings " +
+                                                 std::to_string(c.max_position_embeddings));
+  return requested ? requested : std::min(c.max_position_embeddings, 4096);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+struct Session::Impl {
+  Impl(const Model::Impl& m, const SessionOptions& options)
+      : model(m),
+        arch(choose_arch(options.kernel_arch)),
+        pool(choose_threads(options.num_threads)),
+        context_length(choose_context(m.config, options.context_length)),
+        cache(m.config.num_hidden_layers,
+              m.config.sliding_window ? std::min(context_length, m.config.sliding_window) : context_length,
+              m.config.num_key_value_heads * m.config.head_dim),
+        act(m.config, cache.capacity()) {}
+
+  Compute compute() { return Compute{kernels::kernel_table(arch), pool}; }
+
+  void check_token(Token token) const {
+    if (token < 0 || token >= model.config.vocab_size)
+      throw Error(ErrorCode::invalid_argument, "[session] token id " + std::to_string(token) +
+                                                   " is outside the vocabulary [0, " +
+                                                   std::to_string(model.config.vocab_size) + ")");
+  }
+
+  void check_room(std::size_t tokens) const {
+    if (history.size() + tokens > std::size_t(context_length))
+      throw Error(ErrorCode::invalid_argument,
+                  "[session] " + std::to_string(tokens) + " more tokens do not fit the context: " +
+                      std::to_string(history.size()) + " of " + std::to_string(context_length) + " positions used");
+  }
+
+  // Runs one token through the model (range and room already checked).
+  void run(Token token) {
+    model.transformer->forward(token, int(history.size()), cache, act, compute());
+    history.push_back(token);
+  }
+
+  // Feeds the token generation left pending, then `tokens`, after checking them all.
+  void feed(std::span<const Token> tokens) {
+    for (Token t : tokens) check_token(t);
+    check_room(tokens.size() + (pending ? 1 : 0));
+    if (pending) {
+      run(*pending);
+      pending.reset();
+    }
+    for (Token t : tokens) run(t);
+  }
+
+  const Model::Impl& model;
+  kernels::Arch arch;
+  ThreadPool pool;
+  int context_length;
+  KvCache cache;
+  Activations act;
+  std::vector<Token> history;   // tokens in the KV cache, in order
+  // The last generated token: sampled but not yet run, so that a finished generation costs no
+  // extra forward pass. The next call that feeds tokens runs it first.
+  std::optional<Token> pending;
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+Session Model::new_session(const SessionOptions& options) const {
+  return Session(std::make_unique<Session::Impl>(*impl_, options));
+}
+
+std::span<const float> Session::forward(Token token) { return prefill(std::span<const Token>(&token, 1)); }
+
+std::span<const float> Session::prefill(std::span<const Token> tokens) {
+  impl_->feed(tokens);
+  if (impl_->history.empty())
+    throw Error(ErrorCode::invalid_argument, "[session] no tokens: logits need at least one token");
+  return impl_->act.logits;
+}
+
+GenerateResult Session::generate(std::string_view prompt, const GenerateOptions& options, const OnToken& on_token) {
+  const Tokenizer* tokenizer = impl_->model.tokenizer ? &*impl_->model.tokenizer : nullptr;
+  if (!tokenizer)
+    throw Error(ErrorCode::invalid_argument, "[session] this model has no tokenizer: give the prompt as token ids");
+  const bool empty = impl_->history.empty() && !impl_->pending;
+  const auto tokens = tokenizer->encode(prompt, empty);
+  return generate(std::span<const Token>(tokens), options, on_token);
+}
+
+GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOptions& options, const OnToken& on_token) {
+  if (options.max_new_tokens < 0)
+    throw Error(ErrorCode::invalid_argument, "[generate] max_new_tokens must be >= 0, got " +
+                                                 std::to_string(options.max_new_tokens));
+  Sampler sampler(options.sampling);
+  Impl& s = *impl_;
+  GenerateResult result;
+
+  const auto prompt_start = std::chrono::steady_clock::now();
+  prefill(prompt);
+  result.stats.prompt_tokens = int(prompt.size());
+  result.stats.prompt_seconds = seconds_since(prompt_start);
+
+  const Tokenizer* tokenizer = s.model.tokenizer ? &*s.model.tokenizer : nullptr;
+  bool at_start = true;  // nothing but control tokens so far: the text starts with what comes next
+  for (Token t : s.history) at_start = at_start && tokenizer && tokenizer->token_bytes(t).empty();
+  std::optional<StreamDecoder> decoder;
+  if (tokenizer) decoder.emplace(*tokenizer, at_start);
+  const auto& eos = s.model.config.eos_token_ids;
+
+  const auto gen_start = std::chrono::steady_clock::now();
+  for (int i = 0; i < options.max_new_tokens; ++i) {
+    if (i > 0) {
+      if (int(s.history.size()) >= s.context_length) {
+        result.stop_reason = StopReason::context_full;
+        break;
+      }
+      s.feed({});  // runs the pending token
+    }
+    const Token token = sampler.sample(s.act.logits, s.history);
+    if (options.stop_at_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
+      result.stop_reason = StopReason::eos;
+      break;
+    }
+    result.tokens.push_back(token);
+    s.pending = token;
+    const std::string text = decoder ? decoder->push(token) : std::string();
+    if (on_token && !on_token(token, text)) {
+      result.stop_reason = StopReason::callback;
+      break;
+    }
+  }
+  if (decoder && on_token) {
+    const std::string rest = decoder->flush();
+    if (!rest.empty() && !result.tokens.empty()) on_token(result.tokens.back(), rest);
+  }
+  result.stats.generated_tokens = int(result.tokens.size());
+  result.stats.generation_seconds = seconds_since(gen_start);
+  return result;
+}
+
+int Session::position() const { return int(impl_->history.size()); }
+int Session::context_length() const { return impl_->context_length; }
+void Session::reset() {
+  impl_->history.clear();
+  impl_->pending.reset();
+}
+std::string_view Session::kernel_arch() const { return kernels::arch_name(impl_->arch); }
+int Session::num_threads() const { return impl_->pool.size(); }
+
+}  // namespace effort

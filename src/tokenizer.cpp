@@ -1,0 +1,164 @@
+// tokenizer.cpp: SentencePiece through libsentencepiece (exact encodes), plus our own
+// token -> bytes mapping for streaming, which reproduces SentencePiece's decode piece by piece.
+#include "effort/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "effort/error.h"
+
+namespace effort {
+
+struct Tokenizer::Impl {
+  sentencepiece::SentencePieceProcessor processor;
+  std::string model_bytes;
+  std::string source;
+};
+
+Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+
+Tokenizer Tokenizer::from_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::io, "[tokenizer] " + path.string() + ": cannot open");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return from_bytes(bytes.str(), path.string());
+}
+
+Tokenizer Tokenizer::from_bytes(std::string model_bytes, const std::string& source) {
+  auto impl = std::make_unique<Impl>();
+  const auto status = impl->processor.LoadFromSerializedProto(model_bytes);
+  if (!status.ok())
+    throw Error(ErrorCode::format, "[tokenizer] " + source + ": not a SentencePiece model: " + status.ToString());
+  impl->model_bytes = std::move(model_bytes);
+  impl->source = source;
+  return Tokenizer(std::move(impl));
+}
+
+std::vector<Token> Tokenizer::encode(std::string_view text, bool add_bos) const {
+  std::vector<int> ids;
+  const auto status = impl_->processor.Encode(text, &ids);
+  if (!status.ok()) throw Error(ErrorCode::invalid_argument, "[tokenizer] encode failed: " + status.ToString());
+  std::vector<Token> tokens;
+  tokens.reserve(ids.size() + 1);
+  if (add_bos) tokens.push_back(bos_id());
+  tokens.insert(tokens.end(), ids.begin(), ids.end());
+  return tokens;
+}
+
+namespace {
+void check_token(const sentencepiece::SentencePieceProcessor& p, Token t) {
+  if (t < 0 || t >= p.GetPieceSize())
+    throw Error(ErrorCode::invalid_argument, "[tokenizer] token id " + std::to_string(t) +
+                                                 " is outside the vocabulary [0, " + std::to_string(p.GetPieceSize()) + ")");
+}
+}  // namespace
+
+std::string Tokenizer::decode(std::span<const Token> tokens) const {
+  for (Token t : tokens) check_token(impl_->processor, t);
+  std::string text;
+  const auto status = impl_->processor.Decode(std::vector<int>(tokens.begin(), tokens.end()), &text);
+  if (!status.ok()) throw Error(ErrorCode::invalid_argument, "[tokenizer] decode failed: " + status.ToString());
+  return text;
+}
+
+std::string Tokenizer::token_bytes(Token token) const {
+  const auto& p = impl_->processor;
+  check_token(p, token);
+  if (p.IsControl(token)) return {};
+  if (p.IsUnknown(token)) return " \xE2\x81\x87 ";  // SentencePiece's surface for <unk>: " ⁇ "
+  const std::string piece = p.IdToPiece(token);
+  if (p.IsByte(token)) return std::string(1, char(std::stoi(piece.substr(3, 2), nullptr, 16)));  // "<0xNN>"
+  std::string text;
+  static const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+  for (std::size_t i = 0; i < piece.size();) {
+    if (piece.compare(i, kSpace.size(), kSpace) == 0) {
+      text += ' ';
+      i += kSpace.size();
+    } else {
+      text += piece[i++];
+    }
+  }
+  return text;
+}
+
+int Tokenizer::vocab_size() const { return impl_->processor.GetPieceSize(); }
+Token Tokenizer::bos_id() const { return impl_->processor.bos_id(); }
+Token Tokenizer::eos_id() const { return impl_->processor.eos_id(); }
+const std::string& Tokenizer::model_bytes() const { return impl_->model_bytes; }
+
+namespace {
+
+constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// Length of the valid UTF-8 character at s[0..n), 0 when it is invalid, -1 when the bytes so far
+// are a valid but unfinished start of one.
+int utf8_char_length(const unsigned char* s, std::size_t n) {
+  const unsigned char c = s[0];
+  if (c < 0x80) return 1;
+  int len;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;  // no UTF-16 surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  for (int i = 1; i < len; ++i) {
+    if (std::size_t(i) >= n) return -1;
+    const unsigned char b = s[i];
+    if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return 0;
+  }
+  return len;
+}
+
+}  // namespace
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool at_start)
+    : tokenizer_(&tokenizer), at_start_(at_start) {}
+
+std::string StreamDecoder::push(Token token) {
+  std::string bytes = tokenizer_->token_bytes(token);
+  if (at_start_ && !bytes.empty()) {
+    // SentencePiece drops the space its dummy prefix added, on the first piece of the text.
+    if (bytes[0] == ' ' && bytes.size() > 1 && !(bytes.size() == 5 && bytes == " \xE2\x81\x87 ")) bytes.erase(0, 1);
+    at_start_ = false;
+  }
+  pending_ += bytes;
+  std::string out;
+  std::size_t i = 0;
+  const auto* s = reinterpret_cast<const unsigned char*>(pending_.data());
+  while (i < pending_.size()) {
+    const int len = utf8_char_length(s + i, pending_.size() - i);
+    if (len < 0) break;  // hold back an unfinished character
+    if (len == 0) {
+      out += kReplacement;
+      ++i;
+    } else {
+      out.append(pending_, i, std::size_t(len));
+      i += std::size_t(len);
+    }
+  }
+  pending_.erase(0, i);
+  return out;
+}
+
+std::string StreamDecoder::flush() {
+  std::string out;
+  for (std::size_t i = 0; i < pending_.size(); ++i) out += kReplacement;
+  pending_.clear();
+  return out;
+}
+
+}  // namespace effort

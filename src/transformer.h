@@ -1,0 +1,48 @@
+// transformer.h: the Mistral decoder (embedding, N x [RMSNorm -> GQA attention -> residual ->
+// RMSNorm -> SwiGLU MLP -> residual], final norm, lm_head) for one token at a time.
+#pragma once
+#include <vector>
+
+#include "effort/config.h"
+#include "effort/tokenizer.h"
+#include "kv_cache.h"
+#include "linear.h"
+#include "weights.h"
+
+namespace effort {
+
+// Activations of one token, allocated once per session.
+struct Activations {
+  explicit Activations(const ModelConfig& c, int kv_capacity);
+  std::vector<float> residual;  // [hidden_size]
+  std::vector<float> normed;    // [hidden_size]
+  std::vector<float> q;         // [num_attention_heads * head_dim]
+  std::vector<float> k, v;      // [num_key_value_heads * head_dim]
+  std::vector<float> attended;  // [num_attention_heads * head_dim]
+  std::vector<float> gate, up;  // [intermediate_size]
+  std::vector<float> scores;    // [num_attention_heads, kv_capacity]
+  std::vector<float> cos, sin;  // [head_dim / 2] rotary table of the current position
+  std::vector<float> logits;    // [vocab_size]
+};
+
+class Transformer {
+ public:
+  Transformer(const ModelConfig& config, const ModelWeights& weights);
+
+  // Runs `token` at `position`: stores its keys/values in `cache` and leaves the next-token
+  // logits in act.logits. The caller checks token and position ranges.
+  void forward(Token token, int position, KvCache& cache, Activations& act,
+               const Compute& compute) const;
+
+ private:
+  void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
+                       Activations& act, const Compute& compute) const;
+  void mlp_block(const LayerWeights& layer, Activations& act, const Compute& compute) const;
+  void rotary_table(int position, Activations& act) const;
+
+  const ModelConfig& config_;
+  const ModelWeights& weights_;
+  std::vector<double> inv_freq_;  // [head_dim / 2]: rope_theta^(-2i/head_dim)
+};
+
+}  // namespace effort

@@ -1,0 +1,80 @@
+// cli.h: argument parsing shared by the command-line tools: every value is checked in full, and
+// a bad one raises UsageError naming the flag, what was expected and what was given.
+#pragma once
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace effort::cli {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Walks argv: next_flag() returns each flag, value() the argument that follows it.
+class ArgReader {
+ public:
+  ArgReader(int argc, char** argv) : args_(argv + 1, argv + argc) {}
+  bool done() const { return index_ >= args_.size(); }
+  std::string next_flag() {
+    flag_ = args_[index_++];
+    return flag_;
+  }
+  std::string value() {
+    if (done()) throw UsageError(flag_ + ": missing value");
+    return args_[index_++];
+  }
+  const std::string& flag() const { return flag_; }
+
+ private:
+  std::vector<std::string> args_;
+  std::size_t index_ = 0;
+  std::string flag_;
+};
+
+inline long long parse_int(const std::string& flag, std::string_view text, long long min, long long max) {
+  long long v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max)
+    throw UsageError(flag + ": expected an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
+                     "], got '" + std::string(text) + "'");
+  return v;
+}
+
+inline std::uint64_t parse_u64(const std::string& flag, std::string_view text) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size())
+    throw UsageError(flag + ": expected a non-negative integer, got '" + std::string(text) + "'");
+  return v;
+}
+
+// A finite number in [min, max] (or (min, max] when min_exclusive).
+inline double parse_number(const std::string& flag, std::string_view text, double min, double max,
+                           bool min_exclusive = false) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  const bool below = min_exclusive ? !(v > min) : !(v >= min);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v) || below || v > max)
+    throw UsageError(flag + ": expected a number in " + (min_exclusive ? "(" : "[") + std::to_string(min) + ", " +
+                     std::to_string(max) + "], got '" + std::string(text) + "'");
+  return v;
+}
+
+// "1,2,3" -> {1, 2, 3}
+inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::string_view text) {
+  std::vector<std::int32_t> ids;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    ids.push_back(std::int32_t(parse_int(flag, text.substr(start, comma - start), 0, INT32_MAX)));
+    start = comma + 1;
+  }
+  return ids;
+}
+
+}  // namespace effort::cli

@@ -1,0 +1,183 @@
+// effort-run: generate text (or token ids) from a prompt, or chat, and print one stats line.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+
+#include "cli.h"
+#include "effort/effort.h"
+
+namespace {
+
+using namespace effort;
+
+constexpr const char* kUsage = R"(usage: effort-run [options]
+  -m, --model PATH       Hugging Face checkpoint folder (default: $EFFORT_MODEL, else the fixture model)
+  -p, --prompt TEXT      prompt text (BOS is added); default: generate from BOS alone
+      --prompt-ids LIST  prompt as comma-separated token ids, fed as given
+  -n, --n-predict N      tokens to generate (default 256)
+      --temp T           temperature, 0 = greedy (default 0.8)
+      --top-k K          keep the K most likely tokens, 0 = all (default 40)
+      --top-p P          nucleus mass in (0, 1] (default 0.95)
+      --repeat-penalty R penalty > 0 on the last --repeat-last-n tokens, 1 = off (default 1)
+      --repeat-last-n N  (default 64)
+      --seed S           sampling seed (default: random, printed in the stats line)
+  -t, --threads N        threads (default: all hardware threads)
+  -c, --ctx-size N       context positions (default: min(model maximum, 4096))
+      --arch NAME        kernels: scalar, avx2 or avx512 (default: the best this CPU runs)
+      --ids              print generated token ids, comma-separated, instead of text
+      --ignore-eos       keep generating past end-of-sequence
+      --chat             interactive chat with the Mistral instruct template ([INST] ... [/INST])
+  -h, --help             this text
+)";
+
+struct Options {
+  std::string model;
+  std::string prompt;
+  std::vector<Token> prompt_ids;
+  bool have_prompt_ids = false;
+  GenerateOptions generate;
+  bool seed_given = false;
+  SessionOptions session;
+  bool print_ids = false;
+  bool chat = false;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  o.generate.max_new_tokens = 256;
+  cli::ArgReader args(argc, argv);
+  while (!args.done()) {
+    const std::string f = args.next_flag();
+    if (f == "-h" || f == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (f == "-m" || f == "--model") o.model = args.value();
+    else if (f == "-p" || f == "--prompt") o.prompt = args.value();
+    else if (f == "--prompt-ids") {
+      o.prompt_ids = cli::parse_id_list(f, args.value());
+      o.have_prompt_ids = true;
+    } else if (f == "-n" || f == "--n-predict") o.generate.max_new_tokens = int(cli::parse_int(f, args.value(), 0, 1 << 24));
+    else if (f == "--temp") o.generate.sampling.temperature = float(cli::parse_number(f, args.value(), 0, 1e6));
+    else if (f == "--top-k") o.generate.sampling.top_k = int(cli::parse_int(f, args.value(), 0, 1 << 30));
+    else if (f == "--top-p") o.generate.sampling.top_p = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--repeat-penalty") o.generate.sampling.repetition_penalty = float(cli::parse_number(f, args.value(), 0, 1e6, true));
+    else if (f == "--repeat-last-n") o.generate.sampling.repetition_window = int(cli::parse_int(f, args.value(), 0, 1 << 30));
+    else if (f == "--seed") {
+      o.generate.sampling.seed = cli::parse_u64(f, args.value());
+      o.seed_given = true;
+    } else if (f == "-t" || f == "--threads") o.session.num_threads = int(cli::parse_int(f, args.value(), 1, 1024));
+    else if (f == "-c" || f == "--ctx-size") o.session.context_length = int(cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (f == "--arch") o.session.kernel_arch = args.value();
+    else if (f == "--ids") o.print_ids = true;
+    else if (f == "--ignore-eos") o.generate.stop_at_eos = false;
+    else if (f == "--chat") o.chat = true;
+    else throw cli::UsageError("unknown option '" + f + "' (see --help)");
+  }
+  if (o.have_prompt_ids && !o.prompt.empty()) throw cli::UsageError("give either -p or --prompt-ids, not both");
+  if (o.chat && (o.have_prompt_ids || o.print_ids)) throw cli::UsageError("--chat takes no --prompt-ids or --ids");
+  if (o.have_prompt_ids && o.prompt_ids.empty()) throw cli::UsageError("--prompt-ids: expected at least one id");
+  if (!o.seed_given) o.generate.sampling.seed = std::random_device{}();
+  if (o.model.empty()) {
+    const char* env = std::getenv("EFFORT_MODEL");
+    o.model = env && *env ? env : EFFORT_DEFAULT_MODEL;
+  }
+  return o;
+}
+
+// Prints tokens as they come: text, or ids separated by commas.
+struct Printer {
+  bool ids;
+  bool first = true;
+  bool operator()(Token token, std::string_view text) {
+    if (ids) {
+      std::printf("%s%d", first ? "" : ",", token);
+    } else {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+    }
+    first = false;
+    std::fflush(stdout);
+    return true;
+  }
+};
+
+void print_stats(const GenerationStats& s, const Session& session, std::uint64_t seed) {
+  auto rate = [](int n, double sec) { return sec > 0 ? n / sec : 0.0; };
+  std::fprintf(stderr,
+               "\n[stats] prompt %d tokens %.1f tok/s | generation %d tokens %.1f tok/s | threads %d | %.*s | seed %llu\n",
+               s.prompt_tokens, rate(s.prompt_tokens, s.prompt_seconds), s.generated_tokens,
+               rate(s.generated_tokens, s.generation_seconds), session.num_threads(),
+               int(session.kernel_arch().size()), session.kernel_arch().data(), (unsigned long long)seed);
+}
+
+int run_chat(const Model& model, Session& session, const Options& o) {
+  const Tokenizer* tokenizer = model.tokenizer();
+  if (!tokenizer) throw Error(ErrorCode::invalid_argument, "--chat needs a model with a tokenizer");
+  const bool interactive = isatty(STDIN_FILENO);
+  GenerationStats total;
+  std::string line;
+  for (;;) {
+    if (interactive) std::fputs("\n> ", stderr);
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    std::vector<Token> turn;
+    if (session.position() == 0) turn.push_back(tokenizer->bos_id());
+    const auto text = tokenizer->encode("[INST] " + line + " [/INST]", false);
+    turn.insert(turn.end(), text.begin(), text.end());
+    Printer printer{false};
+    const auto result = session.generate(std::span<const Token>(turn), o.generate, std::ref(printer));
+    std::fputc('\n', stdout);
+    // The template closes every answer with </s>; the model stopped before emitting it.
+    if (result.stop_reason == StopReason::eos) session.prefill(std::vector<Token>{tokenizer->eos_id()});
+    total.prompt_tokens += result.stats.prompt_tokens;
+    total.prompt_seconds += result.stats.prompt_seconds;
+    total.generated_tokens += result.stats.generated_tokens;
+    total.generation_seconds += result.stats.generation_seconds;
+    if (result.stop_reason == StopReason::context_full) {
+      std::fputs("[context full]\n", stderr);
+      break;
+    }
+  }
+  print_stats(total, session, o.generate.sampling.seed);
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  const Model model = Model::load(o.model);
+  Session session = model.new_session(o.session);
+  if (o.chat) return run_chat(model, session, o);
+
+  std::vector<Token> prompt = o.prompt_ids;
+  if (!o.have_prompt_ids) {
+    if (model.tokenizer()) {
+      prompt = model.tokenizer()->encode(o.prompt, true);
+    } else if (!o.prompt.empty()) {
+      throw Error(ErrorCode::invalid_argument, o.model + " has no tokenizer.model: give the prompt with --prompt-ids");
+    } else {
+      prompt = {model.config().bos_token_id};
+    }
+  }
+  Printer printer{o.print_ids};
+  if (!o.print_ids) std::fputs(o.prompt.c_str(), stdout);
+  const auto result = session.generate(std::span<const Token>(prompt), o.generate, std::ref(printer));
+  std::fputc('\n', stdout);
+  print_stats(result.stats, session, o.generate.sampling.seed);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const effort::cli::UsageError& e) {
+    std::fprintf(stderr, "effort-run: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "effort-run: %s\n", e.what());
+    return 1;
+  }
+}
