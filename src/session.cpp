@@ -151,7 +151,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
 
   const Tokenizer* tokenizer = s.model.tokenizer ? &*s.model.tokenizer : nullptr;
   bool at_start = true;  // nothing but control tokens so far: the text starts with what comes next
-  for (Token t : s.history) at_start = at_start && tokenizer && tokenizer->token_bytes(t).empty();
+  for (Token t : s.history) at_start = at_start && tokenizer && tokenizer->is_control(t);
   std::optional<StreamDecoder> decoder;
   if (tokenizer) decoder.emplace(*tokenizer, at_start);
   const auto& eos = s.model.config.eos_token_ids;

@@ -67,7 +67,7 @@ std::string Tokenizer::decode(std::span<const Token> tokens) const {
   return text;
 }
 
-std::string Tokenizer::token_bytes(Token token) const {
+std::string Tokenizer::token_bytes(Token token, bool at_text_start) const {
   const auto& p = impl_->processor;
   check_token(p, token);
   if (p.IsControl(token)) return {};
@@ -76,7 +76,8 @@ std::string Tokenizer::token_bytes(Token token) const {
   if (p.IsByte(token)) return std::string(1, char(std::stoi(piece.substr(3, 2), nullptr, 16)));  // "<0xNN>"
   std::string text;
   static const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
-  for (std::size_t i = 0; i < piece.size();) {
+  std::size_t i = at_text_start && piece.compare(0, kSpace.size(), kSpace) == 0 ? kSpace.size() : 0;
+  while (i < piece.size()) {
     if (piece.compare(i, kSpace.size(), kSpace) == 0) {
       text += ' ';
       i += kSpace.size();
@@ -85,6 +86,11 @@ std::string Tokenizer::token_bytes(Token token) const {
     }
   }
   return text;
+}
+
+bool Tokenizer::is_control(Token token) const {
+  check_token(impl_->processor, token);
+  return impl_->processor.IsControl(token);
 }
 
 int Tokenizer::vocab_size() const { return impl_->processor.GetPieceSize(); }
@@ -129,13 +135,9 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool at_start)
     : tokenizer_(&tokenizer), at_start_(at_start) {}
 
 std::string StreamDecoder::push(Token token) {
-  std::string bytes = tokenizer_->token_bytes(token);
-  if (at_start_ && !bytes.empty()) {
-    // SentencePiece drops the space its dummy prefix added, on the first piece of the text.
-    if (bytes[0] == ' ' && bytes.size() > 1 && !(bytes.size() == 5 && bytes == " \xE2\x81\x87 ")) bytes.erase(0, 1);
-    at_start_ = false;
-  }
-  pending_ += bytes;
+  // As in SentencePiece's decode, only the first token that is not a control token starts the text.
+  pending_ += tokenizer_->token_bytes(token, at_start_);
+  at_start_ = at_start_ && tokenizer_->is_control(token);
   std::string out;
   std::size_t i = 0;
   const auto* s = reinterpret_cast<const unsigned char*>(pending_.data());

@@ -25,8 +25,11 @@ class Tokenizer {
   std::vector<Token> encode(std::string_view text, bool add_bos) const;
   // As SentencePiece decodes: control tokens dropped, the first piece's leading space removed.
   std::string decode(std::span<const Token> tokens) const;
-  // The bytes a token stands for in running text (no leading-space removal).
-  std::string token_bytes(Token token) const;
+  // The bytes a token stands for in running text. at_text_start: the token begins the text, so
+  // the space SentencePiece's dummy prefix put before its first word is dropped.
+  std::string token_bytes(Token token, bool at_text_start = false) const;
+  // Control tokens (BOS, EOS) stand for no text.
+  bool is_control(Token token) const;
   int vocab_size() const;
   Token bos_id() const;
   Token eos_id() const;

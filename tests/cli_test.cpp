@@ -1,0 +1,72 @@
+// cli_test.cpp: effort-run as a user runs it: the reference greedy ids, and clear errors with a
+// non-zero exit for bad input.
+#include <catch2/catch.hpp>
+
+#include "test_util.h"
+
+namespace {
+
+std::string effort_run() { return std::string(EFFORT_BIN_DIR) + "/effort-run"; }
+std::string model_arg() { return " -m '" + test::fixture_model().string() + "'"; }
+
+}  // namespace
+
+TEST_CASE("effort-run --prompt-ids 1 -n 200 --temp 0 --ids prints the reference greedy ids", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
+  std::string expected;
+  for (const auto& id : ref["generated_ids"]) expected += (expected.empty() ? "" : ",") + std::to_string(id.get<int>());
+  for (const char* threads : {"1", "2"}) {
+    const auto r = test::run_command(effort_run() + model_arg() + " --prompt-ids 1 -n 200 --temp 0 --ids -t " + threads + " 2>/dev/null");
+    REQUIRE(r.exit_code == 0);
+    REQUIRE(r.output.substr(0, r.output.find('\n')) == expected);
+  }
+}
+
+TEST_CASE("effort-run prints the story and a stats line", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const auto r = test::run_command(effort_run() + model_arg() + " -p 'Once upon a time' -n 20 --temp 0");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.rfind("Once upon a time, there was a little girl named Lily.", 0) == 0);
+  REQUIRE(r.output.find("[stats] prompt 5 tokens") != std::string::npos);
+  REQUIRE(r.output.find("generation 20 tokens") != std::string::npos);
+}
+
+TEST_CASE("effort-run --chat answers each line of stdin", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const auto r = test::run_command("printf 'hello\\nagain\\n' | " + effort_run() + model_arg() + " --chat -n 5 --temp 0");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("[stats] prompt") != std::string::npos);
+}
+
+TEST_CASE("effort-run rejects bad input with a clear message and a non-zero exit", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const std::pair<std::string, std::string> cases[] = {
+      {" --temp abc", "--temp: expected a number in [0.000000, 1000000.000000], got 'abc'"},
+      {" --temp -1", "--temp: expected a number"},
+      {" --top-p 0", "--top-p: expected a number in (0.000000"},
+      {" --top-p 1.5", "--top-p"},
+      {" -n -3", "-n: expected an integer in [0, 16777216], got '-3'"},
+      {" -n 12x", "got '12x'"},
+      {" -t 0", "-t: expected an integer in [1, 1024]"},
+      {" --seed -5", "--seed: expected a non-negative integer"},
+      {" --prompt-ids 1,,2", "--prompt-ids: expected an integer"},
+      {" --prompt-ids 1,99999", "token id 99999 is outside the vocabulary [0, 512)"},
+      {" -c 4 --prompt-ids 1,2,3,4,5", "5 more tokens do not fit the context: 0 of 4 positions used"},
+      {" -c 100000", "context_length 100000 exceeds the model's max_position_embeddings 512"},
+      {" --arch nope", "unknown kernel arch 'nope'"},
+      {" --frobnicate", "unknown option '--frobnicate'"},
+      {" -n", "-n: missing value"},
+      {" -p hi --prompt-ids 1", "either -p or --prompt-ids"},
+  };
+  for (const auto& [args, message] : cases) {
+    CAPTURE(args);
+    const auto r = test::run_command(effort_run() + model_arg() + args);
+    REQUIRE(r.exit_code != 0);
+    REQUIRE(r.exit_code < 128);  // an error exit, not a signal
+    REQUIRE(r.output.find(message) != std::string::npos);
+  }
+  const auto missing = test::run_command(effort_run() + " -m /nonexistent/model -n 1");
+  REQUIRE(missing.exit_code == 1);
+  REQUIRE(missing.output.find("/nonexistent/model: no such file or folder") != std::string::npos);
+}

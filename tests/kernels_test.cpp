@@ -1,0 +1,255 @@
+// kernels_test.cpp: every kernel of every arch this CPU runs, against the scalar reference, over
+// awkward sizes and misaligned pointers.
+#include <immintrin.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <random>
+
+#include "kernels/fp16.h"
+#include "kernels/kernels.h"
+
+using namespace effort::kernels;
+
+namespace {
+
+const std::size_t kSizes[] = {0, 1, 7, 15, 16, 17, 4095, 4096};
+const std::size_t kMisalign[] = {0, 1, 3};  // in elements: pointers off the 64-byte grid
+
+std::vector<Arch> simd_arches() {
+  std::vector<Arch> arches;
+  for (Arch a : {Arch::avx2, Arch::avx512})
+    if (arch_supported(a)) arches.push_back(a);
+  if (arches.empty()) WARN("no SIMD arch supported on this CPU: only the scalar kernels run");
+  return arches;
+}
+
+// Small integers: every product and partial sum is exact in fp32, so any summation order gives
+// the same bits and a SIMD result must equal the reference exactly.
+std::vector<float> small_ints(std::size_t n, std::mt19937& rng, int range = 8) {
+  std::uniform_int_distribution<int> d(-range, range);
+  std::vector<float> v(n);
+  for (auto& x : v) x = float(d(rng));
+  return v;
+}
+
+std::vector<float> normals(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Weight storage of a dtype holding the given (exactly representable) values.
+std::vector<std::uint8_t> encode(DType dtype, const std::vector<float>& values) {
+  std::vector<std::uint8_t> bytes(values.size() * dtype_size(dtype) + 64);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (dtype == DType::f32) {
+      std::memcpy(bytes.data() + 4 * i, &values[i], 4);
+    } else {
+      const std::uint16_t h = dtype == DType::f16 ? float_to_half(values[i])
+                                                  : std::uint16_t(float_to_bits(values[i]) >> 16);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  return bytes;
+}
+
+// Misaligned copies of a vector: the same values starting `offset` floats into a buffer.
+struct Shifted {
+  std::vector<float> storage;
+  float* data;
+  Shifted(const std::vector<float>& v, std::size_t offset) : storage(v.size() + offset + 16) {
+    data = storage.data() + offset;
+    std::copy(v.begin(), v.end(), data);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fp16 decode matches the hardware for all 65536 halves", "[kernels]") {
+  if (!arch_supported(Arch::avx2)) {
+    WARN("skipped: no F16C on this CPU");
+    return;
+  }
+  const auto hardware = [](std::uint16_t h) __attribute__((target("f16c"))) { return _cvtsh_ss(h); };
+  for (std::uint32_t h = 0; h < 65536; ++h) {
+    const float mine = half_to_float(std::uint16_t(h)), theirs = hardware(std::uint16_t(h));
+    if (std::isnan(theirs)) {
+      REQUIRE(std::isnan(mine));
+    } else {
+      REQUIRE(float_to_bits(mine) == float_to_bits(theirs));
+    }
+  }
+}
+
+TEST_CASE("fp16 encode rounds to nearest even like the hardware", "[kernels]") {
+  if (!arch_supported(Arch::avx2)) {
+    WARN("skipped: no F16C on this CPU");
+    return;
+  }
+  const auto hardware = [](float f) __attribute__((target("f16c"))) {
+    return std::uint16_t(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+  };
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<std::uint32_t> bits;
+  // Random bit patterns cover every exponent, including subnormal and overflowing halves.
+  for (int i = 0; i < 2000000; ++i) {
+    const float f = bits_to_float(bits(rng));
+    if (std::isnan(f)) continue;
+    REQUIRE(float_to_half(f) == hardware(f));
+  }
+  for (float f : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 5.96e-8f, 2.98e-8f, 2.99e-8f, 6.1e-5f, INFINITY})
+    REQUIRE(float_to_half(f) == hardware(f));
+}
+
+TEST_CASE("SIMD kernels equal the scalar reference", "[kernels]") {
+  const KernelTable& ref = kernel_table(Arch::scalar);
+  for (Arch arch : simd_arches()) {
+    const KernelTable& simd = kernel_table(arch);
+    std::mt19937 rng(42);
+    for (std::size_t n : kSizes) {
+      for (std::size_t off : kMisalign) {
+        CAPTURE(arch_name(arch), n, off);
+        const auto x = small_ints(n, rng), y = small_ints(n, rng), w = small_ints(n, rng);
+        Shifted sx(x, off), sw(w, off), a(x, off), b(x, off);
+
+        // rms_norm: exact inputs, same operation order after the sum: bitwise equal.
+        ref.rms_norm(a.data, sx.data, sw.data, n, 1e-5f);
+        simd.rms_norm(b.data, sx.data, sw.data, n, 1e-5f);
+        REQUIRE(std::equal(a.data, a.data + n, b.data));
+
+        // add: elementwise, exact.
+        Shifted ya(y, off), yb(y, off);
+        ref.add(ya.data, sx.data, n);
+        simd.add(yb.data, sx.data, n);
+        REQUIRE(std::equal(ya.data, ya.data + n, yb.data));
+
+        // rope on a head of n (even part): same products and sums per element, exact.
+        const std::size_t head_dim = n & ~std::size_t(1);
+        const auto cs = normals(head_dim / 2 + 1, rng), sn = normals(head_dim / 2 + 1, rng);
+        const auto head = normals(n, rng);
+        Shifted ra(head, off), rb(head, off);
+        ref.rope(ra.data, cs.data(), sn.data(), head_dim);
+        simd.rope(rb.data, cs.data(), sn.data(), head_dim);
+        REQUIRE(std::equal(ra.data, ra.data + n, rb.data));
+
+        // silu_mul: xsimd's exp differs from libm's by a few ulp; 1e-6 relative covers that.
+        const auto g = normals(n, rng, 4.0f), u = normals(n, rng);
+        Shifted sg(g, off), su(u, off), oa(g, off), ob(g, off);
+        ref.silu_mul(oa.data, sg.data, su.data, n);
+        simd.silu_mul(ob.data, sg.data, su.data, n);
+        for (std::size_t i = 0; i < n; ++i) REQUIRE(ob.data[i] == Approx(oa.data[i]).epsilon(1e-6).margin(1e-30));
+
+        // to_float of every dtype: exact conversions.
+        for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+          const auto bytes = encode(dtype, x);
+          std::vector<float> ca(n + 1), cb(n + 1);
+          ref.to_float[int(dtype)](ca.data(), bytes.data(), n);
+          simd.to_float[int(dtype)](cb.data(), bytes.data(), n);
+          REQUIRE(ca == cb);
+          for (std::size_t i = 0; i < n; ++i) REQUIRE(ca[i] == x[i]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matvec of every dtype and arch equals the reference exactly on integer data", "[kernels]") {
+  std::mt19937 rng(7);
+  const std::pair<std::size_t, std::size_t> shapes[] = {{0, 5}, {5, 0}, {1, 1}, {7, 15}, {9, 16}, {17, 17}, {3, 4095}, {6, 4096}, {33, 100}};
+  std::vector<Arch> arches = simd_arches();
+  arches.push_back(Arch::scalar);
+  for (auto [rows, cols] : shapes) {
+    // |w|,|x| <= 8 and cols <= 4096: partial sums stay below 2^24, so fp32 sums are exact and
+    // every arch must give the double-precision product bit for bit.
+    const auto w = small_ints(rows * cols, rng), x = small_ints(cols, rng);
+    std::vector<double> exact(rows, 0.0);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) exact[r] += double(w[r * cols + c]) * x[c];
+    for (Arch arch : arches) {
+      for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+        for (std::size_t off : kMisalign) {
+          CAPTURE(arch_name(arch), dtype_name(dtype), rows, cols, off);
+          auto bytes = encode(dtype, w);
+          bytes.insert(bytes.begin(), off * dtype_size(dtype), 0);
+          Shifted sx(x, off);
+          std::vector<float> y(rows + 1, -1.0f);
+          kernel_table(arch).matvec[int(dtype)](y.data(), bytes.data() + off * dtype_size(dtype), sx.data, rows, cols);
+          for (std::size_t r = 0; r < rows; ++r) REQUIRE(double(y[r]) == exact[r]);
+          REQUIRE(y[rows] == -1.0f);  // nothing written past the end
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matvec on real-valued data stays within the fp32 summation bound", "[kernels]") {
+  std::mt19937 rng(3);
+  const std::size_t rows = 64, cols = 4096;
+  const auto w = normals(rows * cols, rng, 0.02f), x = normals(cols, rng);
+  for (Arch arch : {Arch::scalar, Arch::avx2, Arch::avx512}) {
+    if (!arch_supported(arch)) continue;
+    std::vector<float> y(rows);
+    kernel_table(arch).matvec[int(DType::f32)](y.data(), w.data(), x.data(), rows, cols);
+    for (std::size_t r = 0; r < rows; ++r) {
+      double exact = 0, magnitude = 0;
+      for (std::size_t c = 0; c < cols; ++c) {
+        exact += double(w[r * cols + c]) * x[c];
+        magnitude += std::fabs(double(w[r * cols + c]) * x[c]);
+      }
+      // Any fp32 summation order errs by at most cols * 2^-24 * sum|terms| (Higham's bound).
+      REQUIRE(std::fabs(y[r] - exact) <= cols * 0x1p-24 * magnitude);
+    }
+  }
+}
+
+TEST_CASE("attention equals the reference and a double-precision softmax", "[kernels]") {
+  std::mt19937 rng(11);
+  for (std::size_t n_keys : {std::size_t(1), std::size_t(2), std::size_t(15), std::size_t(16), std::size_t(17), std::size_t(300)}) {
+    for (std::size_t head_dim : {std::size_t(1), std::size_t(8), std::size_t(17), std::size_t(64), std::size_t(128)}) {
+      const std::size_t stride = head_dim + 3;  // keys interleaved with other heads' data
+      const auto q = normals(head_dim, rng), k = normals(n_keys * stride, rng), v = normals(n_keys * stride, rng);
+      const float scale = 1.0f / std::sqrt(float(head_dim));
+      std::vector<double> exact(head_dim, 0.0), s(n_keys);
+      double max_s = -1e300, sum = 0;
+      for (std::size_t t = 0; t < n_keys; ++t) {
+        double dot = 0;
+        for (std::size_t d = 0; d < head_dim; ++d) dot += double(q[d]) * k[t * stride + d];
+        s[t] = dot * scale;
+        max_s = std::max(max_s, s[t]);
+      }
+      for (auto& e : s) sum += (e = std::exp(e - max_s));
+      for (std::size_t t = 0; t < n_keys; ++t)
+        for (std::size_t d = 0; d < head_dim; ++d) exact[d] += s[t] / sum * v[t * stride + d];
+      for (Arch arch : {Arch::scalar, Arch::avx2, Arch::avx512}) {
+        if (!arch_supported(arch)) continue;
+        CAPTURE(arch_name(arch), n_keys, head_dim);
+        std::vector<float> out(head_dim), scores(n_keys);
+        kernel_table(arch).attention(out.data(), q.data(), k.data(), v.data(), n_keys, stride, head_dim, scale, scores.data());
+        // Inputs are O(1): fp32 dot products and exp differ from double by ~1e-6 relative, and the
+        // output is a convex combination of O(1) values.
+        for (std::size_t d = 0; d < head_dim; ++d) REQUIRE(out[d] == Approx(exact[d]).margin(2e-5));
+      }
+    }
+  }
+}
+
+TEST_CASE("attention does not overflow on huge scores", "[kernels]") {
+  // Without max-subtraction exp(1000) is inf and the output NaN.
+  // Scores 1000 and 900: softmax puts weight 1 - e^-100 on the first key.
+  const std::vector<float> q = {100.0f, 100.0f}, k = {10.0f, 0.0f, 9.0f, 0.0f}, v = {1.0f, 2.0f, 3.0f, 4.0f};
+  for (Arch arch : {Arch::scalar, Arch::avx2, Arch::avx512}) {
+    if (!arch_supported(arch)) continue;
+    std::vector<float> out(2), scores(2);
+    kernel_table(arch).attention(out.data(), q.data(), k.data(), v.data(), 2, 2, 2, 1.0f, scores.data());
+    REQUIRE(out[0] == 1.0f);
+    REQUIRE(out[1] == 2.0f);
+  }
+}
+
+TEST_CASE("arch names parse and unknown ones are rejected", "[kernels]") {
+  for (Arch a : {Arch::scalar, Arch::avx2, Arch::avx512}) REQUIRE(parse_arch(arch_name(a)) == a);
+  REQUIRE_THROWS_WITH(parse_arch("neon"), Catch::Contains("unknown kernel arch 'neon'"));
+  REQUIRE(arch_supported(best_arch()));
+}

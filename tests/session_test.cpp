@@ -1,0 +1,139 @@
+// session_test.cpp: the Session API on the fixture model: determinism across runs and thread
+// counts, continuation, the context limit, the stop callback and bad input.
+#include <catch2/catch.hpp>
+
+#include "effort/effort.h"
+#include "test_util.h"
+
+using namespace effort;
+using Catch::Contains;
+
+namespace {
+GenerateOptions sampled(int n, std::uint64_t seed) {
+  GenerateOptions o;
+  o.max_new_tokens = n;
+  o.sampling.temperature = 1.0f;
+  o.sampling.seed = seed;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("same seed, same tokens, for 1 and 2 threads and across runs", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  const std::vector<Token> prompt = {1};
+  std::vector<std::vector<Token>> runs;
+  for (int threads : {1, 2, 1, 2}) {
+    Session s = model.new_session({.num_threads = threads});
+    runs.push_back(s.generate(std::span<const Token>(prompt), sampled(120, 7)).tokens);
+  }
+  for (const auto& r : runs) REQUIRE(r == runs[0]);
+  Session s = model.new_session();
+  REQUIRE(s.generate(std::span<const Token>(prompt), sampled(120, 8)).tokens != runs[0]);
+}
+
+TEST_CASE("generating in two calls equals one call (greedy)", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_new_tokens = 30;
+  const std::vector<Token> prompt = {1};
+  Session one = model.new_session();
+  const auto whole = one.generate(std::span<const Token>(prompt), greedy).tokens;
+  Session two = model.new_session();
+  greedy.max_new_tokens = 12;
+  auto first = two.generate(std::span<const Token>(prompt), greedy).tokens;
+  greedy.max_new_tokens = 18;
+  const auto second = two.generate(std::span<const Token>(), greedy).tokens;
+  first.insert(first.end(), second.begin(), second.end());
+  REQUIRE(first == whole);
+  REQUIRE(two.position() == 30);  // BOS + 29 run; the 30th token waits to be fed
+}
+
+TEST_CASE("text prompts and the token callback", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  Session s = model.new_session();
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_new_tokens = 50;
+  std::string streamed;
+  int calls = 0;
+  const auto result = s.generate(std::string_view("Once upon a time"), greedy, [&](Token, std::string_view text) {
+    streamed += text;
+    return ++calls < 10;
+  });
+  REQUIRE(result.stop_reason == StopReason::callback);
+  REQUIRE(result.tokens.size() == 10);
+  REQUIRE(result.stats.prompt_tokens == 5);  // BOS + 4 pieces
+  // Streamed text continues the prompt exactly as decoding prompt + generated tokens does.
+  auto all = model.tokenizer()->encode("Once upon a time", true);
+  const std::string prompt_text = model.tokenizer()->decode(all);
+  all.insert(all.end(), result.tokens.begin(), result.tokens.end());
+  REQUIRE(streamed == model.tokenizer()->decode(all).substr(prompt_text.size()));
+  REQUIRE(streamed.rfind(", there was a little", 0) == 0);
+}
+
+TEST_CASE("the context limit stops generation and rejects long prompts", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  Session s = model.new_session({.context_length = 8});
+  REQUIRE(s.context_length() == 8);
+  GenerateOptions o = sampled(100, 1);
+  const std::vector<Token> prompt = {1, 403, 407};
+  const auto result = s.generate(std::span<const Token>(prompt), o);
+  REQUIRE(result.stop_reason == StopReason::context_full);
+  REQUIRE(result.tokens.size() == 6);  // positions 3..7 run, and the token predicted after the last
+  REQUIRE_THROWS_WITH(s.forward(1), Contains("do not fit the context: 8 of 8 positions used"));
+
+  Session fresh = model.new_session({.context_length = 4});
+  const std::vector<Token> longer = {1, 2, 3, 4, 5};
+  REQUIRE_THROWS_WITH(fresh.generate(std::span<const Token>(longer), o), Contains("5 more tokens do not fit the context"));
+  REQUIRE(fresh.position() == 0);  // nothing was fed
+  REQUIRE_THROWS_WITH(model.new_session({.context_length = 100000}), Contains("exceeds the model's max_position_embeddings 512"));
+}
+
+TEST_CASE("bad session input is an error, not a crash", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  Session s = model.new_session();
+  REQUIRE_THROWS_WITH(s.forward(512), Contains("token id 512 is outside the vocabulary [0, 512)"));
+  REQUIRE_THROWS_WITH(s.forward(-1), Contains("token id -1"));
+  REQUIRE_THROWS_WITH(s.prefill({}), Contains("no tokens"));
+  GenerateOptions o;
+  o.max_new_tokens = -1;
+  const std::vector<Token> prompt = {1};
+  REQUIRE_THROWS_WITH(s.generate(std::span<const Token>(prompt), o), Contains("max_new_tokens"));
+  REQUIRE_THROWS_WITH(model.new_session({.num_threads = -2}), Contains("num_threads"));
+  REQUIRE_THROWS_WITH(model.new_session({.kernel_arch = "sse9"}), Contains("unknown kernel arch 'sse9'"));
+  REQUIRE(s.position() == 0);
+}
+
+TEST_CASE("an EOS token ends generation", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  // Make the model's own greedy continuation end: call its 6th greedy token "EOS" by giving a
+  // config whose eos_token_id is that token.
+  const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
+  const Token sixth = ref["generated_ids"][5];
+  test::TempDir dir;
+  auto config = test::read_json(test::fixture_model() / "config.json");
+  config["eos_token_id"] = sixth;
+  test::write_text(dir / "config.json", config.dump());
+  std::filesystem::create_symlink(test::fixture_model() / "model.safetensors", dir / "model.safetensors");
+  const Model eos_model = Model::load(dir.path);
+  Session s = eos_model.new_session();
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  const std::vector<Token> prompt = {1};
+  auto result = s.generate(std::span<const Token>(prompt), greedy);
+  REQUIRE(result.stop_reason == StopReason::eos);
+  REQUIRE(result.tokens.size() == 5);
+  greedy.stop_at_eos = false;
+  greedy.max_new_tokens = 7;
+  Session t = eos_model.new_session();
+  result = t.generate(std::span<const Token>(prompt), greedy);
+  REQUIRE(result.tokens.size() == 7);
+  REQUIRE(result.tokens[5] == sixth);
+}

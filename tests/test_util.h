@@ -1,0 +1,132 @@
+// test_util.h: fixture locations, a safetensors writer for crafted (and broken) files, running a
+// CLI, and error measures with named tolerances.
+#pragma once
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace test {
+
+namespace fs = std::filesystem;
+
+// $EFFORT_MODELS_DIR, else ../shared/models beside the repo. Reference outputs live in
+// ../reference beside it.
+inline fs::path models_dir() {
+  const char* env = std::getenv("EFFORT_MODELS_DIR");
+  return env && *env ? fs::path(env) : fs::path(EFFORT_SHARED_DIR) / "models";
+}
+inline fs::path reference_dir() { return models_dir().parent_path() / "reference"; }
+inline fs::path fixture_model() { return models_dir() / "stories260K-hf"; }
+
+// Models a test needs may be absent (another models folder); such tests say so and pass.
+#define REQUIRE_PATH_OR_SKIP(path)                                    \
+  do {                                                                \
+    if (!std::filesystem::exists(path)) {                             \
+      WARN("skipped: " << (path).string() << " is absent");           \
+      return;                                                         \
+    }                                                                 \
+  } while (0)
+
+// A fresh directory under the system temp folder, removed at scope exit.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string templ = (fs::temp_directory_path() / "effort-test-XXXXXX").string();
+    path = ::mkdtemp(templ.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+inline std::vector<char> read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+inline void write_bytes(const fs::path& path, const void* data, std::size_t size) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(static_cast<const char*>(data), std::streamsize(size));
+}
+inline void write_text(const fs::path& path, const std::string& text) { write_bytes(path, text.data(), text.size()); }
+
+struct RawTensor {
+  std::string dtype;                 // "F32", "F16", "BF16", ...
+  std::vector<std::int64_t> shape;
+  std::vector<std::uint8_t> bytes;
+};
+
+// Writes a well-formed safetensors file; header_fixup may corrupt the header JSON first.
+inline void write_safetensors(const fs::path& path, const std::map<std::string, RawTensor>& tensors,
+                              const std::function<void(nlohmann::json&)>& header_fixup = {}) {
+  nlohmann::json header = nlohmann::json::object();
+  header["__metadata__"] = {{"format", "pt"}};
+  std::vector<std::uint8_t> data;
+  for (const auto& [name, t] : tensors) {
+    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+    data.insert(data.end(), t.bytes.begin(), t.bytes.end());
+  }
+  if (header_fixup) header_fixup(header);
+  std::string text = header.dump();
+  while (text.size() % 8) text += ' ';
+  std::vector<std::uint8_t> file(8);
+  for (int i = 0; i < 8; ++i) file[std::size_t(i)] = std::uint8_t(std::uint64_t(text.size()) >> (8 * i));
+  file.insert(file.end(), text.begin(), text.end());
+  file.insert(file.end(), data.begin(), data.end());
+  write_bytes(path, file.data(), file.size());
+}
+
+inline RawTensor f32_tensor(std::vector<std::int64_t> shape, const std::vector<float>& values) {
+  RawTensor t{"F32", std::move(shape), std::vector<std::uint8_t>(values.size() * 4)};
+  std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
+  return t;
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a shell command line; the caller quotes arguments.
+inline CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return result;
+  std::array<char, 4096> buffer;
+  std::size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+inline std::vector<float> read_f32_file(const fs::path& path) {
+  const auto bytes = read_bytes(path);
+  std::vector<float> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return v;
+}
+
+inline nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+inline float max_abs_diff(const float* a, const float* b, std::size_t n) {
+  float m = 0;
+  for (std::size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+}  // namespace test

@@ -1,0 +1,48 @@
+// thread_pool_test.cpp: parallel_for covers every index once, and matvec results do not depend on
+// the number of threads.
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "kernels/kernels.h"
+#include "linear.h"
+#include "thread_pool.h"
+
+using namespace effort;
+
+TEST_CASE("parallel_for visits each index exactly once on grain boundaries", "[threads]") {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    REQUIRE(pool.size() == threads);
+    for (std::size_t n : {0, 1, 7, 64, 1000}) {
+      for (std::size_t grain : {1, 4, 100}) {
+        std::vector<int> hits(n, 0);
+        std::mutex m;
+        pool.parallel_for(n, grain, [&](std::size_t b, std::size_t e) {
+          REQUIRE(b % grain == 0);
+          std::lock_guard lock(m);
+          for (std::size_t i = b; i < e; ++i) ++hits[i];
+        });
+        REQUIRE(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+      }
+    }
+  }
+}
+
+TEST_CASE("matvec is bitwise identical for 1, 2 and 3 threads", "[threads]") {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d;
+  const std::size_t rows = 1000, cols = 333;
+  std::vector<float> w(rows * cols), x(cols);
+  for (auto& v : w) v = d(rng);
+  for (auto& v : x) v = d(rng);
+  const DenseMatrix m{kernels::DType::f32, w.data(), rows, cols};
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<float> y(rows);
+    matvec(m, x.data(), y.data(), Compute{kernels::kernel_table(kernels::best_arch()), pool});
+    results.push_back(y);
+  }
+  REQUIRE(results[0] == results[1]);
+  REQUIRE(results[0] == results[2]);
+}
