@@ -21,7 +21,7 @@ static inline void attention(float* out, const float* q, const float* k, const f
     float dot = 0.0f;
     for (std::size_t d = 0; d < head_dim; ++d) dot += q[d] * key[d];
     scores[t] = dot * scale;
-    max_score = std::fmax(max_score, scores[t]);
+    max_score = scores[t] > max_score ? scores[t] : max_score;
   }
   float sum = 0.0f;
   for (std::size_t t = 0; t < n_keys; ++t) {
@@ -53,7 +53,7 @@ void attention(float* out, const float* q, const float* k, const float* v, std::
     float dot = xsimd::hadd(acc);
     for (; d < head_dim; ++d) dot += q[d] * key[d];
     scores[t] = dot * scale;
-    max_score = std::fmax(max_score, scores[t]);
+    max_score = scores[t] > max_score ? scores[t] : max_score;
   }
   Floats<A> sums(0.0f);
   std::size_t t = 0;

@@ -206,8 +206,8 @@ TEST_CASE("matvec on real-valued data stays within the fp32 summation bound", "[
 
 TEST_CASE("attention equals the reference and a double-precision softmax", "[kernels]") {
   std::mt19937 rng(11);
-  for (std::size_t n_keys : {std::size_t(1), std::size_t(2), std::size_t(15), std::size_t(16), std::size_t(17), std::size_t(300)}) {
-    for (std::size_t head_dim : {std::size_t(1), std::size_t(8), std::size_t(17), std::size_t(64), std::size_t(128)}) {
+  for (std::size_t n_keys : kSizes) {
+    for (std::size_t head_dim : {std::size_t(1), std::size_t(8), std::size_t(17), std::size_t(128)}) {
       const std::size_t stride = head_dim + 3;  // keys interleaved with other heads' data
       const auto q = normals(head_dim, rng), k = normals(n_keys * stride, rng), v = normals(n_keys * stride, rng);
       const float scale = 1.0f / std::sqrt(float(head_dim));
@@ -220,7 +220,7 @@ TEST_CASE("attention equals the reference and a double-precision softmax", "[ker
         max_s = std::max(max_s, s[t]);
       }
       for (auto& e : s) sum += (e = std::exp(e - max_s));
-      for (std::size_t t = 0; t < n_keys; ++t)
+      for (std::size_t t = 0; t < n_keys; ++t)  // no keys: the output is zero
         for (std::size_t d = 0; d < head_dim; ++d) exact[d] += s[t] / sum * v[t * stride + d];
       for (Arch arch : {Arch::scalar, Arch::avx2, Arch::avx512}) {
         if (!arch_supported(arch)) continue;
