@@ -2,6 +2,7 @@
 // compiled with that arch's flags.
 #pragma once
 #include "attention.h"
+#include "bucket_matvec.h"
 #include "elementwise.h"
 #include "matvec.h"
 #include "rms_norm.h"
@@ -18,6 +19,8 @@ constexpr KernelTable make_reference_table() {
       {matvec<DType::f32>, matvec<DType::f16>, matvec<DType::bf16>},
       silu_mul,
       add,
+      bucket_dispatch,
+      bucket_matvec,
       {to_float<DType::f32>, to_float<DType::f16>, to_float<DType::bf16>},
   };
 }
@@ -32,6 +35,8 @@ constexpr KernelTable make_simd_table() {
       {matvec<A, DType::f32>, matvec<A, DType::f16>, matvec<A, DType::bf16>},
       silu_mul<A>,
       add<A>,
+      bucket_dispatch<A>,
+      bucket_matvec<A>,
       {to_float<A, DType::f32>, to_float<A, DType::f16>, to_float<A, DType::bf16>},
   };
 }

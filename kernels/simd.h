@@ -22,6 +22,10 @@ using Floats = xsimd::batch<float, A>;
 template <class A, DType D>
 Floats<A> load_weights(const void* p);
 
+// Bit l set where a[l] > b[l].
+template <class A>
+std::uint64_t greater_mask(Floats<A> a, Floats<A> b);
+
 #if defined(__AVX512F__)
 template <>
 inline Floats<Avx512> load_weights<Avx512, DType::f32>(const void* p) {
@@ -36,6 +40,10 @@ inline Floats<Avx512> load_weights<Avx512, DType::bf16>(const void* p) {
   const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
+template <>
+inline std::uint64_t greater_mask<Avx512>(Floats<Avx512> a, Floats<Avx512> b) {
+  return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ);
+}
 #elif defined(__AVX2__)
 template <>
 inline Floats<Avx2> load_weights<Avx2, DType::f32>(const void* p) {
@@ -49,6 +57,10 @@ template <>
 inline Floats<Avx2> load_weights<Avx2, DType::bf16>(const void* p) {
   const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
   return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+template <>
+inline std::uint64_t greater_mask<Avx2>(Floats<Avx2> a, Floats<Avx2> b) {
+  return std::uint64_t(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)));
 }
 #endif
 

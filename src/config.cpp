@@ -2,7 +2,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "effort/config.h"
+#include "config_json.h"
 #include "effort/error.h"
 
 namespace effort {
@@ -44,8 +44,11 @@ ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
   } catch (const json::exception& e) {
     fail(source, std::string("not valid JSON: ") + e.what());
   }
-  if (!j.is_object()) fail(source, "expected a JSON object");
+  return config_from_json(j, source);
+}
 
+ModelConfig config_from_json(const json& j, const std::string& source) {
+  if (!j.is_object()) fail(source, "expected a JSON object");
   ModelConfig c;
   if (!j.contains("model_type") || !j["model_type"].is_string())
     fail(source, "missing string field \"model_type\"");
@@ -84,6 +87,24 @@ ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
   }
   c.validate(source);
   return c;
+}
+
+json config_to_json(const ModelConfig& c) {
+  return {{"model_type", c.model_type},
+          {"hidden_size", c.hidden_size},
+          {"intermediate_size", c.intermediate_size},
+          {"num_hidden_layers", c.num_hidden_layers},
+          {"num_attention_heads", c.num_attention_heads},
+          {"num_key_value_heads", c.num_key_value_heads},
+          {"head_dim", c.head_dim},
+          {"vocab_size", c.vocab_size},
+          {"max_position_embeddings", c.max_position_embeddings},
+          {"rope_theta", c.rope_theta},
+          {"rms_norm_eps", c.rms_norm_eps},
+          {"sliding_window", c.sliding_window ? json(c.sliding_window) : json(nullptr)},
+          {"tie_word_embeddings", c.tie_word_embeddings},
+          {"bos_token_id", c.bos_token_id},
+          {"eos_token_id", c.eos_token_ids}};
 }
 
 void ModelConfig::validate(const std::string& source) const {

@@ -5,7 +5,6 @@
 #include <string>
 
 #include "effort/error.h"
-#include "kernels/fp16.h"
 #include "safetensors.h"
 
 namespace effort {
@@ -32,21 +31,6 @@ DenseMatrix matrix(const TensorView& t, ModelWeights& weights) {
   return m;
 }
 
-std::vector<float> vector(const TensorView& t) {
-  std::vector<float> out(std::size_t(t.num_elements()));
-  const auto dtype = t.dtype();
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    if (dtype == kernels::DType::f32) {
-      std::memcpy(&out[i], t.data + 4 * i, 4);
-    } else {
-      std::uint16_t h;
-      std::memcpy(&h, t.data + 2 * i, 2);
-      out[i] = dtype == kernels::DType::f16 ? kernels::half_to_float(h) : kernels::bf16_to_float(h);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 ModelWeights load_hf_weights(const std::filesystem::path& folder, const ModelConfig& c) {
@@ -61,19 +45,18 @@ ModelWeights load_hf_weights(const std::filesystem::path& folder, const ModelCon
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights layer;
-    layer.input_layernorm = vector(checkpoint->get(p + "input_layernorm.weight", {hidden}));
+    layer.input_layernorm = checkpoint->get(p + "input_layernorm.weight", {hidden}).to_floats();
     layer.q_proj = matrix(checkpoint->get(p + "self_attn.q_proj.weight", {q_dim, hidden}), w);
     layer.k_proj = matrix(checkpoint->get(p + "self_attn.k_proj.weight", {kv_dim, hidden}), w);
     layer.v_proj = matrix(checkpoint->get(p + "self_attn.v_proj.weight", {kv_dim, hidden}), w);
     layer.o_proj = matrix(checkpoint->get(p + "self_attn.o_proj.weight", {hidden, q_dim}), w);
-    layer.post_attention_layernorm =
-        vector(checkpoint->get(p + "post_attention_layernorm.weight", {hidden}));
+    layer.post_attention_layernorm = checkpoint->get(p + "post_attention_layernorm.weight", {hidden}).to_floats();
     layer.gate_proj = matrix(checkpoint->get(p + "mlp.gate_proj.weight", {inter, hidden}), w);
     layer.up_proj = matrix(checkpoint->get(p + "mlp.up_proj.weight", {inter, hidden}), w);
     layer.down_proj = matrix(checkpoint->get(p + "mlp.down_proj.weight", {hidden, inter}), w);
     w.layers.push_back(std::move(layer));
   }
-  w.norm = vector(checkpoint->get("model.norm.weight", {hidden}));
+  w.norm = checkpoint->get("model.norm.weight", {hidden}).to_floats();
   // A tied checkpoint may still carry a copy of lm_head; tying means the embedding is used.
   w.lm_head = c.tie_word_embeddings ? w.embed_tokens
                                     : matrix(checkpoint->get("lm_head.weight", {vocab, hidden}), w);

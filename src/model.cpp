@@ -1,7 +1,10 @@
 // model.cpp: Model::load: picks the loader for the path, owns config, weights and tokenizer.
-#include <optional>
+
+#include <cmath>
 
 #include "effort/effort.h"
+#include "effort_checkpoint.h"
+#include "effort_file.h"
 #include "hf_checkpoint.h"
 #include "model_impl.h"
 
@@ -12,27 +15,41 @@ Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
-Model Model::load(const std::filesystem::path& path, const LoadOptions&) {
+Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
+  if (!(options.mem_fraction > 0.0f && options.mem_fraction <= 1.0f))
+    throw Error(ErrorCode::invalid_argument,
+                "[load] mem_fraction must be in (0, 1], got " + std::to_string(options.mem_fraction));
   if (!std::filesystem::exists(path))
     throw Error(ErrorCode::io, "[load] " + path.string() + ": no such file or folder");
-  if (!std::filesystem::is_directory(path))
-    throw Error(ErrorCode::invalid_argument,
-                "[load] " + path.string() + ": expected a Hugging Face checkpoint folder (config.json + *.safetensors)");
   auto impl = std::make_unique<Impl>();
-  impl->config = ModelConfig::from_file(path / "config.json");
-  impl->weights = load_hf_weights(path, impl->config);
-  const auto tokenizer_path = path / "tokenizer.model";
-  if (std::filesystem::exists(tokenizer_path)) {
-    impl->tokenizer = Tokenizer::from_file(tokenizer_path);
-    if (impl->tokenizer->vocab_size() > impl->config.vocab_size)
-      throw Error(ErrorCode::format, "[load] " + tokenizer_path.string() + ": " +
-                                         std::to_string(impl->tokenizer->vocab_size()) +
-                                         " pieces, more than the model's vocab_size " +
-                                         std::to_string(impl->config.vocab_size));
+  if (std::filesystem::is_directory(path)) {
+    if (options.mem_fraction != 1.0f)
+      throw Error(ErrorCode::invalid_argument, "[load] " + path.string() +
+                                                   ": mem_fraction below 1 needs a .effort model (convert it with effort-convert)");
+    impl->config = ModelConfig::from_file(path / "config.json");
+    impl->weights = load_hf_weights(path, impl->config);
+    const auto tokenizer_path = path / "tokenizer.model";
+    if (std::filesystem::exists(tokenizer_path)) impl->tokenizer = Tokenizer::from_file(tokenizer_path);
+  } else if (is_effort_file(path)) {
+    auto checkpoint = load_effort_checkpoint(path, options.mem_fraction);
+    impl->config = std::move(checkpoint.config);
+    impl->weights = std::move(checkpoint.weights);
+    if (checkpoint.tokenizer_model)
+      impl->tokenizer = Tokenizer::from_bytes(std::move(*checkpoint.tokenizer_model), path.string() + " (tokenizer)");
+  } else {
+    throw Error(ErrorCode::invalid_argument, "[load] " + path.string() +
+                                                 ": expected a .effort file or a Hugging Face checkpoint folder "
+                                                 "(config.json + *.safetensors)");
   }
+  if (impl->tokenizer && impl->tokenizer->vocab_size() > impl->config.vocab_size)
+    throw Error(ErrorCode::format, "[load] " + path.string() + ": the tokenizer has " +
+                                       std::to_string(impl->tokenizer->vocab_size()) +
+                                       " pieces, more than the model's vocab_size " + std::to_string(impl->config.vocab_size));
   impl->transformer.emplace(impl->config, impl->weights);
   return Model(std::move(impl));
 }
+
+bool Model::bucketed() const { return impl_->bucketed(); }
 
 const ModelConfig& Model::config() const { return impl_->config; }
 const Tokenizer* Model::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }

@@ -13,6 +13,10 @@ struct Model::Impl {
   ModelWeights weights;
   std::optional<Tokenizer> tokenizer;
   std::optional<Transformer> transformer;  // refers to config and weights above
+
+  bool bucketed() const {
+    return !weights.layers.empty() && std::holds_alternative<BucketMatrix>(weights.layers[0].q_proj);
+  }
 };
 
 }  // namespace effort

@@ -2,17 +2,18 @@
 #include "safetensors.h"
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "effort/error.h"
+#include "kernels/fp16.h"
+#include "tensor_table.h"
 
 namespace effort {
 
 using nlohmann::json;
-
-namespace {
 
 std::size_t dtype_bytes(const std::string& dtype) {
   static const std::map<std::string, std::size_t> sizes = {
@@ -22,6 +23,8 @@ std::size_t dtype_bytes(const std::string& dtype) {
   const auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
+
+namespace {
 
 [[noreturn]] void fail(const std::filesystem::path& path, const std::string& what) {
   throw Error(ErrorCode::format, "[safetensors] " + path.string() + ": " + what);
@@ -50,31 +53,16 @@ kernels::DType TensorView::dtype() const {
                                           "; expected F32, F16 or BF16");
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
-    : file_(std::make_unique<MappedFile>(path)) {
-  const auto bytes = file_->bytes();
-  if (bytes.size() < 8) fail(path, "truncated: " + std::to_string(bytes.size()) +
-                                       " bytes, shorter than the 8-byte header length");
-  std::uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[std::size_t(i)];
-  if (header_len > bytes.size() - 8)
-    fail(path, "header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                   std::to_string(bytes.size()) + " bytes)");
-  json header;
-  try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(header_len));
-  } catch (const json::exception& e) {
-    fail(path, std::string("header is not valid JSON: ") + e.what());
-  }
-  if (!header.is_object()) fail(path, "header is not a JSON object");
-
-  const std::uint8_t* data = bytes.data() + 8 + header_len;
-  const std::uint64_t data_size = bytes.size() - 8 - header_len;
+std::map<std::string, TensorView> parse_tensor_table(const json& table, const std::uint8_t* data,
+                                                     std::uint64_t data_size, const MappedFile* file,
+                                                     const std::string& context) {
+  auto fail = [&](const std::string& what) -> void { throw Error(ErrorCode::format, context + ": " + what); };
+  std::map<std::string, TensorView> tensors;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
   std::vector<std::string> range_names;
-  for (const auto& [name, info] : header.items()) {
+  for (const auto& [name, info] : table.items()) {
     if (name == "__metadata__") continue;
-    auto bad = [&](const std::string& what) { fail(path, "tensor " + name + ": " + what); };
+    auto bad = [&](const std::string& what) { fail("tensor " + name + ": " + what); };
     if (!info.is_object() || !info.contains("dtype") || !info["dtype"].is_string() ||
         !info.contains("shape") || !info["shape"].is_array() || !info.contains("data_offsets") ||
         !info["data_offsets"].is_array() || info["data_offsets"].size() != 2)
@@ -82,7 +70,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
     TensorView view;
     view.name = name;
     view.dtype_name = info["dtype"].get<std::string>();
-    view.file = file_.get();
+    view.file = file;
     const std::size_t elem_bytes = dtype_bytes(view.dtype_name);
     if (elem_bytes == 0) bad("unknown dtype " + view.dtype_name);
     std::uint64_t elements = 1;
@@ -102,23 +90,60 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
       bad("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
           "] outside the data section of " + std::to_string(data_size) + " bytes");
     if (end - begin != elements * elem_bytes)
-      bad("data_offsets cover " + std::to_string(end - begin) + " bytes, but " + view.dtype_name +
-          " " + shape_string(view.shape) + " needs " + std::to_string(elements * elem_bytes));
+      bad("data_offsets cover " + std::to_string(end - begin) + " bytes, but " + view.dtype_name + " " +
+          shape_string(view.shape) + " needs " + std::to_string(elements * elem_bytes));
     view.data = data + begin;
     view.num_bytes = end - begin;
     if (view.num_bytes) {
       ranges.emplace_back(begin, end);
       range_names.push_back(name);
     }
-    tensors_.emplace(name, std::move(view));
+    tensors.emplace(name, std::move(view));
   }
   std::vector<std::size_t> order(ranges.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ranges[a] < ranges[b]; });
   for (std::size_t i = 1; i < order.size(); ++i)
     if (ranges[order[i]].first < ranges[order[i - 1]].second)
-      fail(path, "tensors " + range_names[order[i - 1]] + " and " + range_names[order[i]] +
-                     " overlap in the data section");
+      fail("tensors " + range_names[order[i - 1]] + " and " + range_names[order[i]] + " overlap in the data section");
+  return tensors;
+}
+
+std::vector<float> TensorView::to_floats() const {
+  std::vector<float> out(static_cast<std::size_t>(num_elements()));
+  const auto type = dtype();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (type == kernels::DType::f32) {
+      std::memcpy(&out[i], data + 4 * i, 4);
+    } else {
+      std::uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      out[i] = type == kernels::DType::f16 ? kernels::half_to_float(h) : kernels::bf16_to_float(h);
+    }
+  }
+  return out;
+}
+
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
+    : file_(std::make_unique<MappedFile>(path)) {
+  const auto bytes = file_->bytes();
+  if (bytes.size() < 8) fail(path, "truncated: " + std::to_string(bytes.size()) +
+                                       " bytes, shorter than the 8-byte header length");
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[std::size_t(i)];
+  if (header_len > bytes.size() - 8)
+    fail(path, "header length " + std::to_string(header_len) + " runs past the end of the file (" +
+                   std::to_string(bytes.size()) + " bytes)");
+  json header;
+  try {
+    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(header_len));
+  } catch (const json::exception& e) {
+    fail(path, std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail(path, "header is not a JSON object");
+
+  tensors_ = parse_tensor_table(header, bytes.data() + 8 + header_len, bytes.size() - 8 - header_len, file_.get(),
+                                "[safetensors] " + path.string());
 }
 
 Checkpoint::Checkpoint(const std::filesystem::path& folder) {

@@ -26,6 +26,8 @@ struct TensorView {
   std::int64_t num_elements() const;
   // The dtype when it is one the kernels read; throws effort::Error (unsupported) otherwise.
   kernels::DType dtype() const;
+  // Every element as a float (F32, F16 or BF16; throws like dtype() otherwise).
+  std::vector<float> to_floats() const;
 };
 
 class SafetensorsFile {

@@ -6,7 +6,9 @@
 #include <thread>
 
 #include "effort/effort.h"
+#include "kernels/bucket_matvec.h"
 #include "kv_cache.h"
+#include "linear.h"
 #include "model_impl.h"
 #include "sampler.h"
 #include "thread_pool.h"
@@ -47,6 +49,30 @@ int choose_context(const ModelConfig& c, int requested) {
   return requested ? requested : std::min(c.max_position_embeddings, 4096);
 }
 
+// Scratch for the largest bucketed matrix of the model.
+BucketScratch make_bucket_scratch(const ModelWeights& weights) {
+  BucketScratch s;
+  std::size_t rows = 0, probes = 0, outputs = 0;
+  for (const auto& layer : weights.layers)
+    for (const Matrix* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
+                            &layer.up_proj, &layer.down_proj})
+      if (const auto* b = std::get_if<BucketMatrix>(m)) {
+        rows = std::max(rows, b->loaded_rows);
+        probes = std::max(probes, b->probe_rows.size());
+        outputs = std::max(outputs, b->num_buckets * kernels::kBucketSize);
+      }
+  s.rows.resize(rows);
+  s.row_x.resize(rows);
+  s.products.resize(probes);
+  s.padded_out.resize(outputs);
+  return s;
+}
+
+void check_effort(float effort) {
+  if (!(effort > 0.0f && effort <= 1.0f))
+    throw Error(ErrorCode::invalid_argument, "[session] effort must be in (0, 1], got " + std::to_string(effort));
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -62,9 +88,10 @@ struct Session::Impl {
         cache(m.config.num_hidden_layers,
               m.config.sliding_window ? std::min(context_length, m.config.sliding_window) : context_length,
               m.config.num_key_value_heads * m.config.head_dim),
-        act(m.config, cache.capacity()) {}
+        act(m.config, cache.capacity()),
+        scratch(make_bucket_scratch(m.weights)) {}
 
-  Compute compute() { return Compute{kernels::kernel_table(arch), pool}; }
+  Compute compute() { return Compute{kernels::kernel_table(arch), pool, &effort, &scratch}; }
 
   void check_token(Token token) const {
     if (token < 0 || token >= model.config.vocab_size)
@@ -103,6 +130,8 @@ struct Session::Impl {
   int context_length;
   KvCache cache;
   Activations act;
+  BucketScratch scratch;
+  EffortState effort;
   std::vector<Token> history;   // tokens in the KV cache, in order
   // The last generated token: sampled but not yet run, so that a finished generation costs no
   // extra forward pass. The next call that feeds tokens runs it first.
@@ -185,6 +214,49 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
   result.stats.generated_tokens = int(result.tokens.size());
   result.stats.generation_seconds = seconds_since(gen_start);
   return result;
+}
+
+void Session::set_effort(float effort) {
+  for (int k = 0; k < kNumMatrixKinds; ++k) set_effort(MatrixKind(k), effort);
+}
+
+void Session::set_effort(MatrixKind kind, float effort) {
+  check_effort(effort);
+  if (effort < 1.0f && !impl_->model.bucketed())
+    throw Error(ErrorCode::invalid_argument,
+                "[session] effort below 1 needs a bucketed .effort model (convert it with effort-convert)");
+  impl_->effort.effort[int(kind)] = effort;
+}
+
+float Session::effort(MatrixKind kind) const { return impl_->effort.effort[int(kind)]; }
+const EffortStats& Session::effort_stats() const { return impl_->effort.stats; }
+void Session::reset_effort_stats() { impl_->effort.stats = EffortStats{}; }
+
+std::string_view matrix_kind_name(MatrixKind kind) {
+  static constexpr std::string_view names[kNumMatrixKinds] = {"q", "k", "v", "o", "gate", "up", "down"};
+  return names[int(kind)];
+}
+
+MatrixKind parse_matrix_kind(std::string_view name) {
+  for (int k = 0; k < kNumMatrixKinds; ++k) {
+    const std::string_view short_name = matrix_kind_name(MatrixKind(k));
+    if (name == short_name || name == std::string(short_name) + "_proj") return MatrixKind(k);
+  }
+  throw Error(ErrorCode::invalid_argument, "unknown matrix kind '" + std::string(name) +
+                                               "' (expected q, k, v, o, gate, up or down)");
+}
+
+double EffortStats::fraction(MatrixKind kind) const {
+  return dense[int(kind)] > 0 ? done[int(kind)] / dense[int(kind)] : 0.0;
+}
+
+double EffortStats::overall() const {
+  double d = 0, t = 0;
+  for (int k = 0; k < kNumMatrixKinds; ++k) {
+    d += done[k];
+    t += dense[k];
+  }
+  return t > 0 ? d / t : 0.0;
 }
 
 int Session::position() const { return int(impl_->history.size()); }

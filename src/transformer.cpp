@@ -60,9 +60,9 @@ void Transformer::attention_block(const LayerWeights& layer, int l, int position
   const auto& k = compute.kernels;
   const std::size_t head_dim = std::size_t(config_.head_dim);
   const std::size_t kv_dim = act.k.size();
-  matvec(layer.q_proj, act.normed.data(), act.q.data(), compute);
-  matvec(layer.k_proj, act.normed.data(), act.k.data(), compute);
-  matvec(layer.v_proj, act.normed.data(), act.v.data(), compute);
+  matvec(layer.q_proj, MatrixKind::q_proj, act.normed.data(), act.q.data(), compute);
+  matvec(layer.k_proj, MatrixKind::k_proj, act.normed.data(), act.k.data(), compute);
+  matvec(layer.v_proj, MatrixKind::v_proj, act.normed.data(), act.v.data(), compute);
   for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
     k.rope(act.q.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
   for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
@@ -88,16 +88,16 @@ void Transformer::attention_block(const LayerWeights& layer, int l, int position
                   values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
     }
   });
-  matvec(layer.o_proj, act.attended.data(), act.normed.data(), compute);
+  matvec(layer.o_proj, MatrixKind::o_proj, act.attended.data(), act.normed.data(), compute);
   k.add(act.residual.data(), act.normed.data(), act.residual.size());
 }
 
 void Transformer::mlp_block(const LayerWeights& layer, Activations& act, const Compute& compute) const {
   const auto& k = compute.kernels;
-  matvec(layer.gate_proj, act.normed.data(), act.gate.data(), compute);
-  matvec(layer.up_proj, act.normed.data(), act.up.data(), compute);
+  matvec(layer.gate_proj, MatrixKind::gate_proj, act.normed.data(), act.gate.data(), compute);
+  matvec(layer.up_proj, MatrixKind::up_proj, act.normed.data(), act.up.data(), compute);
   k.silu_mul(act.gate.data(), act.gate.data(), act.up.data(), act.gate.size());
-  matvec(layer.down_proj, act.gate.data(), act.normed.data(), compute);
+  matvec(layer.down_proj, MatrixKind::down_proj, act.gate.data(), act.normed.data(), compute);
   k.add(act.residual.data(), act.normed.data(), act.residual.size());
 }
 

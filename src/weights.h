@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <variant>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -21,16 +22,30 @@ struct DenseMatrix {
   }
 };
 
+// A bucketed matrix (layout in kernels/bucket_matvec.h), read in place from a .effort file.
+struct BucketMatrix {
+  const std::uint16_t* bucket_rows = nullptr;  // [16 * in_features, num_buckets]
+  const float* stats = nullptr;                // [16 * in_features]
+  std::size_t out_features = 0, in_features = 0, num_buckets = 0;
+  std::size_t loaded_rows = 0;                 // leading bucket rows in use (partial loading)
+  std::vector<std::uint32_t> probe_rows;       // the file's probes among the loaded rows
+  std::vector<float> probe_weights;
+};
+
+// One of the seven projection matrices of a layer, dense or bucketed.
+using Matrix = std::variant<DenseMatrix, BucketMatrix>;
+
 struct LayerWeights {
+  // Projections are [out_features, in_features] in HF terms, whatever their storage.
   std::vector<float> input_layernorm;           // [hidden_size]
-  DenseMatrix q_proj;                           // [num_attention_heads*head_dim, hidden_size]
-  DenseMatrix k_proj;                           // [num_key_value_heads*head_dim, hidden_size]
-  DenseMatrix v_proj;                           // [num_key_value_heads*head_dim, hidden_size]
-  DenseMatrix o_proj;                           // [hidden_size, num_attention_heads*head_dim]
+  Matrix q_proj;                           // [num_attention_heads*head_dim, hidden_size]
+  Matrix k_proj;                           // [num_key_value_heads*head_dim, hidden_size]
+  Matrix v_proj;                           // [num_key_value_heads*head_dim, hidden_size]
+  Matrix o_proj;                           // [hidden_size, num_attention_heads*head_dim]
   std::vector<float> post_attention_layernorm;  // [hidden_size]
-  DenseMatrix gate_proj;                        // [intermediate_size, hidden_size]
-  DenseMatrix up_proj;                          // [intermediate_size, hidden_size]
-  DenseMatrix down_proj;                        // [hidden_size, intermediate_size]
+  Matrix gate_proj;                        // [intermediate_size, hidden_size]
+  Matrix up_proj;                          // [intermediate_size, hidden_size]
+  Matrix down_proj;                        // [hidden_size, intermediate_size]
 };
 
 struct ModelWeights {

@@ -15,8 +15,19 @@
 
 namespace effort {
 
+// The seven projection matrices of a Mistral layer, the ones effort applies to.
+enum class MatrixKind { q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj };
+inline constexpr int kNumMatrixKinds = 7;
+// "q", "k", "v", "o", "gate", "up", "down".
+std::string_view matrix_kind_name(MatrixKind kind);
+// Accepts the short names above and the HF names ("q_proj", ...); throws effort::Error otherwise.
+MatrixKind parse_matrix_kind(std::string_view name);
+
 struct LoadOptions {
-  // Nothing to choose yet for dense checkpoints: weights are always memory-mapped.
+  // Fraction of each bucketed matrix's rows to map, in (0, 1]. The rows are stored least
+  // important last, so 0.75 drops the smallest quarter of every bucket's weights and their
+  // memory. Needs a .effort model.
+  float mem_fraction = 1.0f;
 };
 
 struct SessionOptions {
@@ -49,6 +60,15 @@ struct GenerationStats {
   double generation_seconds = 0;
 };
 
+// Multiply-adds of the seven projection kinds since the last reset: done by the effort kernels
+// versus what the dense product of the full matrices would do.
+struct EffortStats {
+  double done[kNumMatrixKinds] = {};
+  double dense[kNumMatrixKinds] = {};
+  double fraction(MatrixKind kind) const;
+  double overall() const;  // over all kinds
+};
+
 struct GenerateResult {
   std::vector<Token> tokens;  // the generated tokens (the prompt excluded)
   StopReason stop_reason = StopReason::max_new_tokens;
@@ -64,7 +84,8 @@ class Session;
 // Weights, config and tokenizer, loaded once; read-only and shared by any number of sessions.
 class Model {
  public:
-  // path: a Hugging Face checkpoint folder (config.json + *.safetensors [+ tokenizer.model]).
+  // path: a .effort file (from effort-convert) or a Hugging Face checkpoint folder
+  // (config.json + *.safetensors [+ tokenizer.model]), which runs dense (effort 1 only).
   // Throws effort::Error naming the file and what was expected.
   static Model load(const std::filesystem::path& path, const LoadOptions& options = {});
   ~Model();
@@ -75,6 +96,8 @@ class Model {
   // nullptr when the model came without a tokenizer; it then runs on token ids.
   const Tokenizer* tokenizer() const;
   Session new_session(const SessionOptions& options = {}) const;
+  // True for a .effort model, whose projections run at adjustable effort.
+  bool bucketed() const;
 
   struct Impl;
 
@@ -102,6 +125,14 @@ class Session {
   // Encodes text (with BOS when the session is empty) and generates; needs a tokenizer.
   GenerateResult generate(std::string_view prompt, const GenerateOptions& options = {},
                           const OnToken& on_token = {});
+
+  // Fraction of each projection's multiply-adds to do, in (0, 1], from the next matvec on.
+  // Below 1 needs a bucketed model. The first form sets every kind.
+  void set_effort(float effort);
+  void set_effort(MatrixKind kind, float effort);
+  float effort(MatrixKind kind) const;
+  const EffortStats& effort_stats() const;
+  void reset_effort_stats();
 
   int position() const;        // tokens in the KV cache
   int context_length() const;  // the most it can hold

@@ -1,0 +1,164 @@
+// convert.cpp: plans every output tensor from the config, writes the header, then converts the
+// source tensor by tensor into a temporary file that is renamed only when complete.
+#include "convert.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "bucketize.h"
+#include "config_json.h"
+#include "effort/error.h"
+#include "effort_file.h"
+#include "gguf.h"
+#include "source_model.h"
+
+namespace effort {
+
+namespace {
+
+using Shape = std::vector<std::int64_t>;
+
+struct Projection {
+  std::string name;
+  std::int64_t out, in;
+};
+
+std::vector<Projection> projections(const ModelConfig& c, int layer) {
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  const std::int64_t h = c.hidden_size, i = c.intermediate_size;
+  const std::int64_t q = std::int64_t(c.num_attention_heads) * c.head_dim, kv = std::int64_t(c.num_key_value_heads) * c.head_dim;
+  return {{p + "self_attn.q_proj.weight", q, h},  {p + "self_attn.k_proj.weight", kv, h},
+          {p + "self_attn.v_proj.weight", kv, h}, {p + "self_attn.o_proj.weight", h, q},
+          {p + "mlp.gate_proj.weight", i, h},     {p + "mlp.up_proj.weight", i, h},
+          {p + "mlp.down_proj.weight", h, i}};
+}
+
+std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input) {
+  if (std::filesystem::is_directory(input)) return open_hf_source(input);
+  if (is_gguf_file(input)) return open_gguf_source(input);
+  if (!std::filesystem::exists(input)) throw Error(ErrorCode::io, "[convert] " + input.string() + ": no such file or folder");
+  throw Error(ErrorCode::invalid_argument,
+              "[convert] " + input.string() + ": expected a Hugging Face checkpoint folder or a GGUF file");
+}
+
+// Removes the temporary file unless the conversion completed.
+struct TempFile {
+  std::filesystem::path path;
+  bool keep = false;
+  ~TempFile() {
+    if (!keep && !path.empty()) std::filesystem::remove(path);
+  }
+};
+
+// FNV-1a: a name hash that is the same for every standard library, so files are reproducible.
+std::uint64_t name_hash(const std::string& name) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char ch : name) h = (h ^ ch) * 0x100000001b3ull;
+  return h;
+}
+
+template <class T>
+void write_vector(EffortFileWriter& writer, const std::string& name, const std::vector<T>& v) {
+  writer.write(name, v.data(), v.size() * sizeof(T));
+}
+
+}  // namespace
+
+void convert_to_effort(const std::filesystem::path& input, const std::filesystem::path& output,
+                       const ConvertOptions& options) {
+  if (std::filesystem::exists(output) && !options.force)
+    throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
+  if (options.max_probes == 0) throw Error(ErrorCode::invalid_argument, "[convert] max_probes must be at least 1");
+  const auto source = open_source(input);
+  const ModelConfig& c = source->config();
+  const std::int64_t hidden = c.hidden_size, vocab = c.vocab_size;
+
+  // Plan: every tensor's name, dtype and shape, in file order.
+  EffortFileWriter writer;
+  auto& header = writer.header();
+  header["config"] = config_to_json(c);
+  header["conversion"] = {{"source", input.filename().string()}, {"source_format", source->format()},
+                          {"layout", "buckets16"}, {"max_probes", options.max_probes}, {"seed", options.seed},
+                          {"converter", "effort-convert 0.1"}};
+  header["matrices"] = nlohmann::json::object();
+  const DenseBytes embed = source->dense("model.embed_tokens.weight", {vocab, hidden});
+  writer.plan("model.embed_tokens.weight", embed.dtype, {vocab, hidden});
+  std::size_t total = 1;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    writer.plan(p + "input_layernorm.weight", "F32", {hidden});
+    writer.plan(p + "post_attention_layernorm.weight", "F32", {hidden});
+    total += 2;
+    for (const auto& m : projections(c, l)) {
+      const std::int64_t rows = 16 * m.in, buckets = (m.out + 15) / 16;
+      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), rows);
+      header["matrices"][m.name] = {{"layout", "buckets16"}, {"out_features", m.out}, {"in_features", m.in}};
+      writer.plan(m.name + ".bucket_rows", "U16", {rows, buckets});
+      writer.plan(m.name + ".stats", "F32", {rows});
+      writer.plan(m.name + ".probe_rows", "U32", {probes});
+      writer.plan(m.name + ".probe_weights", "F32", {probes});
+      ++total;
+    }
+  }
+  writer.plan("model.norm.weight", "F32", {hidden});
+  ++total;
+  std::optional<DenseBytes> lm_head;
+  if (!c.tie_word_embeddings) {
+    lm_head = source->dense("lm_head.weight", {vocab, hidden});
+    writer.plan("lm_head.weight", lm_head->dtype, {vocab, hidden});
+    ++total;
+  }
+  const auto tokenizer = source->tokenizer_model();
+  header["tokenizer"] = tokenizer ? nlohmann::json("tokenizer.model") : nlohmann::json(nullptr);
+  if (tokenizer) writer.plan("tokenizer.model", "U8", {std::int64_t(tokenizer->size())});
+
+  // Write into a temporary file beside the output, then rename.
+  TempFile temp;
+  std::mt19937_64 name_rng(std::random_device{}());
+  std::string temp_name = output.filename().string();
+  temp_name.insert(0, 1, '.');
+  temp_name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(name_rng() % 1000000);
+  temp.path = output.parent_path() / temp_name;
+  if (options.on_temp_file) options.on_temp_file(temp.path);
+  writer.open(temp.path);
+  std::size_t done = 0;
+  auto progress = [&](const std::string& name) {
+    if (options.progress) options.progress(++done, total, name);
+  };
+  writer.write("model.embed_tokens.weight", embed.bytes.data(), embed.bytes.size());
+  progress("model.embed_tokens.weight");
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    for (const char* norm : {"input_layernorm.weight", "post_attention_layernorm.weight"}) {
+      write_vector(writer, p + norm, source->floats(p + norm, {hidden}));
+      progress(p + norm);
+    }
+    for (const auto& m : projections(c, l)) {
+      const auto w = source->floats(m.name, {m.out, m.in});
+      // Each matrix gets its own probe seed, so that matrices of equal shape sample different rows.
+      const BucketizedMatrix b = bucketize(w.data(), std::size_t(m.out), std::size_t(m.in), options.max_probes,
+                                           options.seed ^ name_hash(m.name), m.name);
+      write_vector(writer, m.name + ".bucket_rows", b.bucket_rows);
+      write_vector(writer, m.name + ".stats", b.stats);
+      write_vector(writer, m.name + ".probe_rows", b.probe_rows);
+      write_vector(writer, m.name + ".probe_weights", b.probe_weights);
+      progress(m.name);
+    }
+  }
+  write_vector(writer, "model.norm.weight", source->floats("model.norm.weight", {hidden}));
+  progress("model.norm.weight");
+  if (lm_head) {
+    writer.write("lm_head.weight", lm_head->bytes.data(), lm_head->bytes.size());
+    progress("lm_head.weight");
+  }
+  if (tokenizer) writer.write("tokenizer.model", tokenizer->data(), tokenizer->size());
+  writer.finish();
+  std::error_code ec;
+  std::filesystem::rename(temp.path, output, ec);
+  if (ec) throw Error(ErrorCode::io, "[convert] cannot rename " + temp.path.string() + " to " + output.string() + ": " + ec.message());
+  temp.keep = true;
+}
+
+}  // namespace effort

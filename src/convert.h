@@ -1,0 +1,27 @@
+// convert.h: checkpoint -> .effort file (bucketed projections, dense rest).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace effort {
+
+struct ConvertOptions {
+  std::size_t max_probes = 4096;  // probe rows sampled per matrix (all rows when fewer)
+  std::uint64_t seed = 1;         // probe sampling seed: same input, same options, same file
+  bool force = false;             // replace an existing output
+  // Called after each tensor: tensors done, tensors in all, the tensor's name.
+  std::function<void(std::size_t done, std::size_t total, const std::string& tensor)> progress;
+  // Called with the temporary file's path before anything is written to it, so that a caller
+  // handling signals can remove it.
+  std::function<void(const std::filesystem::path&)> on_temp_file;
+};
+
+// input: a Hugging Face checkpoint folder or a GGUF file. Writes to a temporary file beside
+// `output` and renames it only when complete; on any error the temporary file is removed and
+// effort::Error is thrown. Refuses an existing output unless options.force.
+void convert_to_effort(const std::filesystem::path& input, const std::filesystem::path& output,
+                       const ConvertOptions& options);
+
+}  // namespace effort

@@ -1,0 +1,102 @@
+// effort_checkpoint.cpp: .effort header and tensors -> ModelWeights.
+#include "effort_checkpoint.h"
+
+#include <cmath>
+
+#include "config_json.h"
+#include "effort/error.h"
+#include "effort_file.h"
+#include "kernels/bucket_matvec.h"
+
+namespace effort {
+
+namespace {
+
+std::vector<float> float_vector(const EffortFile& file, const std::string& name, std::int64_t n) {
+  const TensorView& t = file.get(name, "F32", {n});
+  const auto* p = reinterpret_cast<const float*>(t.data);
+  return {p, p + n};
+}
+
+DenseMatrix dense(const EffortFile& file, const std::string& name, std::int64_t rows, std::int64_t cols) {
+  const TensorView& t = file.get(name, "", {rows, cols});
+  return DenseMatrix{t.dtype(), t.data, std::size_t(rows), std::size_t(cols)};
+}
+
+BucketMatrix bucketed(const EffortFile& file, const std::string& name, std::int64_t out, std::int64_t in,
+                      float mem_fraction) {
+  const auto& info = file.header()["matrices"];
+  const std::string context = "[effort-file] " + file.path().string() + ": matrix " + name;
+  if (!info.contains(name)) throw Error(ErrorCode::format, context + " is missing");
+  const auto& m = info[name];
+  if (!m.is_object() || m.value("layout", "") != "buckets16")
+    throw Error(ErrorCode::unsupported, context + ": layout " + (m.is_object() ? m.value("layout", "?") : "?") +
+                                            " is not one this build reads (buckets16)");
+  if (m.value("out_features", -1) != out || m.value("in_features", -1) != in)
+    throw Error(ErrorCode::format, context + ": expected " + std::to_string(out) + "x" + std::to_string(in) + " (out x in)");
+  BucketMatrix w;
+  w.out_features = std::size_t(out);
+  w.in_features = std::size_t(in);
+  w.num_buckets = (w.out_features + kernels::kBucketSize - 1) / kernels::kBucketSize;
+  const std::int64_t rows = std::int64_t(kernels::kBucketSize) * in;
+  w.bucket_rows = reinterpret_cast<const std::uint16_t*>(
+      file.get(name + ".bucket_rows", "U16", {rows, std::int64_t(w.num_buckets)}).data);
+  w.stats = reinterpret_cast<const float*>(file.get(name + ".stats", "F32", {rows}).data);
+  const auto& probes = file.get(name + ".probe_rows");
+  const std::int64_t n = probes.shape.size() == 1 ? probes.shape[0] : -1;
+  const auto* probe_rows = reinterpret_cast<const std::uint32_t*>(file.get(name + ".probe_rows", "U32", {n}).data);
+  const auto* probe_weights = reinterpret_cast<const float*>(file.get(name + ".probe_weights", "F32", {n}).data);
+  w.loaded_rows = std::max<std::size_t>(1, std::size_t(std::llround(double(mem_fraction) * double(rows))));
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (probe_rows[i] >= std::uint64_t(rows))
+      throw Error(ErrorCode::format, context + ": probe row " + std::to_string(probe_rows[i]) + " out of range");
+    if (probe_rows[i] < w.loaded_rows) {
+      w.probe_rows.push_back(probe_rows[i]);
+      w.probe_weights.push_back(probe_weights[i]);
+    }
+  }
+  return w;
+}
+
+}  // namespace
+
+EffortCheckpoint load_effort_checkpoint(const std::filesystem::path& path, float mem_fraction) {
+  auto file = std::make_shared<EffortFile>(path);
+  EffortCheckpoint result;
+  result.config = config_from_json(file->header()["config"], path.string() + " (config)");
+  const ModelConfig& c = result.config;
+  ModelWeights& w = result.weights;
+  w.storage.push_back(file);
+  const std::int64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
+  const std::int64_t q_dim = std::int64_t(c.num_attention_heads) * c.head_dim;
+  const std::int64_t kv_dim = std::int64_t(c.num_key_value_heads) * c.head_dim;
+
+  w.embed_tokens = dense(*file, "model.embed_tokens.weight", vocab, hidden);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights layer;
+    layer.input_layernorm = float_vector(*file, p + "input_layernorm.weight", hidden);
+    layer.q_proj = bucketed(*file, p + "self_attn.q_proj.weight", q_dim, hidden, mem_fraction);
+    layer.k_proj = bucketed(*file, p + "self_attn.k_proj.weight", kv_dim, hidden, mem_fraction);
+    layer.v_proj = bucketed(*file, p + "self_attn.v_proj.weight", kv_dim, hidden, mem_fraction);
+    layer.o_proj = bucketed(*file, p + "self_attn.o_proj.weight", hidden, q_dim, mem_fraction);
+    layer.post_attention_layernorm = float_vector(*file, p + "post_attention_layernorm.weight", hidden);
+    layer.gate_proj = bucketed(*file, p + "mlp.gate_proj.weight", inter, hidden, mem_fraction);
+    layer.up_proj = bucketed(*file, p + "mlp.up_proj.weight", inter, hidden, mem_fraction);
+    layer.down_proj = bucketed(*file, p + "mlp.down_proj.weight", hidden, inter, mem_fraction);
+    w.layers.push_back(std::move(layer));
+  }
+  w.norm = float_vector(*file, "model.norm.weight", hidden);
+  w.lm_head = c.tie_word_embeddings ? w.embed_tokens : dense(*file, "lm_head.weight", vocab, hidden);
+
+  const auto& tokenizer = file->header().value("tokenizer", nlohmann::json());
+  if (tokenizer.is_string()) {
+    const std::string name = tokenizer.get<std::string>();
+    const TensorView& blob = file->get(name);
+    const TensorView& t = file->get(name, "U8", {blob.shape.size() == 1 ? blob.shape[0] : -1});
+    result.tokenizer_model.emplace(reinterpret_cast<const char*>(t.data), t.num_bytes);
+  }
+  return result;
+}
+
+}  // namespace effort

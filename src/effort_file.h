@@ -1,0 +1,75 @@
+// effort_file.h: the .effort container: one file, memory-mapped at load.
+//
+//   bytes 0..7    magic "EFFORT\0\0"
+//   bytes 8..11   format version, u32 little-endian (kEffortFormatVersion)
+//   bytes 12..15  zero
+//   bytes 16..23  header size N, u64 little-endian
+//   bytes 24..    N bytes of JSON: {"config": HF config.json fields, "conversion": parameters,
+//                 "tokenizer": tensor name or null, "matrices": {name: {layout, ...}},
+//                 "tensors": {name: {dtype, shape, data_offsets}}}
+//   then zeros up to a multiple of 64: the data section, every tensor 64-byte aligned in it.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mapped_file.h"
+#include "safetensors.h"
+
+namespace effort {
+
+inline constexpr std::uint32_t kEffortFormatVersion = 1;
+inline constexpr char kEffortMagic[8] = {'E', 'F', 'F', 'O', 'R', 'T', 0, 0};
+
+// True when the file starts with the .effort magic.
+bool is_effort_file(const std::filesystem::path& path);
+
+class EffortFile {
+ public:
+  // Validates magic, version, header and every tensor's range; errors name the file.
+  explicit EffortFile(const std::filesystem::path& path);
+  const nlohmann::json& header() const { return header_; }
+  const std::filesystem::path& path() const { return file_->path(); }
+  bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  // Throws effort::Error naming the file and tensor when missing.
+  const TensorView& get(const std::string& name) const;
+  // Also when its shape differs, or its dtype when one is given.
+  const TensorView& get(const std::string& name, const std::string& dtype, const std::vector<std::int64_t>& shape) const;
+
+ private:
+  std::unique_ptr<MappedFile> file_;
+  nlohmann::json header_;
+  std::map<std::string, TensorView> tensors_;
+};
+
+// Writes a .effort file in two steps: plan every tensor (name, dtype, shape) and fill the
+// header, then open() lays out the data section and the tensors are written in any order.
+class EffortFileWriter {
+ public:
+  void plan(const std::string& name, const std::string& dtype, const std::vector<std::int64_t>& shape);
+  nlohmann::json& header() { return header_; }
+  // Creates `path` (which must not exist) and writes the header.
+  void open(const std::filesystem::path& path);
+  void write(const std::string& name, const void* data, std::size_t size);
+  // Checks that every planned tensor was written, flushes and closes.
+  void finish();
+  ~EffortFileWriter();
+
+ private:
+  struct Planned {
+    std::uint64_t offset = 0, size = 0;
+    bool written = false;
+  };
+  nlohmann::json header_ = nlohmann::json::object();
+  std::map<std::string, Planned> planned_;
+  std::vector<std::string> order_;
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::uint64_t data_start_ = 0;
+};
+
+}  // namespace effort

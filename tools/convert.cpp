@@ -1,0 +1,90 @@
+// effort-convert: a Hugging Face checkpoint folder or a GGUF file -> one .effort file.
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "cli.h"
+#include "convert.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [options]
+  INPUT             a Hugging Face checkpoint folder (config.json + *.safetensors [+ tokenizer.model])
+                    or a GGUF file of a llama/mistral model (F32, F16, BF16 or Q8_0 tensors)
+  -o, --output PATH the .effort file to write
+      --force       replace PATH if it exists
+      --probes N    probe rows per matrix for the effort cutoff (default 4096)
+      --seed S      probe sampling seed (default 1)
+  -h, --help        this text
+The file is written to a temporary name beside PATH and renamed when complete; an interrupted or
+failed conversion leaves nothing behind.
+)";
+
+// The temporary file, for the signal handler (which may only call async-signal-safe functions).
+char g_temp_path[4096] = "";
+
+extern "C" void on_signal(int sig) {
+  if (g_temp_path[0]) ::unlink(g_temp_path);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void draw_progress(std::size_t done, std::size_t total) {
+  constexpr int kWidth = 40;
+  const int filled = int(kWidth * done / total);
+  std::fprintf(stderr, "\r[%.*s%*s] %zu/%zu tensors", filled, "########################################", kWidth - filled, "",
+               done, total);
+  if (done == total) std::fputc('\n', stderr);
+}
+
+int run(int argc, char** argv) {
+  std::string input, output;
+  effort::ConvertOptions options;
+  effort::cli::ArgReader args(argc, argv);
+  while (!args.done()) {
+    const std::string f = args.next_flag();
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "-o" || f == "--output") output = args.value();
+    else if (f == "--force") options.force = true;
+    else if (f == "--probes") options.max_probes = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (f == "--seed") options.seed = effort::cli::parse_u64(f, args.value());
+    else if (!f.empty() && f[0] == '-') throw effort::cli::UsageError("unknown option '" + f + "' (see --help)");
+    else if (input.empty()) input = f;
+    else throw effort::cli::UsageError("more than one INPUT: '" + input + "' and '" + f + "'");
+  }
+  if (input.empty()) throw effort::cli::UsageError("missing INPUT (see --help)");
+  if (output.empty()) throw effort::cli::UsageError("missing -o OUT.effort");
+
+  options.on_temp_file = [](const std::filesystem::path& path) {
+    std::snprintf(g_temp_path, sizeof g_temp_path, "%s", path.c_str());
+  };
+  if (isatty(STDERR_FILENO)) options.progress = [](std::size_t done, std::size_t total, const std::string&) { draw_progress(done, total); };
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
+  const auto start = std::chrono::steady_clock::now();
+  effort::convert_to_effort(input, output, options);
+  g_temp_path[0] = '\0';
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "wrote %s: %.1f MB in %.2f s\n", output.c_str(), double(std::filesystem::file_size(output)) / 1e6, seconds);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const effort::cli::UsageError& e) {
+    std::fprintf(stderr, "effort-convert: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "effort-convert: %s\n", e.what());
+    return 1;
+  }
+}
