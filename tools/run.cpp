@@ -14,7 +14,13 @@ namespace {
 using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-run [options]
-  -m, --model PATH       Hugging Face checkpoint folder (default: $EFFORT_MODEL, else the fixture model)
+  -m, --model PATH       a .effort file or a Hugging Face checkpoint folder
+                         (default: $EFFORT_MODEL, else the fixture model)
+      --effort E         fraction of each projection's multiply-adds to do, in (0, 1] (default 1;
+                         below 1 needs a .effort model)
+      --effort-map LIST  per-kind efforts overriding --effort, e.g. down=0.2,up=0.3
+                         (kinds: q, k, v, o, gate, up, down)
+      --mem-fraction F   map only the leading F of each bucketed matrix, in (0, 1] (default 1)
   -p, --prompt TEXT      prompt text (BOS is added); default: generate from BOS alone
       --prompt-ids LIST  prompt as comma-separated token ids, fed as given
   -n, --n-predict N      tokens to generate (default 256)
@@ -43,7 +49,31 @@ struct Options {
   SessionOptions session;
   bool print_ids = false;
   bool chat = false;
+  float effort = 1.0f;
+  std::vector<std::pair<MatrixKind, float>> effort_map;
+  LoadOptions load;
 };
+
+// "down=0.2,up=0.3"
+std::vector<std::pair<MatrixKind, float>> parse_effort_map(const std::string& flag, const std::string& text) {
+  std::vector<std::pair<MatrixKind, float>> map;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos) throw cli::UsageError(flag + ": expected KIND=EFFORT items, got '" + item + "'");
+    MatrixKind kind;
+    try {
+      kind = parse_matrix_kind(item.substr(0, eq));
+    } catch (const Error& e) {
+      throw cli::UsageError(flag + ": " + e.what());
+    }
+    map.emplace_back(kind, float(cli::parse_number(flag, item.substr(eq + 1), 0, 1, true)));
+    start = comma + 1;
+  }
+  return map;
+}
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -71,6 +101,9 @@ Options parse(int argc, char** argv) {
     } else if (f == "-t" || f == "--threads") o.session.num_threads = int(cli::parse_int(f, args.value(), 1, 1024));
     else if (f == "-c" || f == "--ctx-size") o.session.context_length = int(cli::parse_int(f, args.value(), 1, 1 << 24));
     else if (f == "--arch") o.session.kernel_arch = args.value();
+    else if (f == "--effort") o.effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--effort-map") o.effort_map = parse_effort_map(f, args.value());
+    else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--ids") o.print_ids = true;
     else if (f == "--ignore-eos") o.generate.stop_at_eos = false;
     else if (f == "--chat") o.chat = true;
@@ -103,12 +136,34 @@ struct Printer {
   }
 };
 
+// Peak resident memory of this process in MB (VmHWM), 0 when unknown.
+double peak_rss_mb() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb / 1024.0;
+}
+
 void print_stats(const GenerationStats& s, const Session& session, std::uint64_t seed) {
   auto rate = [](int n, double sec) { return sec > 0 ? n / sec : 0.0; };
+  const EffortStats& e = session.effort_stats();
+  char part[48];
+  std::snprintf(part, sizeof part, "mult %.1f%%", 100 * e.overall());
+  std::string mults = part;
+  for (int k = 0; k < kNumMatrixKinds; ++k) {
+    std::snprintf(part, sizeof part, " %s %.1f%%", std::string(matrix_kind_name(MatrixKind(k))).c_str(),
+                  100 * e.fraction(MatrixKind(k)));
+    mults += part;
+  }
   std::fprintf(stderr,
-               "\n[stats] prompt %d tokens %.1f tok/s | generation %d tokens %.1f tok/s | threads %d | %.*s | seed %llu\n",
+               "\n[stats] prompt %d tokens %.1f tok/s | generation %d tokens %.1f tok/s | %s | peak rss %.0f MB | "
+               "threads %d | %.*s | seed %llu\n",
                s.prompt_tokens, rate(s.prompt_tokens, s.prompt_seconds), s.generated_tokens,
-               rate(s.generated_tokens, s.generation_seconds), session.num_threads(),
+               rate(s.generated_tokens, s.generation_seconds), mults.c_str(), peak_rss_mb(), session.num_threads(),
                int(session.kernel_arch().size()), session.kernel_arch().data(), (unsigned long long)seed);
 }
 
@@ -146,8 +201,10 @@ int run_chat(const Model& model, Session& session, const Options& o) {
 
 int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  const Model model = Model::load(o.model);
+  const Model model = Model::load(o.model, o.load);
   Session session = model.new_session(o.session);
+  session.set_effort(o.effort);
+  for (const auto& [kind, effort] : o.effort_map) session.set_effort(kind, effort);
   if (o.chat) return run_chat(model, session, o);
 
   std::vector<Token> prompt = o.prompt_ids;

@@ -1,0 +1,148 @@
+// effort_file_test.cpp: the .effort container and effort-convert: round trip, reproducibility,
+// no partial output on failure, and clear errors for damaged files.
+#include <catch2/catch.hpp>
+
+#include "config_json.h"
+#include "convert.h"
+#include "effort/effort.h"
+#include "effort_file.h"
+#include "test_util.h"
+
+using namespace effort;
+using Catch::Contains;
+
+namespace {
+
+std::vector<std::string> files_in(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A hand-made .effort file: magic, version, header JSON, then `data_size` zero bytes.
+void write_raw_effort(const std::filesystem::path& path, const nlohmann::json& header, std::size_t data_size,
+                      std::uint32_t version = kEffortFormatVersion, const char* magic = kEffortMagic) {
+  const std::string text = header.dump();
+  std::vector<std::uint8_t> bytes(24);
+  std::memcpy(bytes.data(), magic, 8);
+  std::memcpy(bytes.data() + 8, &version, 4);
+  const std::uint64_t n = text.size();
+  std::memcpy(bytes.data() + 16, &n, 8);
+  bytes.insert(bytes.end(), text.begin(), text.end());
+  bytes.resize((bytes.size() + 63) / 64 * 64 + data_size, 0);
+  test::write_bytes(path, bytes.data(), bytes.size());
+}
+
+nlohmann::json minimal_header() {
+  return {{"config", nlohmann::json::object()}, {"matrices", nlohmann::json::object()},
+          {"tensors", {{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}}}}}};
+}
+
+}  // namespace
+
+TEST_CASE("conversion keeps config and tokenizer, and is reproducible", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  convert_to_effort(test::fixture_model(), dir / "a.effort", {});
+  convert_to_effort(test::fixture_model(), dir / "b.effort", {});
+  REQUIRE(test::read_bytes(dir / "a.effort") == test::read_bytes(dir / "b.effort"));
+  const EffortFile file(dir / "a.effort");
+  const auto config = config_from_json(file.header()["config"], "header");
+  const auto original = ModelConfig::from_file(test::fixture_model() / "config.json");
+  REQUIRE(config_to_json(config) == config_to_json(original));
+  REQUIRE(file.header()["conversion"]["layout"] == "buckets16");
+  REQUIRE(file.header()["matrices"].size() == 35);
+  const auto& tokenizer = file.get("tokenizer.model");
+  REQUIRE(std::vector<char>(tokenizer.data, tokenizer.data + tokenizer.num_bytes) ==
+          test::read_bytes(test::fixture_model() / "tokenizer.model"));
+  const Model model = Model::load(dir / "a.effort");
+  REQUIRE(model.tokenizer() != nullptr);
+  REQUIRE(model.tokenizer()->encode("Once upon a time", true).size() == 5);
+}
+
+TEST_CASE("conversion refuses to overwrite and leaves nothing behind on failure", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  test::write_text(dir / "out.effort", "keep me");
+  REQUIRE_THROWS_WITH(convert_to_effort(test::fixture_model(), dir / "out.effort", {}),
+                      Contains("exists (use --force to replace it)"));
+  REQUIRE(test::read_bytes(dir / "out.effort").size() == 7);
+  ConvertOptions force;
+  force.force = true;
+  convert_to_effort(test::fixture_model(), dir / "out.effort", force);
+  REQUIRE(is_effort_file(dir / "out.effort"));
+
+  // A checkpoint whose last tensor has the wrong shape fails after the temporary file exists.
+  test::TempDir bad;
+  std::filesystem::copy_file(test::fixture_model() / "config.json", bad / "config.json");
+  const SafetensorsFile source(test::fixture_model() / "model.safetensors");
+  std::map<std::string, test::RawTensor> tensors;
+  for (const auto& [name, view] : source.tensors())
+    tensors.emplace(name, test::RawTensor{view.dtype_name, view.shape, std::vector<std::uint8_t>(view.data, view.data + view.num_bytes)});
+  tensors["model.norm.weight"] = test::f32_tensor({32}, std::vector<float>(32, 1.0f));
+  test::write_safetensors(bad / "model.safetensors", tensors);
+  test::TempDir out;
+  bool temp_seen = false;
+  ConvertOptions watch;
+  watch.on_temp_file = [&](const std::filesystem::path& p) { temp_seen = p.parent_path() == out.path; };
+  REQUIRE_THROWS_WITH(convert_to_effort(bad.path, out / "m.effort", watch),
+                      Contains("model.norm.weight: expected shape [64], got [32]"));
+  REQUIRE(temp_seen);
+  REQUIRE(files_in(out.path).empty());
+}
+
+TEST_CASE("damaged .effort files are clear errors", "[effort]") {
+  test::TempDir dir;
+  const auto path = dir / "m.effort";
+  SECTION("wrong magic") {
+    write_raw_effort(path, minimal_header(), 16, kEffortFormatVersion, "EFFORX\0\0");
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("not an .effort file"));
+    REQUIRE_THROWS_WITH(Model::load(path), Contains("expected a .effort file or a Hugging Face checkpoint folder"));
+  }
+  SECTION("wrong version") {
+    write_raw_effort(path, minimal_header(), 16, 99);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 99, this build reads 1"));
+  }
+  SECTION("truncated") {
+    write_raw_effort(path, minimal_header(), 16);
+    auto bytes = test::read_bytes(path);
+    test::write_bytes(path, bytes.data(), bytes.size() - 8);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("tensor a: data_offsets [0, 16] outside the data section of 8 bytes"));
+    test::write_bytes(path, bytes.data(), 40);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("runs past the end of the file"));
+  }
+  SECTION("offsets out of range") {
+    auto header = minimal_header();
+    header["tensors"]["a"]["data_offsets"] = {64, 80};
+    write_raw_effort(path, header, 16);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("outside the data section"));
+  }
+  SECTION("misaligned tensor") {
+    auto header = minimal_header();
+    header["tensors"]["a"]["data_offsets"] = {4, 20};
+    write_raw_effort(path, header, 32);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("tensor a is not 64-byte aligned"));
+  }
+  SECTION("corrupted header") {
+    write_raw_effort(path, minimal_header(), 16);
+    auto bytes = test::read_bytes(path);
+    bytes[24] = 'x';  // the header's opening brace
+    test::write_bytes(path, bytes.data(), bytes.size());
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("header is not valid JSON"));
+  }
+  SECTION("missing sections") {
+    write_raw_effort(path, {{"config", nlohmann::json::object()}}, 0);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("header has no \"matrices\" object"));
+  }
+}
+
+TEST_CASE("a converted file with a damaged tensor table is rejected by Model::load", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  convert_to_effort(test::fixture_model(), dir / "m.effort", {});
+  // Cut the file in the middle of its data: the last tensors now run past the end.
+  auto bytes = test::read_bytes(dir / "m.effort");
+  test::write_bytes(dir / "cut.effort", bytes.data(), bytes.size() / 2);
+  REQUIRE_THROWS_WITH(Model::load(dir / "cut.effort"), Contains("cut.effort") && Contains("outside the data section"));
+}

@@ -1,0 +1,199 @@
+// effort_model_test.cpp: the fixture model converted to .effort: effort 1 against dense,
+// effort below 1, determinism, partial loading, and the API's errors.
+#include <catch2/catch.hpp>
+
+#include "bucketize.h"
+#include "convert.h"
+#include "effort/effort.h"
+#include "effort_file.h"
+#include "reference_forward.h"
+#include "test_util.h"
+
+using namespace effort;
+using Catch::Contains;
+
+namespace {
+
+// The fixture converted once per test run.
+const std::filesystem::path& fixture_effort() {
+  static test::TempDir dir;
+  static const auto path = [] {
+    const auto p = dir / "stories260K.effort";
+    convert_to_effort(test::fixture_model(), p, {});
+    return p;
+  }();
+  return path;
+}
+
+std::vector<int> reference_ids(const char* name) {
+  return test::read_json(test::reference_dir() / "stories260K" / (std::string("logits_") + name + ".json"))["prompt_ids"]
+      .get<std::vector<int>>();
+}
+
+std::vector<std::vector<float>> logits(Session& s, const std::vector<int>& ids) {
+  std::vector<std::vector<float>> rows;
+  for (int id : ids) {
+    const auto z = s.forward(id);
+    rows.emplace_back(z.begin(), z.end());
+  }
+  return rows;
+}
+
+// A dense HF checkpoint whose projections are the .effort file's decoded buckets (the first
+// `rows_fraction` of each matrix's rows), everything else copied from the fixture.
+void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction) {
+  const EffortFile file(fixture_effort());
+  const SafetensorsFile source(test::fixture_model() / "model.safetensors");
+  std::map<std::string, test::RawTensor> tensors;
+  for (const auto& [name, view] : source.tensors()) {
+    test::RawTensor t{view.dtype_name, view.shape, std::vector<std::uint8_t>(view.data, view.data + view.num_bytes)};
+    if (file.header()["matrices"].contains(name)) {
+      const std::size_t out = std::size_t(view.shape[0]), in = std::size_t(view.shape[1]);
+      const auto& rows = file.get(name + ".bucket_rows");
+      const auto dense = decode_buckets(reinterpret_cast<const std::uint16_t*>(rows.data), out, in,
+                                        std::size_t(std::llround(rows_fraction * 16 * in)));
+      t = test::f32_tensor(view.shape, dense);
+    }
+    tensors.emplace(name, std::move(t));
+  }
+  std::filesystem::copy_file(test::fixture_model() / "config.json", dir / "config.json");
+  test::write_safetensors(dir / "model.safetensors", tensors);
+}
+
+}  // namespace
+
+TEST_CASE("at effort 1 the .effort model is the dense model of its decoded weights", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir decoded;
+  write_decoded_checkpoint(decoded.path, 1.0f);
+  const Model bucketed = Model::load(fixture_effort());
+  REQUIRE(bucketed.bucketed());
+  const Model dense = Model::load(decoded.path);
+  const auto ids = reference_ids("greedy_bos64");
+  Session a = bucketed.new_session(), b = dense.new_session();
+  const auto za = logits(a, ids), zb = logits(b, ids);
+  // Same weights, same fp32 math up to summation order (bucket rows vs matrix rows): the
+  // reorder tolerance used against run.c.
+  for (std::size_t t = 0; t < ids.size(); ++t) REQUIRE(test::max_abs_diff(za[t].data(), zb[t].data(), za[t].size()) < 1e-4f);
+  REQUIRE(a.effort_stats().overall() == 1.0);
+}
+
+TEST_CASE("at effort 1 the .effort model stays close to the original and keeps its greedy story", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(fixture_effort());
+  const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
+  const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_greedy_bos64.json");
+  const auto expected = test::read_f32_file(test::reference_dir() / "stories260K" / "logits_greedy_bos64.f32");
+  Session s = model.new_session();
+  const auto z = logits(s, meta["prompt_ids"].get<std::vector<int>>());
+  float worst = 0, largest = 0;
+  int same_top1 = 0;
+  for (std::size_t t = 0; t < z.size(); ++t) {
+    worst = std::max(worst, test::max_abs_diff(z[t].data(), expected.data() + t * 512, 512));
+    for (float v : z[t]) largest = std::max(largest, std::fabs(v));
+    same_top1 += std::max_element(z[t].begin(), z[t].end()) - z[t].begin() == meta["argmax"][t].get<long>();
+  }
+  WARN("effort 1 .effort vs run.c: max |logit difference| " << worst << ", largest |logit| " << largest
+                                                            << ", same top-1 " << same_top1 << "/" << z.size());
+  // Each weight keeps 6 of fp16's 10 mantissa bits: relative error uniform in +-2^-7, 0.45% rms,
+  // independent across weights, so each projection output moves by ~0.45% of its size. A logit
+  // sits behind 35 projections (7 per layer x 5), which compound to ~sqrt(35) * 0.45% = 2.7% rms
+  // of the logit scale; 5% of the largest logit bounds that, while a wrong decode or position
+  // moves logits by units.
+  REQUIRE(worst < 0.05f * largest);
+  REQUIRE(same_top1 >= int(z.size()) - 1);
+  // And the recorded greedy continuation: all 200 reference tokens.
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_new_tokens = 200;
+  Session g = model.new_session();
+  const std::vector<Token> bos = {1};
+  REQUIRE(g.generate(std::span<const Token>(bos), greedy).tokens == ref["generated_ids"].get<std::vector<Token>>());
+}
+
+TEST_CASE("lower effort does less work, stays finite, and degrades smoothly", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(fixture_effort());
+  const auto ids = reference_ids("greedy_bos64");
+  Session full = model.new_session();
+  const auto z1 = logits(full, ids);
+  double previous_kl = 0;
+  for (float effort : {0.75f, 0.5f, 0.25f, 0.125f}) {
+    Session s = model.new_session();
+    s.set_effort(effort);
+    const auto z = logits(s, ids);
+    double kl = 0;
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      REQUIRE(std::all_of(z[t].begin(), z[t].end(), [](float v) { return std::isfinite(v); }));
+      double m1 = -1e30, m2 = -1e30, s1 = 0, s2 = 0;
+      for (std::size_t i = 0; i < 512; ++i) m1 = std::max(m1, double(z1[t][i])), m2 = std::max(m2, double(z[t][i]));
+      for (std::size_t i = 0; i < 512; ++i) s1 += std::exp(z1[t][i] - m1), s2 += std::exp(z[t][i] - m2);
+      for (std::size_t i = 0; i < 512; ++i) {
+        const double lp = z1[t][i] - m1 - std::log(s1), lq = z[t][i] - m2 - std::log(s2);
+        kl += std::exp(lp) * (lp - lq);
+      }
+    }
+    kl /= double(ids.size());
+    CAPTURE(effort, kl, s.effort_stats().overall());
+    // The fixture's rows are all probes (16*64 <= 4096), so the dispatched fraction is the
+    // requested one up to rounding and ties.
+    REQUIRE(std::fabs(s.effort_stats().overall() - effort) < 0.02);
+    REQUIRE(kl >= previous_kl * 0.9);
+    REQUIRE(kl < 5.0);
+    previous_kl = kl;
+  }
+}
+
+TEST_CASE("effort runs are deterministic across runs and thread counts", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(fixture_effort());
+  const std::vector<Token> bos = {1};
+  GenerateOptions o;
+  o.max_new_tokens = 80;
+  o.sampling.seed = 5;
+  o.sampling.temperature = 0.9f;
+  std::vector<std::vector<Token>> runs;
+  for (int threads : {1, 2, 1, 2}) {
+    Session s = model.new_session({.num_threads = threads});
+    s.set_effort(0.5f);
+    s.set_effort(MatrixKind::down_proj, 0.3f);
+    runs.push_back(s.generate(std::span<const Token>(bos), o).tokens);
+  }
+  for (const auto& r : runs) REQUIRE(r == runs[0]);
+}
+
+TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir decoded;
+  write_decoded_checkpoint(decoded.path, 0.75f);
+  const Model partial = Model::load(fixture_effort(), {.mem_fraction = 0.75f});
+  const Model dense = Model::load(decoded.path);
+  const auto ids = reference_ids("mixed");
+  Session a = partial.new_session(), b = dense.new_session();
+  const auto za = logits(a, ids), zb = logits(b, ids);
+  for (std::size_t t = 0; t < ids.size(); ++t) REQUIRE(test::max_abs_diff(za[t].data(), zb[t].data(), 512) < 1e-4f);
+  REQUIRE(a.effort_stats().overall() == Approx(0.75));
+}
+
+TEST_CASE("per-kind effort and bad effort values", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(fixture_effort());
+  Session s = model.new_session();
+  s.set_effort(0.5f);
+  s.set_effort(MatrixKind::down_proj, 0.25f);
+  REQUIRE(s.effort(MatrixKind::q_proj) == 0.5f);
+  REQUIRE(s.effort(MatrixKind::down_proj) == 0.25f);
+  s.forward(1);
+  REQUIRE(s.effort_stats().fraction(MatrixKind::down_proj) == Approx(0.25).margin(0.01));
+  REQUIRE(s.effort_stats().fraction(MatrixKind::up_proj) == Approx(0.5).margin(0.01));
+  for (float bad : {0.0f, -0.5f, 1.5f, NAN})
+    REQUIRE_THROWS_WITH(s.set_effort(bad), Contains("effort must be in (0, 1]"));
+  REQUIRE_THROWS_WITH(parse_matrix_kind("mlp"), Contains("unknown matrix kind 'mlp'"));
+  REQUIRE(parse_matrix_kind("gate_proj") == MatrixKind::gate_proj);
+  REQUIRE_THROWS_WITH(Model::load(fixture_effort(), {.mem_fraction = 0.0f}), Contains("mem_fraction must be in (0, 1]"));
+  // A dense model runs at effort 1 only.
+  Session dense = Model::load(test::fixture_model()).new_session();
+  REQUIRE_THROWS_WITH(dense.set_effort(0.5f), Contains("needs a bucketed .effort model"));
+  dense.set_effort(1.0f);
+  REQUIRE_THROWS_WITH(Model::load(test::fixture_model(), {.mem_fraction = 0.5f}), Contains("needs a .effort model"));
+}
