@@ -70,3 +70,54 @@ TEST_CASE("effort-run rejects bad input with a clear message and a non-zero exit
   REQUIRE(missing.exit_code == 1);
   REQUIRE(missing.output.find("/nonexistent/model: no such file or folder") != std::string::npos);
 }
+
+TEST_CASE("effort-convert and effort-run --effort work together from the command line", "[model][cli][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  const std::string convert = std::string(EFFORT_BIN_DIR) + "/effort-convert '" + test::fixture_model().string() + "'";
+  const std::string out = (dir / "m.effort").string();
+  auto r = test::run_command(convert + " -o '" + out + "'");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("wrote " + out) != std::string::npos);
+  r = test::run_command(convert + " -o '" + out + "'");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("exists (use --force to replace it)") != std::string::npos);
+  REQUIRE(test::run_command(convert + " -o '" + out + "' --force").exit_code == 0);
+
+  r = test::run_command(effort_run() + " -m '" + out + "' --prompt-ids 1 -n 20 --temp 0 --ids --effort 0.5 --effort-map down=0.25");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("mult ") != std::string::npos);
+  REQUIRE(r.output.find(" down 25.0%") != std::string::npos);
+  REQUIRE(r.output.find(" up 50.0%") != std::string::npos);
+
+  const std::pair<std::string, std::string> cases[] = {
+      {" --effort 0", "--effort: expected a number in (0.000000, 1.000000], got '0'"},
+      {" --effort nan", "--effort: expected a number"},
+      {" --effort 1.5", "--effort: expected a number"},
+      {" --effort-map mlp=0.5", "--effort-map: unknown matrix kind 'mlp' (expected q, k, v, o, gate, up or down)"},
+      {" --effort-map down", "--effort-map: expected KIND=EFFORT items, got 'down'"},
+      {" --effort-map down=0", "--effort-map: expected a number in (0.000000"},
+      {" --mem-fraction 2", "--mem-fraction: expected a number"},
+  };
+  for (const auto& [args, message] : cases) {
+    CAPTURE(args);
+    r = test::run_command(effort_run() + " -m '" + out + "' -n 1" + args);
+    REQUIRE(r.exit_code == 2);
+    REQUIRE(r.output.find(message) != std::string::npos);
+  }
+  r = test::run_command(effort_run() + model_arg() + " -n 1 --effort 0.5");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("effort below 1 needs a bucketed .effort model") != std::string::npos);
+
+  const std::string convert_bin = std::string(EFFORT_BIN_DIR) + "/effort-convert";
+  r = test::run_command(convert_bin);
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.output.find("missing INPUT") != std::string::npos);
+  r = test::run_command(convert_bin + " '" + test::fixture_model().string() + "'");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.output.find("missing -o OUT.effort") != std::string::npos);
+  r = test::run_command(convert_bin + " /nonexistent -o '" + (dir / "x.effort").string() + "'");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("/nonexistent: no such file or folder") != std::string::npos);
+  REQUIRE(!std::filesystem::exists(dir / "x.effort"));
+}

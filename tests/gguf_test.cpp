@@ -1,0 +1,231 @@
+// gguf_test.cpp: GGUF input to effort-convert: the fixture written as GGUF (F32, F16, Q8_0) must
+// convert to the same buckets as the HF checkpoint, with a tokenizer that encodes alike.
+#include <sentencepiece_processor.h>
+
+#include <catch2/catch.hpp>
+
+#include "convert.h"
+#include "effort/effort.h"
+#include "effort_file.h"
+#include "gguf.h"
+#include "kernels/fp16.h"
+#include "safetensors.h"
+#include "test_util.h"
+
+using namespace effort;
+using Catch::Contains;
+
+namespace {
+
+// HF row h*hd + j*hd/2 + i goes to GGUF row h*hd + 2i + j (llama.cpp's convert permutes q/k).
+std::vector<float> permute_rows(const std::vector<float>& w, std::size_t heads, std::size_t hd, std::size_t cols) {
+  std::vector<float> out(w.size());
+  for (std::size_t h = 0; h < heads; ++h)
+    for (std::size_t i = 0; i < hd / 2; ++i)
+      for (std::size_t j = 0; j < 2; ++j)
+        std::copy_n(&w[(h * hd + j * hd / 2 + i) * cols], cols, &out[(h * hd + 2 * i + j) * cols]);
+  return out;
+}
+
+std::vector<std::uint8_t> encode(GgufType type, const std::vector<float>& v) {
+  if (type == GgufType::q8_0) return quantize_q8_0(v.data(), v.size());
+  std::vector<std::uint8_t> bytes(v.size() * (type == GgufType::f32 ? 4 : 2));
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (type == GgufType::f32) {
+      std::memcpy(bytes.data() + 4 * i, &v[i], 4);
+    } else {
+      const std::uint16_t h = kernels::float_to_half(v[i]);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  return bytes;
+}
+
+// The fixture as a llama.cpp-style GGUF; matrices in `type`, norms in F32.
+void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool with_vocab = true) {
+  const auto c = ModelConfig::from_file(test::fixture_model() / "config.json");
+  const SafetensorsFile source(test::fixture_model() / "model.safetensors");
+  GgufWriter gguf;
+  gguf.add_metadata("general.architecture", "llama");
+  gguf.add_metadata("general.name", "stories260K");
+  gguf.add_metadata("llama.context_length", c.max_position_embeddings);
+  gguf.add_metadata("llama.embedding_length", c.hidden_size);
+  gguf.add_metadata("llama.block_count", c.num_hidden_layers);
+  gguf.add_metadata("llama.feed_forward_length", c.intermediate_size);
+  gguf.add_metadata("llama.attention.head_count", c.num_attention_heads);
+  gguf.add_metadata("llama.attention.head_count_kv", c.num_key_value_heads);
+  gguf.add_metadata("llama.rope.freq_base", float(c.rope_theta));
+  gguf.add_metadata("llama.attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
+  if (with_vocab) {
+    sentencepiece::SentencePieceProcessor sp;
+    REQUIRE(sp.Load((test::fixture_model() / "tokenizer.model").string()).ok());
+    nlohmann::json tokens = nlohmann::json::array(), scores = nlohmann::json::array(), types = nlohmann::json::array();
+    for (int i = 0; i < sp.GetPieceSize(); ++i) {
+      tokens.push_back(sp.IdToPiece(i));
+      scores.push_back(sp.GetScore(i));
+      types.push_back(sp.IsUnknown(i) ? 2 : sp.IsControl(i) ? 3 : sp.IsByte(i) ? 6 : 1);
+    }
+    gguf.add_metadata("tokenizer.ggml.model", "llama");
+    gguf.add_metadata("tokenizer.ggml.tokens", tokens);
+    gguf.add_metadata("tokenizer.ggml.scores", scores);
+    gguf.add_metadata("tokenizer.ggml.token_type", types);
+    gguf.add_metadata("tokenizer.ggml.bos_token_id", 1);
+    gguf.add_metadata("tokenizer.ggml.eos_token_id", 2);
+    gguf.add_metadata("tokenizer.ggml.unknown_token_id", 0);
+  } else {
+    gguf.add_metadata("llama.vocab_size", c.vocab_size);
+  }
+  auto hf = [&](const std::string& name) { return source.tensors().at(name).to_floats(); };
+  auto dims = [&](const std::string& name) {
+    const auto& s = source.tensors().at(name).shape;
+    return std::vector<std::uint64_t>(s.rbegin(), s.rend());
+  };
+  // Q8_0 needs rows of a multiple of 32; llama.cpp keeps other tensors in F16, and so do we.
+  const auto add = [&](const std::string& gguf_name, const std::string& hf_name, const std::vector<float>& values) {
+    const auto d = dims(hf_name);
+    const GgufType t = type == GgufType::q8_0 && d[0] % 32 != 0 ? GgufType::f16 : type;
+    gguf.add_tensor(gguf_name, t, d, encode(t, values));
+  };
+  add("token_embd.weight", "model.embed_tokens.weight", hf("model.embed_tokens.weight"));
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".", g = "blk." + std::to_string(l) + ".";
+    const std::size_t hd = std::size_t(c.head_dim), h = std::size_t(c.hidden_size);
+    gguf.add_tensor(g + "attn_norm.weight", GgufType::f32, dims(p + "input_layernorm.weight"), encode(GgufType::f32, hf(p + "input_layernorm.weight")));
+    add(g + "attn_q.weight", p + "self_attn.q_proj.weight",
+        permute_rows(hf(p + "self_attn.q_proj.weight"), std::size_t(c.num_attention_heads), hd, h));
+    add(g + "attn_k.weight", p + "self_attn.k_proj.weight",
+        permute_rows(hf(p + "self_attn.k_proj.weight"), std::size_t(c.num_key_value_heads), hd, h));
+    for (auto [hf_name, gguf_name] : {std::pair{"self_attn.v_proj.weight", "attn_v.weight"}, {"self_attn.o_proj.weight", "attn_output.weight"},
+                                      {"mlp.gate_proj.weight", "ffn_gate.weight"}, {"mlp.up_proj.weight", "ffn_up.weight"},
+                                      {"mlp.down_proj.weight", "ffn_down.weight"}})
+      add(g + gguf_name, p + hf_name, hf(p + hf_name));
+    gguf.add_tensor(g + "ffn_norm.weight", GgufType::f32, dims(p + "post_attention_layernorm.weight"),
+                    encode(GgufType::f32, hf(p + "post_attention_layernorm.weight")));
+  }
+  gguf.add_tensor("output_norm.weight", GgufType::f32, dims("model.norm.weight"), encode(GgufType::f32, hf("model.norm.weight")));
+  gguf.write(path);
+}
+
+std::vector<std::uint8_t> bucket_bytes(const EffortFile& f, const std::string& matrix) {
+  const auto& t = f.get(matrix + ".bucket_rows");
+  return {t.data, t.data + t.num_bytes};
+}
+
+}  // namespace
+
+TEST_CASE("an F32 or F16 GGUF converts to the same buckets as the HF checkpoint", "[model][gguf]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  convert_to_effort(test::fixture_model(), dir / "hf.effort", {});
+  const EffortFile from_hf(dir / "hf.effort");
+  for (GgufType type : {GgufType::f32, GgufType::f16}) {
+    write_fixture_gguf(dir / "m.gguf", type);
+    convert_to_effort(dir / "m.gguf", dir / "gguf.effort", {.force = true});
+    const EffortFile from_gguf(dir / "gguf.effort");
+    REQUIRE(from_gguf.header()["conversion"]["source_format"] == "gguf");
+    // Buckets store fp16 weights: F32 and F16 sources round to the same bits, and the q/k rows
+    // must be back in HF order for them to match.
+    for (const auto& [name, info] : from_hf.header()["matrices"].items()) {
+      CAPTURE(name);
+      REQUIRE(bucket_bytes(from_gguf, name) == bucket_bytes(from_hf, name));
+    }
+    // The rebuilt SentencePiece model tokenizes like the original.
+    const Model a = Model::load(dir / "hf.effort"), b = Model::load(dir / "gguf.effort");
+    REQUIRE(b.tokenizer() != nullptr);
+    for (const char* text : {"Once upon a time, there was a little girl named Lily.", "  odd  spacing\nand émoji 😀", ""}) {
+      CAPTURE(text);
+      REQUIRE(b.tokenizer()->encode(text, true) == a.tokenizer()->encode(text, true));
+    }
+    if (type == GgufType::f32) {
+      Session sa = a.new_session(), sb = b.new_session();
+      for (Token t : {1, 403, 407, 261}) {
+        const auto za = sa.forward(t);
+        const std::vector<float> copy(za.begin(), za.end());
+        const auto zb = sb.forward(t);
+        REQUIRE(std::equal(copy.begin(), copy.end(), zb.begin()));
+      }
+    }
+  }
+}
+
+TEST_CASE("a Q8_0 GGUF is dequantized, bucketed and runs", "[model][gguf]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  write_fixture_gguf(dir / "q8.gguf", GgufType::q8_0, false);
+  convert_to_effort(dir / "q8.gguf", dir / "q8.effort", {});
+  const EffortFile file(dir / "q8.effort");
+  REQUIRE(file.header()["tokenizer"].is_null());  // no vocabulary in this GGUF: runs on ids
+  const Model model = Model::load(dir / "q8.effort");
+  REQUIRE(model.tokenizer() == nullptr);
+  // Q8_0 keeps ~8 bits per weight, so the greedy story mostly survives.
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_new_tokens = 40;
+  const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json")["generated_ids"];
+  Session s = model.new_session();
+  const std::vector<Token> bos = {1};
+  const auto tokens = s.generate(std::span<const Token>(bos), greedy).tokens;
+  REQUIRE(tokens.size() == 40);
+  REQUIRE(std::equal(tokens.begin(), tokens.begin() + 10, ref.begin(), [](Token a, const nlohmann::json& b) { return a == b.get<Token>(); }));
+}
+
+TEST_CASE("Q8_0 round-trips within half a quantization step", "[gguf]") {
+  std::vector<float> v(64);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::sin(float(i)) * (i < 32 ? 0.02f : 3.0f);
+  const auto q = quantize_q8_0(v.data(), v.size());
+  REQUIRE(q.size() == 2 * 34);
+  std::vector<float> back(v.size());
+  dequantize_q8_0(q.data(), v.size(), back.data());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const float amax = i < 32 ? 0.02f : 3.0f;
+    REQUIRE(std::fabs(back[i] - v[i]) <= amax / 127 * 0.5f * 1.01f + amax * 1e-3f);  // + fp16 scale rounding
+  }
+}
+
+TEST_CASE("bad GGUF input is a clear error", "[gguf]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  write_fixture_gguf(dir / "m.gguf", GgufType::f32);
+  const auto good = test::read_bytes(dir / "m.gguf");
+  SECTION("unsupported tensor type") {
+    GgufWriter w;
+    w.add_metadata("general.architecture", "llama");
+    w.add_tensor("x", GgufType(2), {32}, std::vector<std::uint8_t>(18));
+    w.write(dir / "q4.gguf");
+    // Q4_0 tensors make the file unreadable for us: their size is unknown to this build.
+    REQUIRE_THROWS(convert_to_effort(dir / "q4.gguf", dir / "q4.effort", {}));
+    REQUIRE(!std::filesystem::exists(dir / "q4.effort"));
+  }
+  SECTION("a supported file whose projections are Q4_0") {
+    GgufFile file(dir / "m.gguf");
+    auto bytes = good;
+    // Patch blk.0.attn_q.weight's type field (F32 = 0) to Q4_0 (2): find its name in the header.
+    const std::string name = "blk.0.attn_q.weight";
+    const auto it = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+    REQUIRE(it != bytes.end());
+    const std::size_t type_at = std::size_t(it - bytes.begin()) + name.size() + 4 + 2 * 8;
+    bytes[type_at] = 2;
+    test::write_bytes(dir / "q4.gguf", bytes.data(), bytes.size());
+    REQUIRE_THROWS_WITH(convert_to_effort(dir / "q4.gguf", dir / "q4.effort", {}),
+                        Contains("blk.0.attn_q.weight has type Q4_0 (type 2); this build reads F32, F16, BF16 and Q8_0"));
+    REQUIRE(!std::filesystem::exists(dir / "q4.effort"));
+  }
+  SECTION("truncated") {
+    test::write_bytes(dir / "cut.gguf", good.data(), good.size() / 2);
+    REQUIRE_THROWS_WITH(convert_to_effort(dir / "cut.gguf", dir / "cut.effort", {}), Contains("runs past the end of the file"));
+    test::write_bytes(dir / "cut.gguf", good.data(), 200);
+    REQUIRE_THROWS_WITH(convert_to_effort(dir / "cut.gguf", dir / "cut.effort", {}), Contains("cut.gguf") && Contains("past the end"));
+  }
+  SECTION("old version") {
+    auto bytes = good;
+    bytes[4] = 1;
+    test::write_bytes(dir / "v1.gguf", bytes.data(), bytes.size());
+    REQUIRE_THROWS_WITH(convert_to_effort(dir / "v1.gguf", dir / "v1.effort", {}), Contains("GGUF version 1, this build reads 2 and 3"));
+  }
+  SECTION("not a model we run") {
+    GgufWriter w;
+    w.add_metadata("general.architecture", "gpt2");
+    w.write(dir / "gpt2.gguf");
+    REQUIRE_THROWS_WITH(convert_to_effort(dir / "gpt2.gguf", dir / "gpt2.effort", {}), Contains("general.architecture \"gpt2\" is not supported"));
+  }
+}
