@@ -128,31 +128,47 @@ std::size_t bucket_dispatch(std::uint32_t* rows, float* row_x, const float* stat
   return count;
 }
 
-// Tiles of W = Floats<A>::size buckets; for each tile, 16 accumulators acc[q] whose lane l sums
-// the products landing on output (tile + l)*16 + q. Per row: decode W entries, multiply by x_j,
-// add each product into the accumulator its position selects. Rows are taken in list order, as
-// in the reference, so results are bitwise equal to it.
+// Rows are taken in chunks of kChunkRows (their bytes fit in L2); within a chunk, tile by tile
+// of W = Floats<A>::size buckets, 16 accumulators acc[q] whose lane l sums the products landing
+// on output (tile + l)*16 + q: decode W entries, multiply by x_j, add each product into the
+// accumulator its position selects. Between chunks a tile's accumulators wait in y (as [q][l]),
+// and are transposed to y's [l][q] order at the end. Each weight byte is read from memory once,
+// and each output still sums its rows in list order, as in the reference: bitwise equal to it.
+inline constexpr std::size_t kChunkRows = 64;
+
 template <class A>
 void bucket_matvec(float* y, const std::uint16_t* bucket_rows, std::size_t num_buckets, const std::uint32_t* rows,
                    const float* row_x, std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
   constexpr std::size_t W = Floats<A>::size;
-  std::size_t tile = bucket_begin;
-  for (; tile + W <= bucket_end; tile += W) {
-    Floats<A> acc[kBucketSize];
-    for (auto& a : acc) a = Floats<A>(0.0f);
-    for (std::size_t i = 0; i < count; ++i) {
-      const BucketEntries<A> e(bucket_rows + std::size_t(rows[i]) * num_buckets + tile);
-      const Floats<A> p = e.weights * Floats<A>(row_x[i]);
-      for (std::size_t q = 0; q < kBucketSize; ++q)
-        acc[q] += e.at_position(int(q), p);
-    }
-    alignas(64) float lanes[W];
-    for (std::size_t q = 0; q < kBucketSize; ++q) {
-      acc[q].store_aligned(lanes);
-      for (std::size_t l = 0; l < W; ++l) y[(tile + l) * kBucketSize + q] = lanes[l];
+  const std::size_t tiles_end = bucket_begin + (bucket_end - bucket_begin) / W * W;
+  for (std::size_t o = bucket_begin * kBucketSize; o < tiles_end * kBucketSize; ++o) y[o] = 0.0f;
+  for (std::size_t chunk = 0; chunk < count; chunk += kChunkRows) {
+    const std::size_t chunk_end = std::min(count, chunk + kChunkRows);
+    const std::size_t next_end = std::min(count, chunk_end + kChunkRows);
+    for (std::size_t tile = bucket_begin; tile < tiles_end; tile += W) {
+      float* parked = y + tile * kBucketSize;  // [16][W] while accumulating
+      Floats<A> acc[kBucketSize];
+      for (std::size_t q = 0; q < kBucketSize; ++q) acc[q] = Floats<A>::load_unaligned(parked + q * W);
+      for (std::size_t i = chunk; i < chunk_end; ++i) {
+        const BucketEntries<A> e(bucket_rows + std::size_t(rows[i]) * num_buckets + tile);
+        const Floats<A> p = e.weights * Floats<A>(row_x[i]);
+        for (std::size_t q = 0; q < kBucketSize; ++q) acc[q] += e.at_position(int(q), p);
+      }
+      for (std::size_t q = 0; q < kBucketSize; ++q) acc[q].store_unaligned(parked + q * W);
+      // The next chunk's rows, the same part of them: one chunk ahead of use.
+      for (std::size_t i = chunk_end; i < next_end; ++i)
+        __builtin_prefetch(bucket_rows + std::size_t(rows[i]) * num_buckets + tile);
     }
   }
-  if (tile < bucket_end) reference::bucket_matvec(y, bucket_rows, num_buckets, rows, row_x, count, tile, bucket_end);
+  alignas(64) float lanes[kBucketSize * W];
+  for (std::size_t tile = bucket_begin; tile < tiles_end; tile += W) {
+    float* region = y + tile * kBucketSize;
+    std::copy(region, region + kBucketSize * W, lanes);
+    for (std::size_t q = 0; q < kBucketSize; ++q)
+      for (std::size_t l = 0; l < W; ++l) region[l * kBucketSize + q] = lanes[q * W + l];
+  }
+  if (tiles_end < bucket_end)
+    reference::bucket_matvec(y, bucket_rows, num_buckets, rows, row_x, count, tiles_end, bucket_end);
 }
 
 }  // namespace simd

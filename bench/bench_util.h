@@ -1,0 +1,29 @@
+// bench_util.h: timing helpers shared by the benchmarks: warm-up, repetitions, medians.
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+namespace effort::bench {
+
+// Runs fn once to warm up, then `reps` times; returns each repetition's seconds.
+inline std::vector<double> time_reps(int reps, const std::function<void()>& fn) {
+  fn();
+  std::vector<double> seconds;
+  for (int r = 0; r < reps; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return seconds;
+}
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace effort::bench
