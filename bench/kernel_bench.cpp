@@ -31,17 +31,6 @@ Several copies of each matrix are cycled so that every product streams from memo
 // Working set per shape: enough copies that no product finds its weights in cache.
 constexpr double kMinWorkingSetBytes = 512e6;
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    const std::size_t comma = std::min(s.find(',', start), s.size());
-    out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 struct Shape {
   std::size_t out, in;
 };
@@ -61,7 +50,7 @@ int run(int argc, char** argv) {
       return 0;
     } else if (f == "--shapes") {
       shapes.clear();
-      for (const auto& s : split(args.value())) {
+      for (const auto& s : cli::split_list(args.value())) {
         const auto x = s.find('x');
         if (x == std::string::npos) throw cli::UsageError("--shapes: expected OUTxIN, got '" + s + "'");
         shapes.push_back({std::size_t(cli::parse_int(f, s.substr(0, x), 16, 1 << 20)),
@@ -69,10 +58,10 @@ int run(int argc, char** argv) {
       }
     } else if (f == "--efforts") {
       efforts.clear();
-      for (const auto& e : split(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
+      for (const auto& e : cli::split_list(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
     } else if (f == "-t") {
       threads.clear();
-      for (const auto& t : split(args.value())) threads.push_back(int(cli::parse_int(f, t, 1, 1024)));
+      for (const auto& t : cli::split_list(args.value())) threads.push_back(int(cli::parse_int(f, t, 1, 1024)));
     } else if (f == "-r") reps = int(cli::parse_int(f, args.value(), 1, 10000));
     else if (f == "--arch") {
       try {

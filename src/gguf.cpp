@@ -30,15 +30,23 @@ std::string type_name(std::uint32_t type) {
   return (it == names.end() ? "type " : it->second + " (type ") + std::to_string(type) + (it == names.end() ? "" : ")");
 }
 
-// Bytes of a tensor of `elements` elements, 0 for types we do not read.
+// Bytes of a tensor of `elements` elements (ggml block sizes), 0 for types we do not know.
+// Knowing a type's size lets us check a file that holds it; reading it is another matter.
 std::uint64_t tensor_bytes(std::uint32_t type, std::uint64_t elements) {
-  switch (GgufType(type)) {
-    case GgufType::f32: return elements * 4;
-    case GgufType::f16:
-    case GgufType::bf16: return elements * 2;
-    case GgufType::q8_0: return elements / kQ8Block * kQ8BlockBytes;
-  }
+  struct Block {
+    std::uint32_t type, elements, bytes;
+  };
+  static constexpr Block blocks[] = {{0, 1, 4},     {1, 1, 2},     {2, 32, 18},   {3, 32, 20},   {6, 32, 22},
+                                     {7, 32, 24},   {8, 32, 34},   {9, 32, 36},   {10, 256, 84}, {11, 256, 110},
+                                     {12, 256, 144}, {13, 256, 176}, {14, 256, 210}, {15, 256, 292}, {30, 1, 2}};
+  for (const Block& b : blocks)
+    if (b.type == type) return elements / b.elements * b.bytes;
   return 0;
+}
+
+bool readable(std::uint32_t type) {
+  return type == std::uint32_t(GgufType::f32) || type == std::uint32_t(GgufType::f16) ||
+         type == std::uint32_t(GgufType::bf16) || type == std::uint32_t(GgufType::q8_0);
 }
 
 // Sequential reads that never pass the end of the mapping.
@@ -381,7 +389,7 @@ class GgufSource : public SourceModel {
     const std::string context = "[gguf] " + file_.path().string() + ": tensor " + name;
     const GgufTensor* t = file_.find(name);
     if (!t) throw Error(ErrorCode::format, context + " is missing (for " + hf_name + ")");
-    if (tensor_bytes(t->type, 1 << 5) == 0)
+    if (!readable(t->type))
       throw Error(ErrorCode::unsupported, context + " has type " + type_name(t->type) + "; this build reads F32, F16, BF16 and Q8_0");
     std::vector<std::int64_t> hf_shape(t->dims.rbegin(), t->dims.rend());
     if (hf_shape != shape)
@@ -424,8 +432,14 @@ std::unique_ptr<SourceModel> open_gguf_source(const std::filesystem::path& path)
 void GgufWriter::add_metadata(const std::string& key, const json& value) { metadata_.emplace_back(key, value); }
 
 void GgufWriter::add_tensor(const std::string& name, GgufType type, const std::vector<std::uint64_t>& dims,
+                            Producer produce) {
+  tensors_.push_back(Tensor{name, type, dims, std::move(produce)});
+}
+
+void GgufWriter::add_tensor(const std::string& name, GgufType type, const std::vector<std::uint64_t>& dims,
                             std::vector<std::uint8_t> data) {
-  tensors_.push_back(Tensor{name, type, dims, std::move(data)});
+  auto shared = std::make_shared<std::vector<std::uint8_t>>(std::move(data));
+  add_tensor(name, type, dims, [shared] { return *shared; });
 }
 
 void GgufWriter::write(const std::filesystem::path& path) const {
@@ -471,20 +485,28 @@ void GgufWriter::write(const std::filesystem::path& path) const {
     }
   }
   std::uint64_t offset = 0;
+  std::vector<std::uint64_t> sizes;
   for (const auto& t : tensors_) {
     put_string(t.name);
     put(std::uint32_t(t.dims.size()));
     for (auto d : t.dims) put(d);
     put(std::uint32_t(t.type));
     put(offset);
-    offset = (offset + t.data.size() + 31) / 32 * 32;
+    std::uint64_t elements = 1;
+    for (auto d : t.dims) elements *= d;
+    sizes.push_back(tensor_bytes(std::uint32_t(t.type), elements));
+    offset = (offset + sizes.back() + 31) / 32 * 32;
   }
   out.resize((out.size() + 31) / 32 * 32, '\0');
   std::ofstream file(path, std::ios::binary);
   file.write(out.data(), std::streamsize(out.size()));
-  for (const auto& t : tensors_) {
-    file.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
-    const std::string pad((32 - t.data.size() % 32) % 32, '\0');
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    const auto data = tensors_[i].produce();
+    if (data.size() != sizes[i])
+      throw Error(ErrorCode::invalid_argument, "[gguf] " + path.string() + ": tensor " + tensors_[i].name + " has " +
+                                                   std::to_string(data.size()) + " bytes, expected " + std::to_string(sizes[i]));
+    file.write(reinterpret_cast<const char*>(data.data()), std::streamsize(data.size()));
+    const std::string pad((32 - data.size() % 32) % 32, '\0');
     file.write(pad.data(), std::streamsize(pad.size()));
   }
   if (!file) throw Error(ErrorCode::io, "[gguf] " + path.string() + ": write failed");

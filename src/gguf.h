@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -56,9 +57,13 @@ std::unique_ptr<SourceModel> open_gguf_source(const std::filesystem::path& path)
 class GgufWriter {
  public:
   void add_metadata(const std::string& key, const nlohmann::json& value);
-  // data holds the tensor in `type`'s encoding; dims innermost first.
+  // Produces the tensor's bytes in `type`'s encoding when write() reaches it, so that large
+  // models are never whole in memory; dims innermost first.
+  using Producer = std::function<std::vector<std::uint8_t>()>;
+  void add_tensor(const std::string& name, GgufType type, const std::vector<std::uint64_t>& dims, Producer produce);
   void add_tensor(const std::string& name, GgufType type, const std::vector<std::uint64_t>& dims,
                   std::vector<std::uint8_t> data);
+  // Throws effort::Error naming the tensor if a producer's bytes do not match type x dims.
   void write(const std::filesystem::path& path) const;
 
  private:
@@ -67,7 +72,7 @@ class GgufWriter {
     std::string name;
     GgufType type;
     std::vector<std::uint64_t> dims;
-    std::vector<std::uint8_t> data;
+    Producer produce;
   };
   std::vector<Tensor> tensors_;
 };

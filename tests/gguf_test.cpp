@@ -187,15 +187,6 @@ TEST_CASE("bad GGUF input is a clear error", "[gguf]") {
   test::TempDir dir;
   write_fixture_gguf(dir / "m.gguf", GgufType::f32);
   const auto good = test::read_bytes(dir / "m.gguf");
-  SECTION("unsupported tensor type") {
-    GgufWriter w;
-    w.add_metadata("general.architecture", "llama");
-    w.add_tensor("x", GgufType(2), {32}, std::vector<std::uint8_t>(18));
-    w.write(dir / "q4.gguf");
-    // Q4_0 tensors make the file unreadable for us: their size is unknown to this build.
-    REQUIRE_THROWS(convert_to_effort(dir / "q4.gguf", dir / "q4.effort", {}));
-    REQUIRE(!std::filesystem::exists(dir / "q4.effort"));
-  }
   SECTION("a supported file whose projections are Q4_0") {
     GgufFile file(dir / "m.gguf");
     auto bytes = good;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <algorithm>
 #include <vector>
 
 namespace effort::cli {
@@ -65,15 +66,22 @@ inline double parse_number(const std::string& flag, std::string_view text, doubl
   return v;
 }
 
-// "1,2,3" -> {1, 2, 3}
-inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::string_view text) {
-  std::vector<std::int32_t> ids;
+// "a,b,c" -> {"a", "b", "c"}
+inline std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> items;
   std::size_t start = 0;
   while (start <= text.size()) {
     const std::size_t comma = std::min(text.find(',', start), text.size());
-    ids.push_back(std::int32_t(parse_int(flag, text.substr(start, comma - start), 0, INT32_MAX)));
+    items.emplace_back(text.substr(start, comma - start));
     start = comma + 1;
   }
+  return items;
+}
+
+// "1,2,3" -> {1, 2, 3}
+inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::string_view text) {
+  std::vector<std::int32_t> ids;
+  for (const auto& item : split_list(text)) ids.push_back(std::int32_t(parse_int(flag, item, 0, INT32_MAX)));
   return ids;
 }
 

@@ -57,10 +57,7 @@ struct Options {
 // "down=0.2,up=0.3"
 std::vector<std::pair<MatrixKind, float>> parse_effort_map(const std::string& flag, const std::string& text) {
   std::vector<std::pair<MatrixKind, float>> map;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', start), text.size());
-    const std::string item = text.substr(start, comma - start);
+  for (const std::string& item : cli::split_list(text)) {
     const std::size_t eq = item.find('=');
     if (eq == std::string::npos) throw cli::UsageError(flag + ": expected KIND=EFFORT items, got '" + item + "'");
     MatrixKind kind;
@@ -70,7 +67,6 @@ std::vector<std::pair<MatrixKind, float>> parse_effort_map(const std::string& fl
       throw cli::UsageError(flag + ": " + e.what());
     }
     map.emplace_back(kind, float(cli::parse_number(flag, item.substr(eq + 1), 0, 1, true)));
-    start = comma + 1;
   }
   return map;
 }

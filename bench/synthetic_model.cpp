@@ -1,0 +1,152 @@
+// effort-synthetic-model: writes a Mistral-7B-shaped GGUF (F16) with random weights, for speed
+// work without downloads. Both effort-convert and llama.cpp load it. Its text is meaningless.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "cli.h"
+#include "gguf.h"
+#include "kernels/fp16.h"
+
+namespace {
+
+using namespace effort;
+
+constexpr const char* kUsage = R"(usage: effort-synthetic-model -o OUT.gguf [options]
+  -o PATH        the GGUF file to write (F16 weights)
+  --layers N     decoder layers (default 32, as Mistral-7B)
+  --seed S       random seed (default 1)
+  --force        replace PATH if it exists
+Mistral-7B-v0.2 hyper-parameters: hidden 4096, FFN 14336, 32 heads, 8 KV heads, head_dim 128,
+vocab 32000, rope theta 1e6. Weights are random with per-matrix and per-layer scales like a
+trained model's and heavy tails; the model generates meaningless text, and says so in its name.
+)";
+
+// splitmix64: fast, and the same stream on every platform.
+struct Random {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  // Approximately standard normal (Irwin-Hall of 4 uniforms), with a heavy tail: one value in
+  // 64 is scaled up 4x, as outlier weights are in trained models.
+  float normal() {
+    const std::uint64_t r = next();
+    float sum = 0;
+    for (int i = 0; i < 4; ++i) sum += float((r >> (16 * i)) & 0xFFFF) / 65535.0f;
+    const float z = (sum - 2.0f) * 1.7320508f;
+    return (r & 0x3F00000000000000ull) == 0 ? 4.0f * z : z;
+  }
+};
+
+std::vector<std::uint8_t> f16_tensor(std::size_t n, float scale, float mean, Random& rng) {
+  std::vector<std::uint8_t> bytes(n * 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint16_t h = kernels::float_to_half(mean + scale * rng.normal());
+    std::memcpy(bytes.data() + 2 * i, &h, 2);
+  }
+  return bytes;
+}
+
+int run(int argc, char** argv) {
+  std::string output;
+  int layers = 32;
+  std::uint64_t seed = 1;
+  bool force = false;
+  cli::ArgReader args(argc, argv);
+  while (!args.done()) {
+    const std::string f = args.next_flag();
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "-o") output = args.value();
+    else if (f == "--layers") layers = int(cli::parse_int(f, args.value(), 1, 256));
+    else if (f == "--seed") seed = cli::parse_u64(f, args.value());
+    else if (f == "--force") force = true;
+    else throw cli::UsageError("unknown option '" + f + "' (see --help)");
+  }
+  if (output.empty()) throw cli::UsageError("missing -o OUT.gguf");
+  if (std::filesystem::exists(output) && !force) throw cli::UsageError(output + " exists (use --force to replace it)");
+
+  constexpr std::uint64_t hidden = 4096, ffn = 14336, heads = 32, kv_heads = 8, head_dim = 128, vocab = 32000;
+  GgufWriter gguf;
+  gguf.add_metadata("general.architecture", "llama");
+  gguf.add_metadata("general.name", "synthetic-mistral-7b-shape (random weights, meaningless text)");
+  gguf.add_metadata("general.file_type", 1);  // mostly F16
+  gguf.add_metadata("llama.context_length", 32768);
+  gguf.add_metadata("llama.embedding_length", hidden);
+  gguf.add_metadata("llama.block_count", layers);
+  gguf.add_metadata("llama.feed_forward_length", ffn);
+  gguf.add_metadata("llama.attention.head_count", heads);
+  gguf.add_metadata("llama.attention.head_count_kv", kv_heads);
+  gguf.add_metadata("llama.rope.dimension_count", head_dim);
+  gguf.add_metadata("llama.rope.freq_base", 1000000.0f);
+  gguf.add_metadata("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  // A SentencePiece-style vocabulary: specials, the 256 byte pieces, then made-up words.
+  nlohmann::json tokens = {"<unk>", "<s>", "</s>"}, scores = {0.0f, 0.0f, 0.0f}, types = {2, 3, 3};
+  char piece[16];
+  for (int b = 0; b < 256; ++b) {
+    std::snprintf(piece, sizeof piece, "<0x%02X>", b);
+    tokens.push_back(piece);
+    scores.push_back(0.0f);
+    types.push_back(6);
+  }
+  for (std::uint64_t i = tokens.size(); i < vocab; ++i) {
+    tokens.push_back("\xE2\x96\x81w" + std::to_string(i));
+    scores.push_back(-float(i));
+    types.push_back(1);
+  }
+  gguf.add_metadata("tokenizer.ggml.model", "llama");
+  gguf.add_metadata("tokenizer.ggml.tokens", tokens);
+  gguf.add_metadata("tokenizer.ggml.scores", scores);
+  gguf.add_metadata("tokenizer.ggml.token_type", types);
+  gguf.add_metadata("tokenizer.ggml.bos_token_id", 1);
+  gguf.add_metadata("tokenizer.ggml.eos_token_id", 2);
+  gguf.add_metadata("tokenizer.ggml.unknown_token_id", 0);
+
+  auto rng = std::make_shared<Random>(Random{seed});
+  auto matrix = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols, float scale, float mean = 0.0f) {
+    gguf.add_tensor(name, GgufType::f16, cols > 1 ? std::vector<std::uint64_t>{cols, rows} : std::vector<std::uint64_t>{rows},
+                    [=] { return f16_tensor(rows * cols, scale, mean, *rng); });
+  };
+  // Scales seen in trained Mistral-style models: ~0.02 for projections out of the residual
+  // stream, smaller for the ones back into it, growing a little with depth.
+  matrix("token_embd.weight", vocab, hidden, 0.004f);
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const float depth = 0.8f + 0.4f * float(l) / float(layers);
+    matrix(p + "attn_norm.weight", hidden, 1, 0.05f, 0.4f * depth);
+    matrix(p + "attn_q.weight", heads * head_dim, hidden, 0.02f * depth);
+    matrix(p + "attn_k.weight", kv_heads * head_dim, hidden, 0.02f * depth);
+    matrix(p + "attn_v.weight", kv_heads * head_dim, hidden, 0.01f * depth);
+    matrix(p + "attn_output.weight", hidden, heads * head_dim, 0.01f * depth);
+    matrix(p + "ffn_norm.weight", hidden, 1, 0.05f, 0.4f * depth);
+    matrix(p + "ffn_gate.weight", ffn, hidden, 0.02f * depth);
+    matrix(p + "ffn_up.weight", ffn, hidden, 0.015f * depth);
+    matrix(p + "ffn_down.weight", hidden, ffn, 0.01f * depth);
+  }
+  matrix("output_norm.weight", hidden, 1, 0.1f, 2.0f);
+  matrix("output.weight", vocab, hidden, 0.01f);
+  gguf.write(output);
+  std::fprintf(stderr, "wrote %s: %d layers, %.2f GB\n", output.c_str(), layers, double(std::filesystem::file_size(output)) / 1e9);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const effort::cli::UsageError& e) {
+    std::fprintf(stderr, "effort-synthetic-model: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "effort-synthetic-model: %s\n", e.what());
+    return 1;
+  }
+}

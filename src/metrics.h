@@ -1,0 +1,32 @@
+// metrics.h: how far a model's next-token distributions are from a reference's.
+#pragma once
+#include <span>
+#include <vector>
+
+namespace effort {
+
+// log softmax of logits, in double.
+std::vector<double> log_softmax(std::span<const float> logits);
+
+// KL(p || q) with p = softmax(reference), q = softmax(candidate), in nats.
+double kl_divergence(std::span<const float> reference, std::span<const float> candidate);
+
+// Index of the largest logit (the first of equal ones).
+std::size_t argmax(std::span<const float> logits);
+
+// Accumulates teacher-forced quality over positions.
+struct QualityMeter {
+  double kl_sum = 0;          // sum of KL(reference || candidate)
+  double nll_sum = 0;         // sum of -log q(actual next token)
+  std::size_t same_top1 = 0;  // positions where both argmaxes agree
+  std::size_t positions = 0;  // positions with a reference
+  std::size_t scored = 0;     // positions with a known next token
+
+  // next_token < 0: none known (the last position).
+  void add(std::span<const float> reference, std::span<const float> candidate, int next_token);
+  double kl() const { return positions ? kl_sum / double(positions) : 0; }
+  double top1() const { return positions ? double(same_top1) / double(positions) : 0; }
+  double perplexity() const;
+};
+
+}  // namespace effort
