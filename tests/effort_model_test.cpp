@@ -197,3 +197,25 @@ TEST_CASE("per-kind effort and bad effort values", "[model][effort]") {
   dense.set_effort(1.0f);
   REQUIRE_THROWS_WITH(Model::load(test::fixture_model(), {.mem_fraction = 0.5f}), Contains("needs a .effort model"));
 }
+
+TEST_CASE("with sampled probes the work done still tracks effort on real layers", "[model][effort]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  // 256 probes for 1024 (or 2752) bucket rows: the cutoff is estimated from a sample, as on
+  // large models. Sampling error of the dispatched fraction: sqrt(e(1-e)/256) <= 3.1%; the
+  // fraction averaged over a text varies less. Allow 5%.
+  test::TempDir dir;
+  ConvertOptions sampled;
+  sampled.max_probes = 256;
+  convert_to_effort(test::fixture_model(), dir / "m.effort", sampled);
+  const Model model = Model::load(dir / "m.effort");
+  const auto ids = reference_ids("greedy_bos64");
+  for (float effort : {0.75f, 0.5f, 0.25f, 0.125f}) {
+    Session s = model.new_session();
+    s.set_effort(effort);
+    logits(s, ids);
+    for (int k = 0; k < kNumMatrixKinds; ++k) {
+      CAPTURE(effort, matrix_kind_name(MatrixKind(k)));
+      REQUIRE(std::fabs(s.effort_stats().fraction(MatrixKind(k)) - effort) < 0.05);
+    }
+  }
+}
