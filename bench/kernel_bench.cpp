@@ -20,6 +20,7 @@ using namespace effort;
 constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   --shapes LIST   out x in shapes (default 4096x4096,1024x4096,14336x4096,4096x14336)
   --efforts LIST  (default 1,0.5,0.25,0.125)
+  --groups LIST   layouts by group size G (default 1: the canonical layout; e.g. 1,4,8,16)
   -t LIST         thread counts (default 1)
   -r N            timed repetitions per point, after one warm-up (default 7)
   --arch NAME     scalar, avx2 or avx512 (default: the best this CPU runs)
@@ -39,6 +40,7 @@ int run(int argc, char** argv) {
   std::vector<Shape> shapes = {{4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}};
   std::vector<float> efforts = {1.0f, 0.5f, 0.25f, 0.125f};
   std::vector<int> threads = {1};
+  std::vector<std::size_t> groups = {1};
   int reps = 7;
   bool json_out = false;
   kernels::Arch arch = kernels::best_arch();
@@ -59,6 +61,9 @@ int run(int argc, char** argv) {
     } else if (f == "--efforts") {
       efforts.clear();
       for (const auto& e : cli::split_list(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
+    } else if (f == "--groups") {
+      groups.clear();
+      for (const auto& g : cli::split_list(args.value())) groups.push_back(std::size_t(cli::parse_int(f, g, 1, 64)));
     } else if (f == "-t") {
       threads.clear();
       for (const auto& t : cli::split_list(args.value())) threads.push_back(int(cli::parse_int(f, t, 1, 1024)));
@@ -85,57 +90,61 @@ int run(int argc, char** argv) {
     for (auto& v : w) v = kernels::half_to_float(kernels::float_to_half(weight(rng)));
     std::vector<std::uint16_t> w16(w.size());
     for (std::size_t i = 0; i < w.size(); ++i) w16[i] = kernels::float_to_half(w[i]);
-    const BucketizedMatrix b = bucketize(w.data(), out, in, 4096, 1, "bench");
     std::student_t_distribution<float> heavy(3.0f);
     std::vector<float> x(in);
     for (auto& v : x) v = heavy(rng);
     std::vector<double> exact(out, 0.0);
     for (std::size_t o = 0; o < out; ++o)
       for (std::size_t j = 0; j < in; ++j) exact[o] += double(w[o * in + j]) * x[j];
-    w.clear();
-    w.shrink_to_fit();
 
     const double weight_bytes = double(out) * double(in) * 2;
     const std::size_t copies = std::max<std::size_t>(1, std::size_t(std::ceil(kMinWorkingSetBytes / weight_bytes)));
-    std::vector<std::vector<std::uint16_t>> dense_copies(copies, w16), bucket_copies(copies, b.bucket_rows);
-    std::vector<DenseMatrix> dense;
-    std::vector<Matrix> bucketed;
-    for (std::size_t c = 0; c < copies; ++c) {
-      dense.push_back(DenseMatrix{kernels::DType::f16, dense_copies[c].data(), out, in});
-      bucketed.push_back(BucketMatrix{bucket_copies[c].data(), b.stats.data(), out, in, b.num_buckets, 16 * in,
-                                      b.probe_rows, b.probe_weights});
-    }
+    std::vector<std::vector<std::uint16_t>> dense_copies(copies, w16);
     std::vector<float> y(out);
-    BucketScratch scratch{std::vector<std::uint32_t>(16 * in), std::vector<float>(16 * in),
-                          std::vector<float>(b.probe_rows.size()), std::vector<float>(b.num_buckets * 16)};
-    for (int t : threads) {
-      ThreadPool pool(t);
-      EffortState state;
-      const Compute compute{kernels::kernel_table(arch), pool, &state, &scratch};
-      std::size_t next = 0;
-      const double dense_s = bench::median(bench::time_reps(reps, [&] { matvec(dense[next++ % copies], x.data(), y.data(), compute); }));
-      for (float effort : efforts) {
-        for (auto& e : state.effort) e = effort;
-        state.stats = EffortStats{};
-        const double s = bench::median(bench::time_reps(reps, [&] {
-          matvec(bucketed[next++ % copies], MatrixKind::up_proj, x.data(), y.data(), compute);
+    const std::string name = std::to_string(out) + "x" + std::to_string(in);
+    for (std::size_t group : groups) {
+      BucketizeOptions options;
+      options.group = group;
+      const BucketizedMatrix b = bucketize(w.data(), out, in, options, "bench");
+      std::vector<std::vector<std::uint16_t>> unit_copies(copies, b.units);
+      std::vector<Matrix> bucketed;
+      for (std::size_t c = 0; c < copies; ++c) {
+        BucketMatrix m = as_matrix(b, 16 * b.num_tiles);
+        m.view.units = unit_copies[c].data();
+        bucketed.push_back(std::move(m));
+      }
+      BucketScratch scratch({&std::get<BucketMatrix>(bucketed[0])});
+      const std::string layout = group == 1 ? "buckets16" : "buckets16-g" + std::to_string(group);
+      for (int t : threads) {
+        ThreadPool pool(t);
+        EffortState state;
+        const Compute compute{kernels::kernel_table(arch), pool, &state, &scratch};
+        std::size_t next = 0;
+        const double dense_s = bench::median(bench::time_reps(reps, [&] {
+          const DenseMatrix dense{kernels::DType::f16, dense_copies[next++ % copies].data(), out, in};
+          matvec(dense, x.data(), y.data(), compute);
         }));
-        const double fraction = state.stats.fraction(MatrixKind::up_proj);
-        // Bytes read per product: the dispatched bucket rows, every loaded row's stat, the probes.
-        const double bytes = fraction * weight_bytes + 16.0 * double(in) * 4 + double(b.probe_rows.size()) * 8;
-        double ab = 0, aa = 0, bb = 0;
-        for (std::size_t o = 0; o < out; ++o) ab += exact[o] * y[o], aa += exact[o] * exact[o], bb += double(y[o]) * y[o];
-        const double cos = ab / std::sqrt(aa * bb);
-        const std::string name = std::to_string(out) + "x" + std::to_string(in);
-        nlohmann::json row = {{"shape", name}, {"layout", "buckets16"}, {"effort", effort}, {"threads", t},
-                              {"dense_ms", dense_s * 1e3}, {"ms", s * 1e3}, {"speedup", dense_s / s},
-                              {"gbps", bytes / s / 1e9}, {"cos", cos}, {"dispatched", fraction},
-                              {"arch", std::string(kernels::arch_name(arch))}};
-        results.push_back(row);
-        if (!json_out)
-          std::printf("| %s | buckets16 | %.3g | %d | %.3f | %.3f | %.2fx | %.1f | %.5f |\n", name.c_str(), effort, t,
-                      dense_s * 1e3, s * 1e3, dense_s / s, bytes / s / 1e9, cos);
-        std::fflush(stdout);
+        for (float effort : efforts) {
+          for (auto& e : state.effort) e = effort;
+          state.stats = EffortStats{};
+          const double s = bench::median(bench::time_reps(reps, [&] {
+            matvec(bucketed[next++ % copies], MatrixKind::up_proj, x.data(), y.data(), compute);
+          }));
+          const double fraction = state.stats.fraction(MatrixKind::up_proj);
+          // Bytes read per product: the dispatched units, every unit's stats, the probes.
+          const double bytes = fraction * weight_bytes + double(b.stats.size()) * 4 + double(b.probe_stats.size()) * 4;
+          double ab = 0, aa = 0, bb = 0;
+          for (std::size_t o = 0; o < out; ++o) ab += exact[o] * y[o], aa += exact[o] * exact[o], bb += double(y[o]) * y[o];
+          const double cos = ab / std::sqrt(aa * bb);
+          results.push_back({{"shape", name}, {"layout", layout}, {"effort", effort}, {"threads", t},
+                             {"dense_ms", dense_s * 1e3}, {"ms", s * 1e3}, {"speedup", dense_s / s},
+                             {"gbps", bytes / s / 1e9}, {"cos", cos}, {"dispatched", fraction},
+                             {"arch", std::string(kernels::arch_name(arch))}});
+          if (!json_out)
+            std::printf("| %s | %s | %.3g | %d | %.3f | %.3f | %.2fx | %.1f | %.5f |\n", name.c_str(), layout.c_str(), effort,
+                        t, dense_s * 1e3, s * 1e3, dense_s / s, bytes / s / 1e9, cos);
+          std::fflush(stdout);
+        }
       }
     }
   }

@@ -49,7 +49,7 @@ void attention(float* out, const float* q, const float* k, const float* v, std::
     Floats<A> acc(0.0f);
     std::size_t d = 0;
     for (; d + W <= head_dim; d += W)
-      acc = xsimd::fma(Floats<A>::load_unaligned(q + d), Floats<A>::load_unaligned(key + d), acc);
+      acc = fmadd<A>(Floats<A>::load_unaligned(q + d), Floats<A>::load_unaligned(key + d), acc);
     float dot = xsimd::hadd(acc);
     for (; d < head_dim; ++d) dot += q[d] * key[d];
     scores[t] = dot * scale;
@@ -73,7 +73,7 @@ void attention(float* out, const float* q, const float* k, const float* v, std::
     const float* value = v + t * kv_stride;
     std::size_t d = 0;
     for (; d + W <= head_dim; d += W)
-      xsimd::fma(p, Floats<A>::load_unaligned(value + d), Floats<A>::load_unaligned(out + d))
+      fmadd<A>(p, Floats<A>::load_unaligned(value + d), Floats<A>::load_unaligned(out + d))
           .store_unaligned(out + d);
     for (; d < head_dim; ++d) out[d] += scores[t] * inv_sum * value[d];
   }

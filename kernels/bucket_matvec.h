@@ -1,14 +1,23 @@
-// bucket_matvec.h: the effort product y ~= W x over a bucketed matrix (the canonical layout).
+// bucket_matvec.h: the effort product y ~= W x over a bucketed matrix.
 //
-// Layout (built by src/bucketize.cpp): W [out, in] is transposed to input-major and each input's
-// column is cut into B = padded_out/16 buckets of 16 neighbouring outputs; each bucket is sorted
-// by |w| descending. Bucket row r = k*in + j holds, for every bucket b, the rank-k weight of
-// bucket b for input j as fp16 whose 4 low mantissa bits are replaced by its position in the
-// bucket (output b*16 + pos). rows [B] u16 each, rank-major. stats[r] = mean |weight| of row r.
+// Layout (built by src/bucketize.cpp), for W [out, in], bucket size 16 and group size G:
+// the inputs, in the order input_order gives, are cut into T = ceil(in/G) tiles of G inputs
+// (padded with zero inputs). Outputs are cut into B = ceil(out/16) buckets of 16 neighbours.
+// For every tile t and bucket b, the 16 positions of the bucket are sorted once, by the tile's
+// combined |w| descending; rank k names the k-th position. A unit (k, t) holds G rows of B
+// entries: entry [g][b] is the weight of the tile's input g at the bucket's rank-k position, as
+// fp16. The g = 0 entry keeps that position in its 4 low mantissa bits (decoded with those bits
+// set to 0b1000); the other entries are plain fp16. Units are stored rank-major, unit u = k*T+t,
+// so the least important units come last. stats [16][G][T]: stats[k][g][t] = mean over buckets
+// of |entry [g][b]| of unit (k, t). G = 1 with the identity order is the canonical layout of
+// the original: one row per (rank, input), position bits in every weight.
 //
-// A product runs in two steps: dispatch picks the rows whose stats[r]*|x_j| exceeds the cutoff
-// (in ascending row order); bucket_matvec multiplies those rows and routes every product to its
-// output. Legend: in = input features, B = num_buckets, rows = bucket rows.
+// A product runs in two steps. Dispatch picks the units whose importance
+// sum_g |xg[g][t]| * stats[k][g][t] (xg = the inputs in tile order, by group slot) exceeds the
+// cutoff, in ascending unit order; bucket_matvec multiplies them: per unit and bucket,
+// s = sum_g x * w (fused multiply-adds in g order), then y[b*16 + position] += s.
+//
+// Legend: T = num_tiles, G = group, B = num_buckets, xg = inputs [G][T] (|x| for dispatch).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -21,38 +30,53 @@ namespace effort::kernels {
 
 inline constexpr std::size_t kBucketSize = 16;
 
-// The weight a bucket entry stands for: its bits with the low nibble set to the midpoint 0b1000,
-// so the rounding from dropping 4 mantissa bits has no bias that depends on the position.
+// The weight of a g = 0 entry: its bits with the low nibble set to the midpoint 0b1000, so the
+// rounding from dropping 4 mantissa bits has no bias that depends on the position.
 static inline float bucket_weight(std::uint16_t entry) { return half_to_float(std::uint16_t((entry & 0xFFF0u) | 0x8u)); }
 static inline unsigned bucket_position(std::uint16_t entry) { return entry & 0xFu; }
 
+struct BucketView {
+  const std::uint16_t* units;  // [16*T][G][B]
+  const float* stats;          // [16][G][T]
+  std::size_t num_buckets;     // B
+  std::size_t num_tiles;       // T
+  std::size_t group;           // G
+};
+
 namespace reference {
 
-// Appends the rows r < num_rows with stats[r] * |x[r % in]| > cutoff to rows/row_x (row_x gets
-// x[r % in]); returns how many. Rows come out ascending.
-static inline std::size_t bucket_dispatch(std::uint32_t* rows, float* row_x, const float* stats, const float* x,
-                                          std::size_t in, std::size_t num_rows, float cutoff) {
+// Importance of unit u = k*T + t.
+static inline float unit_importance(const BucketView& m, const float* abs_xg, std::size_t u) {
+  const std::size_t k = u / m.num_tiles, t = u % m.num_tiles;
+  float c = 0.0f;
+  for (std::size_t g = 0; g < m.group; ++g)
+    c = std::fma(abs_xg[g * m.num_tiles + t], m.stats[(k * m.group + g) * m.num_tiles + t], c);
+  return c;
+}
+
+// Appends the units u < num_units whose importance exceeds the cutoff; returns how many.
+static inline std::size_t bucket_dispatch(std::uint32_t* units, const BucketView& m, const float* abs_xg,
+                                          std::size_t num_units, float cutoff) {
   std::size_t count = 0;
-  for (std::size_t r = 0; r < num_rows; ++r) {
-    const float xj = x[r % in];
-    if (stats[r] * std::fabs(xj) > cutoff) {
-      rows[count] = std::uint32_t(r);
-      row_x[count++] = xj;
-    }
-  }
+  for (std::size_t u = 0; u < num_units; ++u)
+    if (unit_importance(m, abs_xg, u) > cutoff) units[count++] = std::uint32_t(u);
   return count;
 }
 
-// y[b*16 .. b*16+16) for buckets b in [bucket_begin, bucket_end) = sum over the listed rows, in
-// list order, of row_x * weight, routed by position bits. Other outputs are untouched.
-static inline void bucket_matvec(float* y, const std::uint16_t* bucket_rows, std::size_t num_buckets,
-                                 const std::uint32_t* rows, const float* row_x, std::size_t count,
-                                 std::size_t bucket_begin, std::size_t bucket_end) {
+// y[b*16 .. b*16+16) for buckets b in [bucket_begin, bucket_end) = the listed units' products,
+// added in list order. Other outputs are untouched.
+static inline void bucket_matvec(float* y, const BucketView& m, const float* xg, const std::uint32_t* units,
+                                 std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
+  const std::size_t B = m.num_buckets, T = m.num_tiles, G = m.group;
   for (std::size_t o = bucket_begin * kBucketSize; o < bucket_end * kBucketSize; ++o) y[o] = 0.0f;
   for (std::size_t i = 0; i < count; ++i) {
-    const std::uint16_t* row = bucket_rows + std::size_t(rows[i]) * num_buckets;
-    for (std::size_t b = bucket_begin; b < bucket_end; ++b)
-      y[b * kBucketSize + bucket_position(row[b])] += row_x[i] * bucket_weight(row[b]);
+    const std::uint16_t* unit = m.units + std::size_t(units[i]) * G * B;
+    const std::size_t t = units[i] % T;
+    for (std::size_t b = bucket_begin; b < bucket_end; ++b) {
+      float s = xg[t] * bucket_weight(unit[b]);
+      for (std::size_t g = 1; g < G; ++g) s = std::fma(xg[g * T + t], half_to_float(unit[g * B + b]), s);
+      y[b * kBucketSize + bucket_position(unit[b])] += s;
+    }
   }
 }
 
@@ -60,104 +84,106 @@ static inline void bucket_matvec(float* y, const std::uint16_t* bucket_rows, std
 
 namespace simd {
 
-// Loads Floats<A>::size bucket entries: their weights (midpoint-decoded) and positions.
+// Floats<A>::size entries of a g = 0 row: midpoint-decoded weights and positions.
 template <class A>
-struct BucketEntries;
+struct LeadEntries;
 
 #if defined(__AVX512F__)
 template <>
-struct BucketEntries<Avx512> {
+struct LeadEntries<Avx512> {
   Floats<Avx512> weights;
   __m512i positions;
-  explicit BucketEntries(const std::uint16_t* p) {
+  explicit LeadEntries(const std::uint16_t* p) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     const __m256i mid = _mm256_or_si256(_mm256_and_si256(raw, _mm256_set1_epi16(short(0xFFF0))), _mm256_set1_epi16(8));
     weights = _mm512_cvtph_ps(mid);
     positions = _mm512_and_si512(_mm512_cvtepu16_epi32(raw), _mm512_set1_epi32(15));
   }
-  // p where the entry's position is q, 0 elsewhere.
-  Floats<Avx512> at_position(int q, Floats<Avx512> p) const {
-    return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(positions, _mm512_set1_epi32(q)), p);
+  // s where the entry's position is q, 0 elsewhere.
+  Floats<Avx512> at_position(int q, Floats<Avx512> s) const {
+    return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(positions, _mm512_set1_epi32(q)), s);
   }
 };
 #elif defined(__AVX2__)
 template <>
-struct BucketEntries<Avx2> {
+struct LeadEntries<Avx2> {
   Floats<Avx2> weights;
   __m256i positions;
-  explicit BucketEntries(const std::uint16_t* p) {
+  explicit LeadEntries(const std::uint16_t* p) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     const __m128i mid = _mm_or_si128(_mm_and_si128(raw, _mm_set1_epi16(short(0xFFF0))), _mm_set1_epi16(8));
     weights = _mm256_cvtph_ps(mid);
     positions = _mm256_and_si256(_mm256_cvtepu16_epi32(raw), _mm256_set1_epi32(15));
   }
-  Floats<Avx2> at_position(int q, Floats<Avx2> p) const {
-    return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(q))), p);
+  Floats<Avx2> at_position(int q, Floats<Avx2> s) const {
+    return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(q))), s);
   }
 };
 #endif
 
-// Rank by rank, W rows at a time: one compare per row, then the passing rows are appended in
-// ascending order from the comparison's bit mask. Same products and compares as the reference.
+// W = Floats<A>::size units' importances at a time, for units of one rank: same fused
+// multiply-adds in the same order as the reference, so the same units pass.
 template <class A>
-std::size_t bucket_dispatch(std::uint32_t* rows, float* row_x, const float* stats, const float* x, std::size_t in,
-                            std::size_t num_rows, float cutoff) {
+std::size_t bucket_dispatch(std::uint32_t* units, const BucketView& m, const float* abs_xg, std::size_t num_units,
+                            float cutoff) {
   constexpr std::size_t W = Floats<A>::size;
+  const std::size_t T = m.num_tiles, G = m.group;
   std::size_t count = 0;
-  for (std::size_t rank_start = 0; rank_start < num_rows; rank_start += in) {
-    const std::size_t n = std::min(in, num_rows - rank_start);
-    const float* s = stats + rank_start;
-    std::size_t j = 0;
-    for (; j + W <= n; j += W) {
-      const auto xj = Floats<A>::load_unaligned(x + j);
-      std::uint64_t pass = greater_mask<A>(Floats<A>::load_unaligned(s + j) * xsimd::abs(xj), Floats<A>(cutoff));
+  for (std::size_t rank_start = 0; rank_start < num_units; rank_start += T) {
+    const std::size_t k = rank_start / T, n = std::min(T, num_units - rank_start);
+    const float* stats = m.stats + k * G * T;
+    std::size_t t = 0;
+    for (; t + W <= n; t += W) {
+      Floats<A> c(0.0f);
+      for (std::size_t g = 0; g < G; ++g)
+        c = fmadd<A>(Floats<A>::load_unaligned(abs_xg + g * T + t), Floats<A>::load_unaligned(stats + g * T + t), c);
+      std::uint64_t pass = greater_mask<A>(c, Floats<A>(cutoff));
       while (pass) {
-        const unsigned l = unsigned(__builtin_ctzll(pass));
+        units[count++] = std::uint32_t(rank_start + t + unsigned(__builtin_ctzll(pass)));
         pass &= pass - 1;
-        rows[count] = std::uint32_t(rank_start + j + l);
-        row_x[count++] = x[j + l];
       }
     }
-    for (; j < n; ++j) {
-      if (s[j] * std::fabs(x[j]) > cutoff) {
-        rows[count] = std::uint32_t(rank_start + j);
-        row_x[count++] = x[j];
-      }
-    }
+    for (; t < n; ++t)
+      if (reference::unit_importance(m, abs_xg, rank_start + t) > cutoff) units[count++] = std::uint32_t(rank_start + t);
   }
   return count;
 }
 
-// Rows are taken in chunks of kChunkRows (their bytes fit in L2); within a chunk, tile by tile
-// of W = Floats<A>::size buckets, 16 accumulators acc[q] whose lane l sums the products landing
-// on output (tile + l)*16 + q: decode W entries, multiply by x_j, add each product into the
-// accumulator its position selects. Between chunks a tile's accumulators wait in y (as [q][l]),
-// and are transposed to y's [l][q] order at the end. Each weight byte is read from memory once,
-// and each output still sums its rows in list order, as in the reference: bitwise equal to it.
-inline constexpr std::size_t kChunkRows = 64;
+// Units are taken in chunks of kChunkUnits (their bytes fit in L2); within a chunk, tile by tile
+// of W = Floats<A>::size buckets, 16 accumulators acc[q] whose lane l sums what lands on output
+// (tile + l)*16 + q. Per unit: s = sum_g x_g * w_g over the G rows (dense fused multiply-adds),
+// then s goes to the accumulator its position selects: one routing step per G weights. Between
+// chunks a tile's accumulators wait in y (as [q][l]), transposed to y's order at the end. Each
+// weight byte is read once; each output sums its units in list order, as in the reference.
+inline constexpr std::size_t kChunkUnits = 64;
 
-template <class A>
-void bucket_matvec(float* y, const std::uint16_t* bucket_rows, std::size_t num_buckets, const std::uint32_t* rows,
-                   const float* row_x, std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
+template <class A, std::size_t G>
+void bucket_matvec_group(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
+                         std::size_t bucket_begin, std::size_t bucket_end) {
   constexpr std::size_t W = Floats<A>::size;
+  const std::size_t B = m.num_buckets, T = m.num_tiles;
   const std::size_t tiles_end = bucket_begin + (bucket_end - bucket_begin) / W * W;
   for (std::size_t o = bucket_begin * kBucketSize; o < tiles_end * kBucketSize; ++o) y[o] = 0.0f;
-  for (std::size_t chunk = 0; chunk < count; chunk += kChunkRows) {
-    const std::size_t chunk_end = std::min(count, chunk + kChunkRows);
-    const std::size_t next_end = std::min(count, chunk_end + kChunkRows);
+  for (std::size_t chunk = 0; chunk < count; chunk += kChunkUnits) {
+    const std::size_t chunk_end = std::min(count, chunk + kChunkUnits);
+    const std::size_t next_end = std::min(count, chunk_end + kChunkUnits);
     for (std::size_t tile = bucket_begin; tile < tiles_end; tile += W) {
       float* parked = y + tile * kBucketSize;  // [16][W] while accumulating
       Floats<A> acc[kBucketSize];
       for (std::size_t q = 0; q < kBucketSize; ++q) acc[q] = Floats<A>::load_unaligned(parked + q * W);
       for (std::size_t i = chunk; i < chunk_end; ++i) {
-        const BucketEntries<A> e(bucket_rows + std::size_t(rows[i]) * num_buckets + tile);
-        const Floats<A> p = e.weights * Floats<A>(row_x[i]);
-        for (std::size_t q = 0; q < kBucketSize; ++q) acc[q] += e.at_position(int(q), p);
+        const std::uint16_t* unit = m.units + std::size_t(units[i]) * G * B + tile;
+        const std::size_t t = units[i] % T;
+        const LeadEntries<A> lead(unit);
+        Floats<A> s = lead.weights * Floats<A>(xg[t]);
+        for (std::size_t g = 1; g < G; ++g)
+          s = fmadd<A>(Floats<A>(xg[g * T + t]), load_weights<A, DType::f16>(unit + g * B), s);
+        for (std::size_t q = 0; q < kBucketSize; ++q) acc[q] += lead.at_position(int(q), s);
       }
       for (std::size_t q = 0; q < kBucketSize; ++q) acc[q].store_unaligned(parked + q * W);
-      // The next chunk's rows, the same part of them: one chunk ahead of use.
+      // The next chunk's units, the same part of each of their G rows: one chunk ahead of use.
       for (std::size_t i = chunk_end; i < next_end; ++i)
-        __builtin_prefetch(bucket_rows + std::size_t(rows[i]) * num_buckets + tile);
+        for (std::size_t g = 0; g < G; ++g) __builtin_prefetch(m.units + (std::size_t(units[i]) * G + g) * B + tile);
     }
   }
   alignas(64) float lanes[kBucketSize * W];
@@ -167,8 +193,21 @@ void bucket_matvec(float* y, const std::uint16_t* bucket_rows, std::size_t num_b
     for (std::size_t q = 0; q < kBucketSize; ++q)
       for (std::size_t l = 0; l < W; ++l) region[l * kBucketSize + q] = lanes[q * W + l];
   }
-  if (tiles_end < bucket_end)
-    reference::bucket_matvec(y, bucket_rows, num_buckets, rows, row_x, count, tiles_end, bucket_end);
+  if (tiles_end < bucket_end) reference::bucket_matvec(y, m, xg, units, count, tiles_end, bucket_end);
+}
+
+// The group size is a template parameter so that the G rows unroll; other sizes use the reference.
+template <class A>
+void bucket_matvec(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
+                   std::size_t bucket_begin, std::size_t bucket_end) {
+  switch (m.group) {
+    case 1: return bucket_matvec_group<A, 1>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 2: return bucket_matvec_group<A, 2>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 4: return bucket_matvec_group<A, 4>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 8: return bucket_matvec_group<A, 8>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 16: return bucket_matvec_group<A, 16>(y, m, xg, units, count, bucket_begin, bucket_end);
+    default: return reference::bucket_matvec(y, m, xg, units, count, bucket_begin, bucket_end);
+  }
 }
 
 }  // namespace simd

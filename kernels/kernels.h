@@ -11,6 +11,8 @@ namespace effort::kernels {
 
 enum class Arch { scalar, avx2, avx512 };
 
+struct BucketView;  // bucket_matvec.h
+
 // Element type of a dense weight matrix as stored (memory-mapped, never converted at load).
 enum class DType { f32, f16, bf16 };
 inline constexpr int kNumDTypes = 3;
@@ -34,12 +36,11 @@ struct KernelTable {
   void (*silu_mul)(float* out, const float* gate, const float* up, std::size_t n);
   // y[i] += x[i]
   void (*add)(float* y, const float* x, std::size_t n);
-  // Effort product over a bucketed matrix (bucket_matvec.h): pick the rows, then multiply them.
-  std::size_t (*bucket_dispatch)(std::uint32_t* rows, float* row_x, const float* stats, const float* x,
-                                 std::size_t in, std::size_t num_rows, float cutoff);
-  void (*bucket_matvec)(float* y, const std::uint16_t* bucket_rows, std::size_t num_buckets,
-                        const std::uint32_t* rows, const float* row_x, std::size_t count,
-                        std::size_t bucket_begin, std::size_t bucket_end);
+  // Effort product over a bucketed matrix (bucket_matvec.h): pick the units, then multiply them.
+  std::size_t (*bucket_dispatch)(std::uint32_t* units, const BucketView& m, const float* abs_xg,
+                                 std::size_t num_units, float cutoff);
+  void (*bucket_matvec)(float* y, const BucketView& m, const float* xg, const std::uint32_t* units,
+                        std::size_t count, std::size_t bucket_begin, std::size_t bucket_end);
   // out[i] = float(src[i]) for a row of a weight matrix, indexed by DType.
   void (*to_float[kNumDTypes])(float* out, const void* src, std::size_t n);
 };

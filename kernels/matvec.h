@@ -37,7 +37,7 @@ void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size
     for (; c + W <= cols; c += W) {
       const auto xv = Floats<A>::load_unaligned(x + c);
       for (std::size_t b = 0; b < kRowBlock; ++b)
-        acc[b] = xsimd::fma(load_weights<A, D>(row(r + b) + c * kDTypeBytes<D>), xv, acc[b]);
+        acc[b] = fmadd<A>(load_weights<A, D>(row(r + b) + c * kDTypeBytes<D>), xv, acc[b]);
     }
     for (std::size_t b = 0; b < kRowBlock; ++b) {
       float sum = xsimd::hadd(acc[b]);
@@ -49,7 +49,7 @@ void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size
     Floats<A> acc(0.0f);
     std::size_t c = 0;
     for (; c + W <= cols; c += W)
-      acc = xsimd::fma(load_weights<A, D>(row(r) + c * kDTypeBytes<D>),
+      acc = fmadd<A>(load_weights<A, D>(row(r) + c * kDTypeBytes<D>),
                        Floats<A>::load_unaligned(x + c), acc);
     float sum = xsimd::hadd(acc);
     for (; c < cols; ++c) sum += weight_at<D>(row(r), c) * x[c];

@@ -25,7 +25,7 @@ void rms_norm(float* out, const float* x, const float* weight, std::size_t n, fl
   std::size_t i = 0;
   for (; i + W <= n; i += W) {
     const auto v = Floats<A>::load_unaligned(x + i);
-    acc = xsimd::fma(v, v, acc);
+    acc = fmadd<A>(v, v, acc);
   }
   float sum_squares = xsimd::hadd(acc);
   for (; i < n; ++i) sum_squares += x[i] * x[i];

@@ -26,6 +26,10 @@ Floats<A> load_weights(const void* p);
 template <class A>
 std::uint64_t greater_mask(Floats<A> a, Floats<A> b);
 
+// a * b + c with one rounding. (xsimd 8.1 has no AVX-512 fma: its generic fallback rounds twice.)
+template <class A>
+Floats<A> fmadd(Floats<A> a, Floats<A> b, Floats<A> c);
+
 #if defined(__AVX512F__)
 template <>
 inline Floats<Avx512> load_weights<Avx512, DType::f32>(const void* p) {
@@ -44,6 +48,10 @@ template <>
 inline std::uint64_t greater_mask<Avx512>(Floats<Avx512> a, Floats<Avx512> b) {
   return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ);
 }
+template <>
+inline Floats<Avx512> fmadd<Avx512>(Floats<Avx512> a, Floats<Avx512> b, Floats<Avx512> c) {
+  return _mm512_fmadd_ps(a, b, c);
+}
 #elif defined(__AVX2__)
 template <>
 inline Floats<Avx2> load_weights<Avx2, DType::f32>(const void* p) {
@@ -61,6 +69,10 @@ inline Floats<Avx2> load_weights<Avx2, DType::bf16>(const void* p) {
 template <>
 inline std::uint64_t greater_mask<Avx2>(Floats<Avx2> a, Floats<Avx2> b) {
   return std::uint64_t(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)));
+}
+template <>
+inline Floats<Avx2> fmadd<Avx2>(Floats<Avx2> a, Floats<Avx2> b, Floats<Avx2> c) {
+  return _mm256_fmadd_ps(a, b, c);
 }
 #endif
 

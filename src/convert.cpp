@@ -4,11 +4,16 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <random>
 
 #include "bucketize.h"
 #include "config_json.h"
+#include "effort/effort.h"
 #include "effort/error.h"
 #include "effort_file.h"
 #include "gguf.h"
@@ -64,6 +69,34 @@ void write_vector(EffortFileWriter& writer, const std::string& name, const std::
   writer.write(name, v.data(), v.size() * sizeof(T));
 }
 
+// Mean |x| of every projection input over the calibration text, keyed by matrix name.
+std::map<std::string, std::vector<float>> calibrate(const std::filesystem::path& input, const ConvertOptions& options) {
+  if (!std::filesystem::is_directory(input))
+    throw Error(ErrorCode::invalid_argument, "[convert] calibration needs a Hugging Face checkpoint folder input (" +
+                                                 input.string() + " is not one)");
+  std::ifstream in(options.calibration_text, std::ios::binary);
+  if (!in) throw Error(ErrorCode::io, "[convert] calibration text " + options.calibration_text.string() + ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  const Model model = Model::load(input);
+  if (!model.tokenizer()) throw Error(ErrorCode::invalid_argument, "[convert] calibration needs the model's tokenizer.model");
+  auto tokens = model.tokenizer()->encode(text.str(), true);
+  tokens.resize(std::min(tokens.size(), options.calibration_tokens));
+  const auto& c = model.config();
+  std::map<std::string, std::vector<double>> sums;
+  Session session = model.new_session({.context_length = std::min(c.max_position_embeddings, int(tokens.size()) + 1)});
+  session.set_activation_observer([&](int layer, MatrixKind kind, std::span<const float> x) {
+    auto& sum = sums[projections(c, layer)[int(kind)].name];
+    sum.resize(x.size(), 0.0);
+    for (std::size_t j = 0; j < x.size(); ++j) sum[j] += std::fabs(x[j]);
+  });
+  for (Token t : tokens) session.forward(t);
+  std::map<std::string, std::vector<float>> means;
+  for (const auto& [name, sum] : sums)
+    for (double v : sum) means[name].push_back(float(v / double(tokens.size())));
+  return means;
+}
+
 }  // namespace
 
 void convert_to_effort(const std::filesystem::path& input, const std::filesystem::path& output,
@@ -71,7 +104,11 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   if (std::filesystem::exists(output) && !options.force)
     throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
   if (options.max_probes == 0) throw Error(ErrorCode::invalid_argument, "[convert] max_probes must be at least 1");
+  if (options.group == 0 || options.group > 64)
+    throw Error(ErrorCode::invalid_argument, "[convert] group must be in [1, 64], got " + std::to_string(options.group));
   const auto source = open_source(input);
+  std::map<std::string, std::vector<float>> input_scales;
+  if (!options.calibration_text.empty()) input_scales = calibrate(input, options);
   const ModelConfig& c = source->config();
   const std::int64_t hidden = c.hidden_size, vocab = c.vocab_size;
 
@@ -80,8 +117,12 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   auto& header = writer.header();
   header["config"] = config_to_json(c);
   header["conversion"] = {{"source", input.filename().string()}, {"source_format", source->format()},
-                          {"layout", "buckets16"}, {"max_probes", options.max_probes}, {"seed", options.seed},
-                          {"converter", "effort-convert 0.1"}};
+                          {"layout", "buckets16"}, {"group", options.group}, {"max_probes", options.max_probes},
+                          {"seed", options.seed}, {"converter", "effort-convert 0.1"},
+                          {"tile_order", input_scales.empty() ? "weight column norms" : "calibrated mean |x|"},
+                          {"calibration", input_scales.empty() ? nlohmann::json(nullptr)
+                                                               : nlohmann::json{{"text", options.calibration_text.filename().string()},
+                                                                                {"max_tokens", options.calibration_tokens}}}};
   header["matrices"] = nlohmann::json::object();
   const DenseBytes embed = source->dense("model.embed_tokens.weight", {vocab, hidden});
   writer.plan("model.embed_tokens.weight", embed.dtype, {vocab, hidden});
@@ -92,13 +133,14 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     writer.plan(p + "post_attention_layernorm.weight", "F32", {hidden});
     total += 2;
     for (const auto& m : projections(c, l)) {
-      const std::int64_t rows = 16 * m.in, buckets = (m.out + 15) / 16;
-      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), rows);
-      header["matrices"][m.name] = {{"layout", "buckets16"}, {"out_features", m.out}, {"in_features", m.in}};
-      writer.plan(m.name + ".bucket_rows", "U16", {rows, buckets});
-      writer.plan(m.name + ".stats", "F32", {rows});
-      writer.plan(m.name + ".probe_rows", "U32", {probes});
-      writer.plan(m.name + ".probe_weights", "F32", {probes});
+      const std::int64_t G = std::int64_t(options.group), T = (m.in + G - 1) / G, B = (m.out + 15) / 16;
+      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), 16 * T);
+      header["matrices"][m.name] = {{"layout", "buckets16"}, {"out_features", m.out}, {"in_features", m.in}, {"group", G}};
+      writer.plan(m.name + ".units", "U16", {16 * T, G, B});
+      writer.plan(m.name + ".stats", "F32", {16, G, T});
+      writer.plan(m.name + ".input_order", "U32", {T * G});
+      writer.plan(m.name + ".probe_units", "U32", {probes});
+      writer.plan(m.name + ".probe_stats", "F32", {probes, G});
       ++total;
     }
   }
@@ -137,13 +179,18 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     }
     for (const auto& m : projections(c, l)) {
       const auto w = source->floats(m.name, {m.out, m.in});
-      // Each matrix gets its own probe seed, so that matrices of equal shape sample different rows.
-      const BucketizedMatrix b = bucketize(w.data(), std::size_t(m.out), std::size_t(m.in), options.max_probes,
-                                           options.seed ^ name_hash(m.name), m.name);
-      write_vector(writer, m.name + ".bucket_rows", b.bucket_rows);
+      BucketizeOptions bucketing;
+      bucketing.group = options.group;
+      bucketing.max_probes = options.max_probes;
+      // Each matrix gets its own probe seed, so that matrices of equal shape sample different units.
+      bucketing.seed = options.seed ^ name_hash(m.name);
+      if (const auto it = input_scales.find(m.name); it != input_scales.end()) bucketing.input_scale = it->second;
+      const BucketizedMatrix b = bucketize(w.data(), std::size_t(m.out), std::size_t(m.in), bucketing, m.name);
+      write_vector(writer, m.name + ".units", b.units);
       write_vector(writer, m.name + ".stats", b.stats);
-      write_vector(writer, m.name + ".probe_rows", b.probe_rows);
-      write_vector(writer, m.name + ".probe_weights", b.probe_weights);
+      write_vector(writer, m.name + ".input_order", b.input_order);
+      write_vector(writer, m.name + ".probe_units", b.probe_units);
+      write_vector(writer, m.name + ".probe_stats", b.probe_stats);
       progress(m.name);
     }
   }

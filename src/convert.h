@@ -8,7 +8,13 @@
 namespace effort {
 
 struct ConvertOptions {
-  std::size_t max_probes = 4096;  // probe rows sampled per matrix (all rows when fewer)
+  std::size_t group = 1;          // inputs per tile sharing a sort order (1: the canonical layout)
+  // A text to calibrate the tiles on: the source model runs over its first calibration_tokens
+  // tokens and each input's mean |x| orders the tiles. Needs a Hugging Face folder input (the
+  // model runs dense); without it, inputs are ordered by their weight column norms.
+  std::filesystem::path calibration_text;
+  std::size_t calibration_tokens = 256;
+  std::size_t max_probes = 4096;  // probe units sampled per matrix (all units when fewer)
   std::uint64_t seed = 1;         // probe sampling seed: same input, same options, same file
   bool force = false;             // replace an existing output
   // Called after each tensor: tensors done, tensors in all, the tensor's name.

@@ -22,7 +22,7 @@
 
 namespace effort {
 
-inline constexpr std::uint32_t kEffortFormatVersion = 1;
+inline constexpr std::uint32_t kEffortFormatVersion = 2;
 inline constexpr char kEffortMagic[8] = {'E', 'F', 'F', 'O', 'R', 'T', 0, 0};
 
 // True when the file starts with the .effort magic.

@@ -20,24 +20,50 @@ constexpr std::size_t kBucketTile = 16;
 void bucket_matvec(const BucketMatrix& w, MatrixKind kind, const float* x, float* y, const Compute& compute) {
   BucketScratch& s = *compute.scratch;
   EffortState& state = *compute.effort;
-  const float effort = state.effort[int(kind)];
-  const std::size_t n = w.probe_rows.size();
-  for (std::size_t i = 0; i < n; ++i) s.products[i] = w.probe_weights[i] * std::fabs(x[w.probe_rows[i] % w.in_features]);
-  const float cutoff = effort_cutoff(s.products, n, effort);
-  const std::size_t count = compute.kernels.bucket_dispatch(s.rows.data(), s.row_x.data(), w.stats, x, w.in_features,
-                                                             w.loaded_rows, cutoff);
-  const std::size_t grain = std::max(kBucketTile, (kMinMacsPerThread / std::max<std::size_t>(count, 1) + kBucketTile - 1) /
-                                                      kBucketTile * kBucketTile);
-  compute.pool.parallel_for(w.num_buckets, grain, [&](std::size_t begin, std::size_t end) {
-    compute.kernels.bucket_matvec(s.padded_out.data(), w.bucket_rows, w.num_buckets, s.rows.data(), s.row_x.data(), count,
-                                  begin, end);
+  const kernels::BucketView& v = w.view;
+  const std::size_t T = v.num_tiles, G = v.group, slots = T * G;
+  for (std::size_t slot = 0; slot < slots; ++slot) {
+    const std::uint32_t j = w.input_order[slot];
+    const float xj = j < w.in_features ? x[j] : 0.0f;
+    s.xg[(slot % G) * T + slot / G] = xj;
+    s.abs_xg[(slot % G) * T + slot / G] = std::fabs(xj);
+  }
+  // Probe importances with the same fused multiply-adds, in the same order, as the dispatch.
+  const std::size_t n = w.probe_units.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t t = w.probe_units[i] % T;
+    float c = 0.0f;
+    for (std::size_t g = 0; g < G; ++g) c = std::fma(s.abs_xg[g * T + t], w.probe_stats[i * G + g], c);
+    s.products[i] = c;
+  }
+  const float cutoff = effort_cutoff(s.products, n, state.effort[int(kind)]);
+  const std::size_t count = compute.kernels.bucket_dispatch(s.units.data(), v, s.abs_xg.data(), w.loaded_units, cutoff);
+  const std::size_t unit_macs = G * kBucketTile;
+  const std::size_t grain = std::max(kBucketTile, (kMinMacsPerThread / std::max<std::size_t>(count * unit_macs, 1) + 1) * kBucketTile);
+  compute.pool.parallel_for(v.num_buckets, grain, [&](std::size_t begin, std::size_t end) {
+    compute.kernels.bucket_matvec(s.padded_out.data(), v, s.xg.data(), s.units.data(), count, begin, end);
   });
   std::copy(s.padded_out.begin(), s.padded_out.begin() + std::ptrdiff_t(w.out_features), y);
-  state.stats.done[int(kind)] += double(count) * double(w.num_buckets);
-  state.stats.dense[int(kind)] += double(kernels::kBucketSize * w.in_features) * double(w.num_buckets);
+  state.stats.done[int(kind)] += double(count) * double(G * v.num_buckets);
+  state.stats.dense[int(kind)] += double(kernels::kBucketSize * slots) * double(v.num_buckets);
 }
 
 }  // namespace
+
+BucketScratch::BucketScratch(const std::vector<const BucketMatrix*>& matrices) {
+  std::size_t slots = 0, units = 0, probes = 0, outputs = 0;
+  for (const BucketMatrix* m : matrices) {
+    slots = std::max(slots, m->view.num_tiles * m->view.group);
+    units = std::max(units, m->loaded_units);
+    probes = std::max(probes, m->probe_units.size());
+    outputs = std::max(outputs, m->view.num_buckets * kernels::kBucketSize);
+  }
+  xg.resize(slots);
+  abs_xg.resize(slots);
+  this->units.resize(units);
+  products.resize(probes);
+  padded_out.resize(outputs);
+}
 
 float effort_cutoff(std::vector<float>& products, std::size_t n, float effort) {
   const auto t = std::size_t(std::clamp<double>(std::round(double(effort) * double(n)), 1.0, double(n)));

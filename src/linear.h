@@ -12,10 +12,12 @@ namespace effort {
 
 // Buffers of the effort product, sized once per session for the model's largest matrix.
 struct BucketScratch {
-  std::vector<std::uint32_t> rows;  // dispatched bucket rows
-  std::vector<float> row_x;         // their inputs
-  std::vector<float> products;      // probe products, for the cutoff
-  std::vector<float> padded_out;    // [num_buckets * 16]
+  std::vector<float> xg, abs_xg;     // the input in tile order [G][T], and its magnitudes
+  std::vector<std::uint32_t> units;  // dispatched units
+  std::vector<float> products;       // probe importances, for the cutoff
+  std::vector<float> padded_out;     // [num_buckets * 16]
+  // Sized for the largest of these matrices.
+  explicit BucketScratch(const std::vector<const BucketMatrix*>& matrices = {});
 };
 
 // Per matrix kind: the effort to run at, and multiply-adds counted.
@@ -31,19 +33,20 @@ struct Compute {
   ThreadPool& pool;
   EffortState* effort = nullptr;
   BucketScratch* scratch = nullptr;
+  const ActivationObserver* observer = nullptr;  // sees projection inputs when set
 };
 
 // Each output row is computed whole by one thread, so y does not depend on the thread count.
 void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute);
 
 // A projection at the effort set for its kind. Bucketed: the cutoff is the exact order
-// statistic of the probe products |x_j| * stat, so that a fraction `effort` of the probe rows
-// clears it; the rows clearing it are multiplied. Each output is summed by one thread in row
+// statistic of the probe units' importances (sum_g |x| * stat), so that a fraction `effort` of
+// the probes clears it; the units clearing it are multiplied. Each output is summed by one thread in row
 // order, so y does not depend on the thread count either.
 void matvec(const Matrix& w, MatrixKind kind, const float* x, float* y, const Compute& compute);
 
-// The cutoff for `effort` over probe products (reordered in place): the (t+1)-th largest with
-// t = round(effort * n) clamped to [1, n], or -1 (every row) when t = n.
+// The cutoff for `effort` over probe importances (reordered in place): the (t+1)-th largest with
+// t = round(effort * n) clamped to [1, n], or -1 (every unit) when t = n.
 float effort_cutoff(std::vector<float>& products, std::size_t n, float effort);
 
 std::size_t out_features(const Matrix& w);

@@ -10,7 +10,7 @@
 
 namespace effort {
 
-Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
@@ -46,7 +46,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                                        std::to_string(impl->tokenizer->vocab_size()) +
                                        " pieces, more than the model's vocab_size " + std::to_string(impl->config.vocab_size));
   impl->transformer.emplace(impl->config, impl->weights);
-  return Model(std::move(impl));
+  return Model(std::shared_ptr<const Impl>(std::move(impl)));
 }
 
 bool Model::bucketed() const { return impl_->bucketed(); }

@@ -51,21 +51,12 @@ int choose_context(const ModelConfig& c, int requested) {
 
 // Scratch for the largest bucketed matrix of the model.
 BucketScratch make_bucket_scratch(const ModelWeights& weights) {
-  BucketScratch s;
-  std::size_t rows = 0, probes = 0, outputs = 0;
+  std::vector<const BucketMatrix*> matrices;
   for (const auto& layer : weights.layers)
     for (const Matrix* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
                             &layer.up_proj, &layer.down_proj})
-      if (const auto* b = std::get_if<BucketMatrix>(m)) {
-        rows = std::max(rows, b->loaded_rows);
-        probes = std::max(probes, b->probe_rows.size());
-        outputs = std::max(outputs, b->num_buckets * kernels::kBucketSize);
-      }
-  s.rows.resize(rows);
-  s.row_x.resize(rows);
-  s.products.resize(probes);
-  s.padded_out.resize(outputs);
-  return s;
+      if (const auto* b = std::get_if<BucketMatrix>(m)) matrices.push_back(b);
+  return BucketScratch(matrices);
 }
 
 void check_effort(float effort) {
@@ -80,18 +71,21 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 struct Session::Impl {
-  Impl(const Model::Impl& m, const SessionOptions& options)
-      : model(m),
+  Impl(std::shared_ptr<const Model::Impl> shared, const SessionOptions& options)
+      : model_data(std::move(shared)),
+        model(*model_data),
         arch(choose_arch(options.kernel_arch)),
         pool(choose_threads(options.num_threads)),
-        context_length(choose_context(m.config, options.context_length)),
-        cache(m.config.num_hidden_layers,
-              m.config.sliding_window ? std::min(context_length, m.config.sliding_window) : context_length,
-              m.config.num_key_value_heads * m.config.head_dim),
-        act(m.config, cache.capacity()),
-        scratch(make_bucket_scratch(m.weights)) {}
+        context_length(choose_context(model.config, options.context_length)),
+        cache(model.config.num_hidden_layers,
+              model.config.sliding_window ? std::min(context_length, model.config.sliding_window) : context_length,
+              model.config.num_key_value_heads * model.config.head_dim),
+        act(model.config, cache.capacity()),
+        scratch(make_bucket_scratch(model.weights)) {}
 
-  Compute compute() { return Compute{kernels::kernel_table(arch), pool, &effort, &scratch}; }
+  Compute compute() {
+    return Compute{kernels::kernel_table(arch), pool, &effort, &scratch, observer ? &observer : nullptr};
+  }
 
   void check_token(Token token) const {
     if (token < 0 || token >= model.config.vocab_size)
@@ -124,6 +118,7 @@ struct Session::Impl {
     for (Token t : tokens) run(t);
   }
 
+  std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
   const Model::Impl& model;
   kernels::Arch arch;
   ThreadPool pool;
@@ -132,6 +127,7 @@ struct Session::Impl {
   Activations act;
   BucketScratch scratch;
   EffortState effort;
+  ActivationObserver observer;
   std::vector<Token> history;   // tokens in the KV cache, in order
   // The last generated token: sampled but not yet run, so that a finished generation costs no
   // extra forward pass. The next call that feeds tokens runs it first.
@@ -144,7 +140,7 @@ Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
 Session Model::new_session(const SessionOptions& options) const {
-  return Session(std::make_unique<Session::Impl>(*impl_, options));
+  return Session(std::make_unique<Session::Impl>(impl_, options));
 }
 
 std::span<const float> Session::forward(Token token) { return prefill(std::span<const Token>(&token, 1)); }
@@ -231,6 +227,7 @@ void Session::set_effort(MatrixKind kind, float effort) {
 float Session::effort(MatrixKind kind) const { return impl_->effort.effort[int(kind)]; }
 const EffortStats& Session::effort_stats() const { return impl_->effort.stats; }
 void Session::reset_effort_stats() { impl_->effort.stats = EffortStats{}; }
+void Session::set_activation_observer(ActivationObserver observer) { impl_->observer = std::move(observer); }
 
 std::string_view matrix_kind_name(MatrixKind kind) {
   static constexpr std::string_view names[kNumMatrixKinds] = {"q", "k", "v", "o", "gate", "up", "down"};

@@ -49,10 +49,16 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
     attention_block(layer, l, position, cache, act, compute);
     k.rms_norm(act.normed.data(), act.residual.data(), layer.post_attention_layernorm.data(),
                act.residual.size(), eps);
-    mlp_block(layer, act, compute);
+    mlp_block(layer, l, act, compute);
   }
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), act.residual.size(), eps);
   matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
+}
+
+void Transformer::project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x,
+                          std::vector<float>& y, const Compute& compute) const {
+  if (compute.observer) (*compute.observer)(layer, kind, std::span<const float>(x.data(), in_features(w)));
+  matvec(w, kind, x.data(), y.data(), compute);
 }
 
 void Transformer::attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
@@ -60,9 +66,9 @@ void Transformer::attention_block(const LayerWeights& layer, int l, int position
   const auto& k = compute.kernels;
   const std::size_t head_dim = std::size_t(config_.head_dim);
   const std::size_t kv_dim = act.k.size();
-  matvec(layer.q_proj, MatrixKind::q_proj, act.normed.data(), act.q.data(), compute);
-  matvec(layer.k_proj, MatrixKind::k_proj, act.normed.data(), act.k.data(), compute);
-  matvec(layer.v_proj, MatrixKind::v_proj, act.normed.data(), act.v.data(), compute);
+  project(layer.q_proj, l, MatrixKind::q_proj, act.normed, act.q, compute);
+  project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
+  project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
   for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
     k.rope(act.q.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
   for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
@@ -88,16 +94,16 @@ void Transformer::attention_block(const LayerWeights& layer, int l, int position
                   values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
     }
   });
-  matvec(layer.o_proj, MatrixKind::o_proj, act.attended.data(), act.normed.data(), compute);
+  project(layer.o_proj, l, MatrixKind::o_proj, act.attended, act.normed, compute);
   k.add(act.residual.data(), act.normed.data(), act.residual.size());
 }
 
-void Transformer::mlp_block(const LayerWeights& layer, Activations& act, const Compute& compute) const {
+void Transformer::mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const {
   const auto& k = compute.kernels;
-  matvec(layer.gate_proj, MatrixKind::gate_proj, act.normed.data(), act.gate.data(), compute);
-  matvec(layer.up_proj, MatrixKind::up_proj, act.normed.data(), act.up.data(), compute);
+  project(layer.gate_proj, l, MatrixKind::gate_proj, act.normed, act.gate, compute);
+  project(layer.up_proj, l, MatrixKind::up_proj, act.normed, act.up, compute);
   k.silu_mul(act.gate.data(), act.gate.data(), act.up.data(), act.gate.size());
-  matvec(layer.down_proj, MatrixKind::down_proj, act.gate.data(), act.normed.data(), compute);
+  project(layer.down_proj, l, MatrixKind::down_proj, act.gate, act.normed, compute);
   k.add(act.residual.data(), act.normed.data(), act.residual.size());
 }
 

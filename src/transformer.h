@@ -37,8 +37,11 @@ class Transformer {
  private:
   void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
                        Activations& act, const Compute& compute) const;
-  void mlp_block(const LayerWeights& layer, Activations& act, const Compute& compute) const;
+  void mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
   void rotary_table(int position, Activations& act) const;
+  // y = w x at the session's effort for `kind`, shown to the observer first.
+  void project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y,
+               const Compute& compute) const;
 
   const ModelConfig& config_;
   const ModelWeights& weights_;

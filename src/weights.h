@@ -7,6 +7,7 @@
 #include <variant>
 #include <vector>
 
+#include "kernels/bucket_matvec.h"
 #include "kernels/kernels.h"
 
 namespace effort {
@@ -24,12 +25,12 @@ struct DenseMatrix {
 
 // A bucketed matrix (layout in kernels/bucket_matvec.h), read in place from a .effort file.
 struct BucketMatrix {
-  const std::uint16_t* bucket_rows = nullptr;  // [16 * in_features, num_buckets]
-  const float* stats = nullptr;                // [16 * in_features]
-  std::size_t out_features = 0, in_features = 0, num_buckets = 0;
-  std::size_t loaded_rows = 0;                 // leading bucket rows in use (partial loading)
-  std::vector<std::uint32_t> probe_rows;       // the file's probes among the loaded rows
-  std::vector<float> probe_weights;
+  kernels::BucketView view;               // units, stats, num_buckets, num_tiles, group
+  const std::uint32_t* input_order = nullptr;  // [T*G]: the input in each tile slot (in_features: padding)
+  std::size_t out_features = 0, in_features = 0;
+  std::size_t loaded_units = 0;           // leading units in use (partial loading)
+  std::vector<std::uint32_t> probe_units; // the file's probes among the loaded units
+  std::vector<float> probe_stats;         // [P][G]
 };
 
 // One of the seven projection matrices of a layer, dense or bucketed.

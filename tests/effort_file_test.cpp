@@ -102,7 +102,7 @@ TEST_CASE("damaged .effort files are clear errors", "[effort]") {
   }
   SECTION("wrong version") {
     write_raw_effort(path, minimal_header(), 16, 99);
-    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 99, this build reads 1"));
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 99, this build reads 2"));
   }
   SECTION("truncated") {
     write_raw_effort(path, minimal_header(), 16);

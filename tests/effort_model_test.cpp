@@ -5,6 +5,7 @@
 #include "bucketize.h"
 #include "convert.h"
 #include "effort/effort.h"
+#include "effort_checkpoint.h"
 #include "effort_file.h"
 #include "reference_forward.h"
 #include "test_util.h"
@@ -39,20 +40,30 @@ std::vector<std::vector<float>> logits(Session& s, const std::vector<int>& ids) 
   return rows;
 }
 
+// The projection named by its HF tensor name.
+const Matrix& matrix_of(const EffortCheckpoint& c, const std::string& name) {
+  const int layer = std::stoi(name.substr(std::string("model.layers.").size()));
+  const LayerWeights& l = c.weights.layers[std::size_t(layer)];
+  for (auto [suffix, m] : {std::pair{"q_proj", &l.q_proj}, {"k_proj", &l.k_proj}, {"v_proj", &l.v_proj}, {"o_proj", &l.o_proj},
+                           {"gate_proj", &l.gate_proj}, {"up_proj", &l.up_proj}, {"down_proj", &l.down_proj}})
+    if (name.find(suffix) != std::string::npos) return *m;
+  throw std::runtime_error("no matrix " + name);
+}
+
 // A dense HF checkpoint whose projections are the .effort file's decoded buckets (the first
 // `rows_fraction` of each matrix's rows), everything else copied from the fixture.
 void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction) {
   const EffortFile file(fixture_effort());
+  const EffortCheckpoint bucketed = load_effort_checkpoint(fixture_effort(), rows_fraction);
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
   std::map<std::string, test::RawTensor> tensors;
   for (const auto& [name, view] : source.tensors()) {
     test::RawTensor t{view.dtype_name, view.shape, std::vector<std::uint8_t>(view.data, view.data + view.num_bytes)};
     if (file.header()["matrices"].contains(name)) {
-      const std::size_t out = std::size_t(view.shape[0]), in = std::size_t(view.shape[1]);
-      const auto& rows = file.get(name + ".bucket_rows");
-      const auto dense = decode_buckets(reinterpret_cast<const std::uint16_t*>(rows.data), out, in,
-                                        std::size_t(std::llround(rows_fraction * 16 * in)));
-      t = test::f32_tensor(view.shape, dense);
+      // The loader's own view of the matrix, decoded over its loaded units.
+      const Matrix& m = matrix_of(bucketed, name);
+      const auto& b = std::get<BucketMatrix>(m);
+      t = test::f32_tensor(view.shape, decode_buckets(b, b.loaded_units));
     }
     tensors.emplace(name, std::move(t));
   }

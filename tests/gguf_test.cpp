@@ -107,7 +107,7 @@ void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool w
 }
 
 std::vector<std::uint8_t> bucket_bytes(const EffortFile& f, const std::string& matrix) {
-  const auto& t = f.get(matrix + ".bucket_rows");
+  const auto& t = f.get(matrix + ".units");
   return {t.data, t.data + t.num_bytes};
 }
 

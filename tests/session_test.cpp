@@ -94,6 +94,18 @@ TEST_CASE("the context limit stops generation and rejects long prompts", "[model
   REQUIRE_THROWS_WITH(model.new_session({.context_length = 100000}), Contains("exceeds the model's max_position_embeddings 512"));
 }
 
+TEST_CASE("a session keeps its model's data alive", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  Session s = Model::load(test::fixture_model()).new_session();  // the Model object is gone at once
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_new_tokens = 5;
+  const std::vector<Token> bos = {1};
+  const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json")["generated_ids"];
+  const auto tokens = s.generate(std::span<const Token>(bos), greedy).tokens;
+  for (std::size_t i = 0; i < tokens.size(); ++i) REQUIRE(tokens[i] == ref[i].get<Token>());
+}
+
 TEST_CASE("bad session input is an error, not a crash", "[model]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());

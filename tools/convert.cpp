@@ -18,7 +18,12 @@ constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [opt
                     or a GGUF file of a llama/mistral model (F32, F16, BF16 or Q8_0 tensors)
   -o, --output PATH the .effort file to write
       --force       replace PATH if it exists
-      --probes N    probe rows per matrix for the effort cutoff (default 4096)
+      --group G     inputs per tile sharing one sort order: 1 is the canonical layout; larger
+                    groups make low effort faster on CPUs at some cost in quality (default 1)
+      --calibration TEXT  order the tiles by the mean |x| of each input over this text (the
+                    model runs dense over it; needs a Hugging Face folder INPUT)
+      --calibration-tokens N  tokens of TEXT to use (default 256)
+      --probes N    probe units per matrix for the effort cutoff (default 4096)
       --seed S      probe sampling seed (default 1)
   -h, --help        this text
 The file is written to a temporary name beside PATH and renamed when complete; an interrupted or
@@ -53,6 +58,9 @@ int run(int argc, char** argv) {
       return 0;
     } else if (f == "-o" || f == "--output") output = args.value();
     else if (f == "--force") options.force = true;
+    else if (f == "--group") options.group = std::size_t(effort::cli::parse_int(f, args.value(), 1, 64));
+    else if (f == "--calibration") options.calibration_text = args.value();
+    else if (f == "--calibration-tokens") options.calibration_tokens = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 20));
     else if (f == "--probes") options.max_probes = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 24));
     else if (f == "--seed") options.seed = effort::cli::parse_u64(f, args.value());
     else if (!f.empty() && f[0] == '-') throw effort::cli::UsageError("unknown option '" + f + "' (see --help)");

@@ -75,13 +75,17 @@ struct GenerateResult {
   GenerationStats stats;
 };
 
+// Sees the input vector of every projection as the model runs (layer, matrix kind, input).
+using ActivationObserver = std::function<void(int layer, MatrixKind kind, std::span<const float> input)>;
+
 // Called for every generated token with its text (possibly empty while a UTF-8 character is
 // incomplete, always empty without a tokenizer); return false to stop.
 using OnToken = std::function<bool(Token token, std::string_view text)>;
 
 class Session;
 
-// Weights, config and tokenizer, loaded once; read-only and shared by any number of sessions.
+// Weights, config and tokenizer, loaded once; read-only and shared by any number of sessions
+// (each session keeps the model's data alive, so a session may outlive its Model object).
 class Model {
  public:
   // path: a .effort file (from effort-convert) or a Hugging Face checkpoint folder
@@ -102,12 +106,11 @@ class Model {
   struct Impl;
 
  private:
-  explicit Model(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Model(std::shared_ptr<const Impl> impl);
+  std::shared_ptr<const Impl> impl_;
 };
 
-// One conversation: owns its KV cache, scratch buffers and thread pool. Not thread-safe; the
-// Model must outlive it.
+// One conversation: owns its KV cache, scratch buffers and thread pool. Not thread-safe.
 class Session {
  public:
   ~Session();
@@ -133,6 +136,8 @@ class Session {
   float effort(MatrixKind kind) const;
   const EffortStats& effort_stats() const;
   void reset_effort_stats();
+  // Calls observer with every projection's input from now on (empty: stop). For calibration.
+  void set_activation_observer(ActivationObserver observer);
 
   int position() const;        // tokens in the KV cache
   int context_length() const;  // the most it can hold
