@@ -3,6 +3,7 @@
 // cosine similarity to the exact product.
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -10,6 +11,7 @@
 #include "bench_util.h"
 #include "bucketize.h"
 #include "cli.h"
+#include "svg_plot.h"
 #include "kernels/fp16.h"
 #include "linear.h"
 
@@ -25,6 +27,8 @@ constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   -r N            timed repetitions per point, after one warm-up (default 7)
   --arch NAME     scalar, avx2 or avx512 (default: the best this CPU runs)
   --json          print a JSON list instead of a markdown table
+  --plot FILE     also write an SVG plot: cosine similarity against time relative to dense,
+                  one line per layout, shape and thread count
 Weights are random N(0, 0.02) (fp16), inputs heavy-tailed (Student t, 3 degrees of freedom).
 Several copies of each matrix are cycled so that every product streams from memory.
 )";
@@ -43,6 +47,7 @@ int run(int argc, char** argv) {
   std::vector<std::size_t> groups = {1};
   int reps = 7;
   bool json_out = false;
+  std::string plot;
   kernels::Arch arch = kernels::best_arch();
   cli::ArgReader args(argc, argv);
   while (!args.done()) {
@@ -76,6 +81,7 @@ int run(int argc, char** argv) {
         throw cli::UsageError(std::string("--arch: ") + e.what());
       }
     } else if (f == "--json") json_out = true;
+    else if (f == "--plot") plot = args.value();
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
   }
 
@@ -149,6 +155,25 @@ int run(int argc, char** argv) {
     }
   }
   if (json_out) std::printf("%s\n", results.dump(2).c_str());
+  if (!plot.empty()) {
+    std::map<std::string, cli::PlotSeries> series;
+    for (const auto& r : results) {
+      const std::string key = r["layout"].get<std::string>() + " " + r["shape"].get<std::string>() + " t" +
+                              std::to_string(r["threads"].get<int>());
+      auto& line = series[key];
+      line.name = key;
+      line.x.push_back(r["ms"].get<double>() / r["dense_ms"].get<double>());
+      line.y.push_back(r["cos"].get<double>());
+      char label[16];
+      std::snprintf(label, sizeof label, "%.3g", r["effort"].get<double>());
+      line.labels.push_back(label);
+    }
+    std::vector<cli::PlotSeries> lines;
+    for (auto& [key, line] : series) lines.push_back(std::move(line));
+    if (!cli::write_svg_plot(plot, "effort matvec: quality against time (labels: effort)",
+                             "time relative to our dense fp16 matvec", "cosine similarity to the exact product", lines))
+      throw std::runtime_error("--plot: cannot write " + plot);
+  }
   return 0;
 }
 

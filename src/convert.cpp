@@ -30,14 +30,14 @@ struct Projection {
   std::int64_t out, in;
 };
 
+// A layer's projections in MatrixKind order.
 std::vector<Projection> projections(const ModelConfig& c, int layer) {
-  const std::string p = "model.layers." + std::to_string(layer) + ".";
   const std::int64_t h = c.hidden_size, i = c.intermediate_size;
   const std::int64_t q = std::int64_t(c.num_attention_heads) * c.head_dim, kv = std::int64_t(c.num_key_value_heads) * c.head_dim;
-  return {{p + "self_attn.q_proj.weight", q, h},  {p + "self_attn.k_proj.weight", kv, h},
-          {p + "self_attn.v_proj.weight", kv, h}, {p + "self_attn.o_proj.weight", h, q},
-          {p + "mlp.gate_proj.weight", i, h},     {p + "mlp.up_proj.weight", i, h},
-          {p + "mlp.down_proj.weight", h, i}};
+  const std::int64_t shapes[kNumMatrixKinds][2] = {{q, h}, {kv, h}, {kv, h}, {h, q}, {i, h}, {i, h}, {h, i}};
+  std::vector<Projection> out;
+  for (int k = 0; k < kNumMatrixKinds; ++k) out.push_back({projection_name(layer, MatrixKind(k)), shapes[k][0], shapes[k][1]});
+  return out;
 }
 
 std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input) {
@@ -86,7 +86,7 @@ std::map<std::string, std::vector<float>> calibrate(const std::filesystem::path&
   std::map<std::string, std::vector<double>> sums;
   Session session = model.new_session({.context_length = std::min(c.max_position_embeddings, int(tokens.size()) + 1)});
   session.set_activation_observer([&](int layer, MatrixKind kind, std::span<const float> x) {
-    auto& sum = sums[projections(c, layer)[int(kind)].name];
+    auto& sum = sums[projection_name(layer, kind)];
     sum.resize(x.size(), 0.0);
     for (std::size_t j = 0; j < x.size(); ++j) sum[j] += std::fabs(x[j]);
   });

@@ -184,6 +184,12 @@ Checkpoint::Checkpoint(const std::filesystem::path& folder) {
   }
 }
 
+const TensorView& Checkpoint::get(const std::string& name) const {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw Error(ErrorCode::format, "[load] missing tensor " + name);
+  return *it->second;
+}
+
 const TensorView& Checkpoint::get(const std::string& name,
                                   const std::vector<std::int64_t>& shape) const {
   const auto it = tensors_.find(name);

@@ -48,7 +48,8 @@ class Checkpoint {
  public:
   explicit Checkpoint(const std::filesystem::path& folder);
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
-  // Throws effort::Error naming the tensor when it is missing or its shape differs.
+  // Throws effort::Error naming the tensor when it is missing (or its shape differs).
+  const TensorView& get(const std::string& name) const;
   const TensorView& get(const std::string& name, const std::vector<std::int64_t>& shape) const;
 
  private:

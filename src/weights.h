@@ -4,9 +4,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <variant>
 #include <vector>
 
+#include "effort/effort.h"
 #include "kernels/bucket_matvec.h"
 #include "kernels/kernels.h"
 
@@ -35,6 +37,14 @@ struct BucketMatrix {
 
 // One of the seven projection matrices of a layer, dense or bucketed.
 using Matrix = std::variant<DenseMatrix, BucketMatrix>;
+
+// The HF tensor name of a layer's projection, e.g. "model.layers.3.mlp.up_proj.weight".
+inline std::string projection_name(int layer, MatrixKind kind) {
+  static const char* names[kNumMatrixKinds] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                               "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                               "mlp.down_proj"};
+  return "model.layers." + std::to_string(layer) + "." + names[int(kind)] + ".weight";
+}
 
 struct LayerWeights {
   // Projections are [out_features, in_features] in HF terms, whatever their storage.
