@@ -179,14 +179,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const effort::cli::UsageError& e) {
-    std::fprintf(stderr, "effort-kernel-bench: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "effort-kernel-bench: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return effort::cli::run_tool("effort-kernel-bench", argc, argv, run); }

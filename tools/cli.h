@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -83,6 +85,20 @@ inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::str
   std::vector<std::int32_t> ids;
   for (const auto& item : split_list(text)) ids.push_back(std::int32_t(parse_int(flag, item, 0, INT32_MAX)));
   return ids;
+}
+
+// A tool's main: runs it and maps errors to exit codes: 2 for bad arguments, 1 for anything
+// else, with the message (which names the file or argument) on stderr.
+inline int run_tool(const char* name, int argc, char** argv, int (*run)(int, char**)) {
+  try {
+    return run(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
 }
 
 }  // namespace effort::cli
