@@ -22,7 +22,7 @@ using namespace effort;
 constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   --shapes LIST   out x in shapes (default 4096x4096,1024x4096,14336x4096,4096x14336)
   --efforts LIST  (default 1,0.5,0.25,0.125)
-  --groups LIST   layouts by group size G (default 1: the canonical layout; e.g. 1,4,8,16)
+  --layouts LIST  bucket size:group pairs (default 16:1, the canonical layout; e.g. 16:1,8:1,16:8)
   -t LIST         thread counts (default 1)
   -r N            timed repetitions per point, after one warm-up (default 7)
   --arch NAME     scalar, avx2 or avx512 (default: the best this CPU runs)
@@ -44,7 +44,7 @@ int run(int argc, char** argv) {
   std::vector<Shape> shapes = {{4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}};
   std::vector<float> efforts = {1.0f, 0.5f, 0.25f, 0.125f};
   std::vector<int> threads = {1};
-  std::vector<std::size_t> groups = {1};
+  std::vector<std::pair<std::size_t, std::size_t>> layouts = {{16, 1}};
   int reps = 7;
   bool json_out = false;
   std::string plot;
@@ -66,9 +66,8 @@ int run(int argc, char** argv) {
     } else if (f == "--efforts") {
       efforts.clear();
       for (const auto& e : cli::split_list(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
-    } else if (f == "--groups") {
-      groups.clear();
-      for (const auto& g : cli::split_list(args.value())) groups.push_back(std::size_t(cli::parse_int(f, g, 1, 64)));
+    } else if (f == "--layouts") {
+      layouts = cli::parse_layouts(f, args.value());
     } else if (f == "-t") {
       threads.clear();
       for (const auto& t : cli::split_list(args.value())) threads.push_back(int(cli::parse_int(f, t, 1, 1024)));
@@ -108,19 +107,20 @@ int run(int argc, char** argv) {
     std::vector<std::vector<std::uint16_t>> dense_copies(copies, w16);
     std::vector<float> y(out);
     const std::string name = std::to_string(out) + "x" + std::to_string(in);
-    for (std::size_t group : groups) {
+    for (const auto& [bucket_size, group] : layouts) {
       BucketizeOptions options;
+      options.bucket_size = bucket_size;
       options.group = group;
       const BucketizedMatrix b = bucketize(w.data(), out, in, options, "bench");
       std::vector<std::vector<std::uint16_t>> unit_copies(copies, b.units);
       std::vector<Matrix> bucketed;
       for (std::size_t c = 0; c < copies; ++c) {
-        BucketMatrix m = as_matrix(b, 16 * b.num_tiles);
+        BucketMatrix m = as_matrix(b, bucket_size * b.num_tiles);
         m.view.units = unit_copies[c].data();
         bucketed.push_back(std::move(m));
       }
       BucketScratch scratch({&std::get<BucketMatrix>(bucketed[0])});
-      const std::string layout = group == 1 ? "buckets16" : "buckets16-g" + std::to_string(group);
+      const std::string layout = layout_name(bucket_size, group);
       for (int t : threads) {
         ThreadPool pool(t);
         EffortState state;

@@ -1,23 +1,24 @@
 // bucket_matvec.h: the effort product y ~= W x over a bucketed matrix.
 //
-// Layout (built by src/bucketize.cpp), for W [out, in], bucket size 16 and group size G:
-// the inputs, in the order input_order gives, are cut into T = ceil(in/G) tiles of G inputs
-// (padded with zero inputs). Outputs are cut into B = ceil(out/16) buckets of 16 neighbours.
-// For every tile t and bucket b, the 16 positions of the bucket are sorted once, by the tile's
+// Layout (built by src/bucketize.cpp), for W [out, in], bucket size S (16 or 8) and group size
+// G: the inputs, in the order input_order gives, are cut into T = ceil(in/G) tiles of G inputs
+// (padded with zero inputs). Outputs are cut into B = ceil(out/S) buckets of S neighbours. For
+// every tile t and bucket b, the S positions of the bucket are sorted once, by the tile's
 // combined |w| descending; rank k names the k-th position. A unit (k, t) holds G rows of B
 // entries: entry [g][b] is the weight of the tile's input g at the bucket's rank-k position, as
-// fp16. The g = 0 entry keeps that position in its 4 low mantissa bits (decoded with those bits
-// set to 0b1000); the other entries are plain fp16. Units are stored rank-major, unit u = k*T+t,
-// so the least important units come last. stats [16][G][T]: stats[k][g][t] = mean over buckets
-// of |entry [g][b]| of unit (k, t). G = 1 with the identity order is the canonical layout of
-// the original: one row per (rank, input), position bits in every weight.
+// fp16. The g = 0 entry keeps that position in its log2(S) low mantissa bits (decoded with those
+// bits set to their midpoint, 0b1000 or 0b100); the other entries are plain fp16. Units are
+// stored rank-major, unit u = k*T+t, so the least important units come last. stats [S][G][T]:
+// stats[k][g][t] = mean over buckets of |entry [g][b]| of unit (k, t). S = 16, G = 1 with the
+// identity order is the canonical layout of the original: one row per (rank, input), position
+// bits in every weight.
 //
 // A product runs in two steps. Dispatch picks the units whose importance
 // sum_g |xg[g][t]| * stats[k][g][t] (xg = the inputs in tile order, by group slot) exceeds the
 // cutoff, in ascending unit order; bucket_matvec multiplies them: per unit and bucket,
-// s = sum_g x * w (fused multiply-adds in g order), then y[b*16 + position] += s.
+// s = sum_g x * w (fused multiply-adds in g order), then y[b*S + position] += s.
 //
-// Legend: T = num_tiles, G = group, B = num_buckets, xg = inputs [G][T] (|x| for dispatch).
+// Legend: S = bucket_size, T = num_tiles, G = group, B = num_buckets, xg = inputs [G][T].
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -28,19 +29,20 @@
 
 namespace effort::kernels {
 
-inline constexpr std::size_t kBucketSize = 16;
-
-// The weight of a g = 0 entry: its bits with the low nibble set to the midpoint 0b1000, so the
-// rounding from dropping 4 mantissa bits has no bias that depends on the position.
-static inline float bucket_weight(std::uint16_t entry) { return half_to_float(std::uint16_t((entry & 0xFFF0u) | 0x8u)); }
-static inline unsigned bucket_position(std::uint16_t entry) { return entry & 0xFu; }
+// The weight of a g = 0 entry of a bucket of `size` outputs: its bits with the position bits set
+// to their midpoint, so the rounding from dropping them has no bias that depends on the position.
+static inline float bucket_weight(std::uint16_t entry, std::size_t size) {
+  return half_to_float(std::uint16_t((entry & ~(size - 1)) | (size / 2)));
+}
+static inline unsigned bucket_position(std::uint16_t entry, std::size_t size) { return entry & unsigned(size - 1); }
 
 struct BucketView {
-  const std::uint16_t* units;  // [16*T][G][B]
-  const float* stats;          // [16][G][T]
+  const std::uint16_t* units;  // [S*T][G][B]
+  const float* stats;          // [S][G][T]
   std::size_t num_buckets;     // B
   std::size_t num_tiles;       // T
   std::size_t group;           // G
+  std::size_t bucket_size;     // S: 16 or 8
 };
 
 namespace reference {
@@ -67,15 +69,15 @@ static inline std::size_t bucket_dispatch(std::uint32_t* units, const BucketView
 // added in list order. Other outputs are untouched.
 static inline void bucket_matvec(float* y, const BucketView& m, const float* xg, const std::uint32_t* units,
                                  std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
-  const std::size_t B = m.num_buckets, T = m.num_tiles, G = m.group;
-  for (std::size_t o = bucket_begin * kBucketSize; o < bucket_end * kBucketSize; ++o) y[o] = 0.0f;
+  const std::size_t B = m.num_buckets, T = m.num_tiles, G = m.group, S = m.bucket_size;
+  for (std::size_t o = bucket_begin * S; o < bucket_end * S; ++o) y[o] = 0.0f;
   for (std::size_t i = 0; i < count; ++i) {
     const std::uint16_t* unit = m.units + std::size_t(units[i]) * G * B;
     const std::size_t t = units[i] % T;
     for (std::size_t b = bucket_begin; b < bucket_end; ++b) {
-      float s = xg[t] * bucket_weight(unit[b]);
+      float s = xg[t] * bucket_weight(unit[b], S);
       for (std::size_t g = 1; g < G; ++g) s = std::fma(xg[g * T + t], half_to_float(unit[g * B + b]), s);
-      y[b * kBucketSize + bucket_position(unit[b])] += s;
+      y[b * S + bucket_position(unit[b], S)] += s;
     }
   }
 }
@@ -84,20 +86,21 @@ static inline void bucket_matvec(float* y, const BucketView& m, const float* xg,
 
 namespace simd {
 
-// Floats<A>::size entries of a g = 0 row: midpoint-decoded weights and positions.
-template <class A>
+// Floats<A>::size entries of a g = 0 row of buckets of S outputs: midpoint-decoded weights and
+// positions.
+template <class A, std::size_t S>
 struct LeadEntries;
 
 #if defined(__AVX512F__)
-template <>
-struct LeadEntries<Avx512> {
+template <std::size_t S>
+struct LeadEntries<Avx512, S> {
   Floats<Avx512> weights;
   __m512i positions;
   explicit LeadEntries(const std::uint16_t* p) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i mid = _mm256_or_si256(_mm256_and_si256(raw, _mm256_set1_epi16(short(0xFFF0))), _mm256_set1_epi16(8));
+    const __m256i mid = _mm256_or_si256(_mm256_and_si256(raw, _mm256_set1_epi16(short(~(S - 1)))), _mm256_set1_epi16(S / 2));
     weights = _mm512_cvtph_ps(mid);
-    positions = _mm512_and_si512(_mm512_cvtepu16_epi32(raw), _mm512_set1_epi32(15));
+    positions = _mm512_and_si512(_mm512_cvtepu16_epi32(raw), _mm512_set1_epi32(S - 1));
   }
   // s where the entry's position is q, 0 elsewhere.
   Floats<Avx512> at_position(int q, Floats<Avx512> s) const {
@@ -105,15 +108,15 @@ struct LeadEntries<Avx512> {
   }
 };
 #elif defined(__AVX2__)
-template <>
-struct LeadEntries<Avx2> {
+template <std::size_t S>
+struct LeadEntries<Avx2, S> {
   Floats<Avx2> weights;
   __m256i positions;
   explicit LeadEntries(const std::uint16_t* p) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m128i mid = _mm_or_si128(_mm_and_si128(raw, _mm_set1_epi16(short(0xFFF0))), _mm_set1_epi16(8));
+    const __m128i mid = _mm_or_si128(_mm_and_si128(raw, _mm_set1_epi16(short(~(S - 1)))), _mm_set1_epi16(S / 2));
     weights = _mm256_cvtph_ps(mid);
-    positions = _mm256_and_si256(_mm256_cvtepu16_epi32(raw), _mm256_set1_epi32(15));
+    positions = _mm256_and_si256(_mm256_cvtepu16_epi32(raw), _mm256_set1_epi32(S - 1));
   }
   Floats<Avx2> at_position(int q, Floats<Avx2> s) const {
     return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(q))), s);
@@ -150,64 +153,72 @@ std::size_t bucket_dispatch(std::uint32_t* units, const BucketView& m, const flo
 }
 
 // Units are taken in chunks of kChunkUnits (their bytes fit in L2); within a chunk, tile by tile
-// of W = Floats<A>::size buckets, 16 accumulators acc[q] whose lane l sums what lands on output
-// (tile + l)*16 + q. Per unit: s = sum_g x_g * w_g over the G rows (dense fused multiply-adds),
+// of W = Floats<A>::size buckets, S accumulators acc[q] whose lane l sums what lands on output
+// (tile + l)*S + q. Per unit: s = sum_g x_g * w_g over the G rows (dense fused multiply-adds),
 // then s goes to the accumulator its position selects: one routing step per G weights. Between
 // chunks a tile's accumulators wait in y (as [q][l]), transposed to y's order at the end. Each
 // weight byte is read once; each output sums its units in list order, as in the reference.
 inline constexpr std::size_t kChunkUnits = 64;
 
-template <class A, std::size_t G>
+template <class A, std::size_t G, std::size_t S>
 void bucket_matvec_group(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
                          std::size_t bucket_begin, std::size_t bucket_end) {
   constexpr std::size_t W = Floats<A>::size;
   const std::size_t B = m.num_buckets, T = m.num_tiles;
   const std::size_t tiles_end = bucket_begin + (bucket_end - bucket_begin) / W * W;
-  for (std::size_t o = bucket_begin * kBucketSize; o < tiles_end * kBucketSize; ++o) y[o] = 0.0f;
+  for (std::size_t o = bucket_begin * S; o < tiles_end * S; ++o) y[o] = 0.0f;
   for (std::size_t chunk = 0; chunk < count; chunk += kChunkUnits) {
     const std::size_t chunk_end = std::min(count, chunk + kChunkUnits);
     const std::size_t next_end = std::min(count, chunk_end + kChunkUnits);
     for (std::size_t tile = bucket_begin; tile < tiles_end; tile += W) {
-      float* parked = y + tile * kBucketSize;  // [16][W] while accumulating
-      Floats<A> acc[kBucketSize];
-      for (std::size_t q = 0; q < kBucketSize; ++q) acc[q] = Floats<A>::load_unaligned(parked + q * W);
+      float* parked = y + tile * S;  // [S][W] while accumulating
+      Floats<A> acc[S];
+      for (std::size_t q = 0; q < S; ++q) acc[q] = Floats<A>::load_unaligned(parked + q * W);
       for (std::size_t i = chunk; i < chunk_end; ++i) {
         const std::uint16_t* unit = m.units + std::size_t(units[i]) * G * B + tile;
         const std::size_t t = units[i] % T;
-        const LeadEntries<A> lead(unit);
+        const LeadEntries<A, S> lead(unit);
         Floats<A> s = lead.weights * Floats<A>(xg[t]);
         for (std::size_t g = 1; g < G; ++g)
           s = fmadd<A>(Floats<A>(xg[g * T + t]), load_weights<A, DType::f16>(unit + g * B), s);
-        for (std::size_t q = 0; q < kBucketSize; ++q) acc[q] += lead.at_position(int(q), s);
+        for (std::size_t q = 0; q < S; ++q) acc[q] += lead.at_position(int(q), s);
       }
-      for (std::size_t q = 0; q < kBucketSize; ++q) acc[q].store_unaligned(parked + q * W);
+      for (std::size_t q = 0; q < S; ++q) acc[q].store_unaligned(parked + q * W);
       // The next chunk's units, the same part of each of their G rows: one chunk ahead of use.
       for (std::size_t i = chunk_end; i < next_end; ++i)
         for (std::size_t g = 0; g < G; ++g) __builtin_prefetch(m.units + (std::size_t(units[i]) * G + g) * B + tile);
     }
   }
-  alignas(64) float lanes[kBucketSize * W];
+  alignas(64) float lanes[S * W];
   for (std::size_t tile = bucket_begin; tile < tiles_end; tile += W) {
-    float* region = y + tile * kBucketSize;
-    std::copy(region, region + kBucketSize * W, lanes);
-    for (std::size_t q = 0; q < kBucketSize; ++q)
-      for (std::size_t l = 0; l < W; ++l) region[l * kBucketSize + q] = lanes[q * W + l];
+    float* region = y + tile * S;
+    std::copy(region, region + S * W, lanes);
+    for (std::size_t q = 0; q < S; ++q)
+      for (std::size_t l = 0; l < W; ++l) region[l * S + q] = lanes[q * W + l];
   }
   if (tiles_end < bucket_end) reference::bucket_matvec(y, m, xg, units, count, tiles_end, bucket_end);
 }
 
-// The group size is a template parameter so that the G rows unroll; other sizes use the reference.
+// Group and bucket sizes are template parameters so that the G rows and S accumulators unroll;
+// other group sizes use the reference.
+template <class A, std::size_t S>
+void bucket_matvec_sized(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
+                         std::size_t bucket_begin, std::size_t bucket_end) {
+  switch (m.group) {
+    case 1: return bucket_matvec_group<A, 1, S>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 2: return bucket_matvec_group<A, 2, S>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 4: return bucket_matvec_group<A, 4, S>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 8: return bucket_matvec_group<A, 8, S>(y, m, xg, units, count, bucket_begin, bucket_end);
+    case 16: return bucket_matvec_group<A, 16, S>(y, m, xg, units, count, bucket_begin, bucket_end);
+    default: return reference::bucket_matvec(y, m, xg, units, count, bucket_begin, bucket_end);
+  }
+}
+
 template <class A>
 void bucket_matvec(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
                    std::size_t bucket_begin, std::size_t bucket_end) {
-  switch (m.group) {
-    case 1: return bucket_matvec_group<A, 1>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 2: return bucket_matvec_group<A, 2>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 4: return bucket_matvec_group<A, 4>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 8: return bucket_matvec_group<A, 8>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 16: return bucket_matvec_group<A, 16>(y, m, xg, units, count, bucket_begin, bucket_end);
-    default: return reference::bucket_matvec(y, m, xg, units, count, bucket_begin, bucket_end);
-  }
+  if (m.bucket_size == 8) return bucket_matvec_sized<A, 8>(y, m, xg, units, count, bucket_begin, bucket_end);
+  bucket_matvec_sized<A, 16>(y, m, xg, units, count, bucket_begin, bucket_end);
 }
 
 }  // namespace simd

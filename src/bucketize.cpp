@@ -14,12 +14,12 @@
 
 namespace effort {
 
-using kernels::kBucketSize;
-
 BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, const BucketizeOptions& options,
                            const std::string& name) {
   if (options.group == 0 || options.group > 64)
     throw Error(ErrorCode::invalid_argument, "[convert] " + name + ": group must be in [1, 64]");
+  if (options.bucket_size != 8 && options.bucket_size != 16)
+    throw Error(ErrorCode::invalid_argument, "[convert] " + name + ": bucket_size must be 8 or 16");
   if (!options.input_scale.empty() && options.input_scale.size() != in)
     throw Error(ErrorCode::invalid_argument, "[convert] " + name + ": input_scale has " +
                                                  std::to_string(options.input_scale.size()) + " entries, expected " + std::to_string(in));
@@ -27,7 +27,9 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
   m.out_features = out;
   m.in_features = in;
   m.group = options.group;
-  m.num_buckets = (out + kBucketSize - 1) / kBucketSize;
+  m.bucket_size = options.bucket_size;
+  const std::size_t S = m.bucket_size;
+  m.num_buckets = (out + S - 1) / S;
   m.num_tiles = (in + m.group - 1) / m.group;
   const std::size_t B = m.num_buckets, T = m.num_tiles, G = m.group;
 
@@ -58,31 +60,32 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
                      [&](std::uint32_t a, std::uint32_t b) { return magnitude[a] > magnitude[b]; });
   }
 
-  m.units.resize(kBucketSize * T * G * B);
-  std::vector<double> sums(kBucketSize * G * T, 0.0);
-  std::array<double, kBucketSize> combined;
-  std::array<unsigned, kBucketSize> order;
+  m.units.resize(S * T * G * B);
+  std::vector<double> sums(S * G * T, 0.0);
+  std::array<double, 16> combined;
+  std::array<unsigned, 16> order;
   for (std::size_t t = 0; t < T; ++t) {
     for (std::size_t b = 0; b < B; ++b) {
-      for (unsigned p = 0; p < kBucketSize; ++p) {
+      for (unsigned p = 0; p < S; ++p) {
         combined[p] = 0;
         for (std::size_t g = 0; g < G; ++g) {
           const std::uint32_t j = m.input_order[t * G + g];
           const double s = j < in && !scale.empty() ? scale[j] : 1.0;
-          combined[p] += s * std::fabs(double(kernels::half_to_float(weight16(b * kBucketSize + p, j))));
+          combined[p] += s * std::fabs(double(kernels::half_to_float(weight16(b * S + p, j))));
         }
       }
-      std::iota(order.begin(), order.end(), 0u);
+      std::iota(order.begin(), order.begin() + std::ptrdiff_t(S), 0u);
       // Ties keep position order, so conversion is reproducible.
-      std::stable_sort(order.begin(), order.end(), [&](unsigned a, unsigned c) { return combined[a] > combined[c]; });
-      for (std::size_t k = 0; k < kBucketSize; ++k) {
+      std::stable_sort(order.begin(), order.begin() + std::ptrdiff_t(S),
+                       [&](unsigned a, unsigned c) { return combined[a] > combined[c]; });
+      for (std::size_t k = 0; k < S; ++k) {
         const unsigned p = order[k];
         std::uint16_t* unit = &m.units[(k * T + t) * G * B];
         for (std::size_t g = 0; g < G; ++g) {
-          const std::uint16_t h = weight16(b * kBucketSize + p, m.input_order[t * G + g]);
-          const std::uint16_t entry = g == 0 ? std::uint16_t((h & 0xFFF0u) | p) : h;
+          const std::uint16_t h = weight16(b * S + p, m.input_order[t * G + g]);
+          const std::uint16_t entry = g == 0 ? std::uint16_t((h & ~(S - 1)) | p) : h;
           unit[g * B + b] = entry;
-          sums[(k * G + g) * T + t] += std::fabs(g == 0 ? kernels::bucket_weight(entry) : kernels::half_to_float(entry));
+          sums[(k * G + g) * T + t] += std::fabs(g == 0 ? kernels::bucket_weight(entry, S) : kernels::half_to_float(entry));
         }
       }
     }
@@ -93,7 +96,7 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
   // Probes: a uniform sample of units without replacement (every unit when there are fewer
   // than max_probes), so the cutoff's order statistic estimates the share of units dispatched
   // without bias.
-  const std::size_t num_units = kBucketSize * T, n = std::min(options.max_probes, num_units);
+  const std::size_t num_units = S * T, n = std::min(options.max_probes, num_units);
   std::vector<std::uint32_t> all(num_units);
   std::iota(all.begin(), all.end(), 0u);
   std::mt19937_64 rng(options.seed);
@@ -105,9 +108,13 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
   return m;
 }
 
+std::string layout_name(std::size_t bucket_size, std::size_t group) {
+  return "buckets" + std::to_string(bucket_size) + (group > 1 ? "-g" + std::to_string(group) : "");
+}
+
 BucketMatrix as_matrix(const BucketizedMatrix& m, std::size_t loaded_units) {
   BucketMatrix v;
-  v.view = kernels::BucketView{m.units.data(), m.stats.data(), m.num_buckets, m.num_tiles, m.group};
+  v.view = kernels::BucketView{m.units.data(), m.stats.data(), m.num_buckets, m.num_tiles, m.group, m.bucket_size};
   v.input_order = m.input_order.data();
   v.out_features = m.out_features;
   v.in_features = m.in_features;
@@ -122,17 +129,18 @@ BucketMatrix as_matrix(const BucketizedMatrix& m, std::size_t loaded_units) {
 }
 
 std::vector<float> decode_buckets(const BucketMatrix& m, std::size_t num_units) {
-  const std::size_t B = m.view.num_buckets, T = m.view.num_tiles, G = m.view.group, in = m.in_features;
+  const std::size_t B = m.view.num_buckets, T = m.view.num_tiles, G = m.view.group, S = m.view.bucket_size;
+  const std::size_t in = m.in_features;
   std::vector<float> w(m.out_features * in, 0.0f);
   for (std::size_t u = 0; u < num_units; ++u) {
     const std::uint16_t* unit = m.view.units + u * G * B;
     const std::size_t t = u % T;
     for (std::size_t b = 0; b < B; ++b) {
-      const std::size_t o = b * kBucketSize + kernels::bucket_position(unit[b]);
+      const std::size_t o = b * S + kernels::bucket_position(unit[b], S);
       for (std::size_t g = 0; g < G; ++g) {
         const std::uint32_t j = m.input_order[t * G + g];
         if (o < m.out_features && j < in)
-          w[o * in + j] = g == 0 ? kernels::bucket_weight(unit[b]) : kernels::half_to_float(unit[g * B + b]);
+          w[o * in + j] = g == 0 ? kernels::bucket_weight(unit[b], S) : kernels::half_to_float(unit[g * B + b]);
       }
     }
   }

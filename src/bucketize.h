@@ -11,6 +11,7 @@
 namespace effort {
 
 struct BucketizeOptions {
+  std::size_t bucket_size = 16;          // S outputs per bucket: 16 (canonical) or 8
   std::size_t group = 1;                 // G inputs per tile share one sort order; 1: canonical
   // Typical |x| of each input (calibration), or empty. Inputs are tiled in descending order of
   // it (of their weight column norms when empty), so that an outlier input shares its tile with
@@ -22,11 +23,12 @@ struct BucketizeOptions {
 
 struct BucketizedMatrix {
   std::size_t out_features = 0, in_features = 0;
-  std::size_t num_buckets = 0;             // ceil(out_features / 16); outputs past out_features are padding
+  std::size_t bucket_size = 16;            // S
+  std::size_t num_buckets = 0;             // ceil(out_features / S); outputs past out_features are padding
   std::size_t group = 1, num_tiles = 0;    // G, T = ceil(in_features / G)
   std::vector<std::uint32_t> input_order;  // [T*G]: the input in each tile slot; in_features for padding
-  std::vector<std::uint16_t> units;        // [16*T][G][B]
-  std::vector<float> stats;                // [16][G][T]
+  std::vector<std::uint16_t> units;        // [S*T][G][B]
+  std::vector<float> stats;                // [S][G][T]
   std::vector<std::uint32_t> probe_units;  // ascending unit indices sampled uniformly
   std::vector<float> probe_stats;          // [P][G]: those units' stats
 };
@@ -35,6 +37,9 @@ struct BucketizedMatrix {
 // first. Throws effort::Error (format) naming `name` on a non-finite weight.
 BucketizedMatrix bucketize(const float* w, std::size_t out_features, std::size_t in_features,
                            const BucketizeOptions& options, const std::string& name);
+
+// "buckets16" (canonical), "buckets8", "buckets16-g8", ...: how tools name a layout.
+std::string layout_name(std::size_t bucket_size, std::size_t group);
 
 // A runtime view of a converted matrix using its first `loaded_units` units.
 BucketMatrix as_matrix(const BucketizedMatrix& m, std::size_t loaded_units);

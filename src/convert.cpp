@@ -104,6 +104,8 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   if (std::filesystem::exists(output) && !options.force)
     throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
   if (options.max_probes == 0) throw Error(ErrorCode::invalid_argument, "[convert] max_probes must be at least 1");
+  if (options.bucket_size != 8 && options.bucket_size != 16)
+    throw Error(ErrorCode::invalid_argument, "[convert] bucket_size must be 8 or 16, got " + std::to_string(options.bucket_size));
   if (options.group == 0 || options.group > 64)
     throw Error(ErrorCode::invalid_argument, "[convert] group must be in [1, 64], got " + std::to_string(options.group));
   const auto source = open_source(input);
@@ -117,7 +119,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   auto& header = writer.header();
   header["config"] = config_to_json(c);
   header["conversion"] = {{"source", input.filename().string()}, {"source_format", source->format()},
-                          {"layout", "buckets16"}, {"group", options.group}, {"max_probes", options.max_probes},
+                          {"layout", "buckets"}, {"bucket_size", options.bucket_size}, {"group", options.group}, {"max_probes", options.max_probes},
                           {"seed", options.seed}, {"converter", "effort-convert 0.1"},
                           {"tile_order", input_scales.empty() ? "weight column norms" : "calibrated mean |x|"},
                           {"calibration", input_scales.empty() ? nlohmann::json(nullptr)
@@ -133,11 +135,13 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     writer.plan(p + "post_attention_layernorm.weight", "F32", {hidden});
     total += 2;
     for (const auto& m : projections(c, l)) {
-      const std::int64_t G = std::int64_t(options.group), T = (m.in + G - 1) / G, B = (m.out + 15) / 16;
-      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), 16 * T);
-      header["matrices"][m.name] = {{"layout", "buckets16"}, {"out_features", m.out}, {"in_features", m.in}, {"group", G}};
-      writer.plan(m.name + ".units", "U16", {16 * T, G, B});
-      writer.plan(m.name + ".stats", "F32", {16, G, T});
+      const std::int64_t S = std::int64_t(options.bucket_size), G = std::int64_t(options.group);
+      const std::int64_t T = (m.in + G - 1) / G, B = (m.out + S - 1) / S;
+      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * T);
+      header["matrices"][m.name] = {{"layout", "buckets"}, {"out_features", m.out}, {"in_features", m.in},
+                                    {"bucket_size", S}, {"group", G}};
+      writer.plan(m.name + ".units", "U16", {S * T, G, B});
+      writer.plan(m.name + ".stats", "F32", {S, G, T});
       writer.plan(m.name + ".input_order", "U32", {T * G});
       writer.plan(m.name + ".probe_units", "U32", {probes});
       writer.plan(m.name + ".probe_stats", "F32", {probes, G});
@@ -180,6 +184,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     for (const auto& m : projections(c, l)) {
       const auto w = source->floats(m.name, {m.out, m.in});
       BucketizeOptions bucketing;
+      bucketing.bucket_size = options.bucket_size;
       bucketing.group = options.group;
       bucketing.max_probes = options.max_probes;
       // Each matrix gets its own probe seed, so that matrices of equal shape sample different units.

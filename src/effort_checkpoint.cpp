@@ -29,22 +29,24 @@ BucketMatrix bucketed(const EffortFile& file, const std::string& name, std::int6
   const std::string context = "[effort-file] " + file.path().string() + ": matrix " + name;
   if (!info.contains(name)) throw Error(ErrorCode::format, context + " is missing");
   const auto& m = info[name];
-  if (!m.is_object() || m.value("layout", "") != "buckets16")
+  if (!m.is_object() || m.value("layout", "") != "buckets")
     throw Error(ErrorCode::unsupported, context + ": layout " + (m.is_object() ? m.value("layout", "?") : "?") +
-                                            " is not one this build reads (buckets16)");
+                                            " is not one this build reads (buckets)");
   if (m.value("out_features", -1) != out || m.value("in_features", -1) != in)
     throw Error(ErrorCode::format, context + ": expected " + std::to_string(out) + "x" + std::to_string(in) + " (out x in)");
-  const std::int64_t G = m.value("group", std::int64_t(0));
+  const std::int64_t G = m.value("group", std::int64_t(0)), S = m.value("bucket_size", std::int64_t(0));
   if (G < 1 || G > 64) throw Error(ErrorCode::format, context + ": group must be in [1, 64]");
-  const std::int64_t B = (out + 15) / 16, T = (in + G - 1) / G, units = 16 * T;
+  if (S != 8 && S != 16) throw Error(ErrorCode::format, context + ": bucket_size must be 8 or 16");
+  const std::int64_t B = (out + S - 1) / S, T = (in + G - 1) / G, units = S * T;
   BucketMatrix w;
   w.out_features = std::size_t(out);
   w.in_features = std::size_t(in);
   w.view.num_buckets = std::size_t(B);
   w.view.num_tiles = std::size_t(T);
   w.view.group = std::size_t(G);
+  w.view.bucket_size = std::size_t(S);
   w.view.units = reinterpret_cast<const std::uint16_t*>(file.get(name + ".units", "U16", {units, G, B}).data);
-  w.view.stats = reinterpret_cast<const float*>(file.get(name + ".stats", "F32", {16, G, T}).data);
+  w.view.stats = reinterpret_cast<const float*>(file.get(name + ".stats", "F32", {S, G, T}).data);
   w.input_order = reinterpret_cast<const std::uint32_t*>(file.get(name + ".input_order", "U32", {T * G}).data);
   for (std::int64_t slot = 0; slot < T * G; ++slot)
     if (w.input_order[slot] > std::uint64_t(in))

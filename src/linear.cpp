@@ -45,7 +45,7 @@ void bucket_matvec(const BucketMatrix& w, MatrixKind kind, const float* x, float
   });
   std::copy(s.padded_out.begin(), s.padded_out.begin() + std::ptrdiff_t(w.out_features), y);
   state.stats.done[int(kind)] += double(count) * double(G * v.num_buckets);
-  state.stats.dense[int(kind)] += double(kernels::kBucketSize * slots) * double(v.num_buckets);
+  state.stats.dense[int(kind)] += double(v.bucket_size * slots) * double(v.num_buckets);
 }
 
 }  // namespace
@@ -56,7 +56,7 @@ BucketScratch::BucketScratch(const std::vector<const BucketMatrix*>& matrices) {
     slots = std::max(slots, m->view.num_tiles * m->view.group);
     units = std::max(units, m->loaded_units);
     probes = std::max(probes, m->probe_units.size());
-    outputs = std::max(outputs, m->view.num_buckets * kernels::kBucketSize);
+    outputs = std::max(outputs, m->view.num_buckets * m->view.bucket_size);
   }
   xg.resize(slots);
   abs_xg.resize(slots);

@@ -48,15 +48,16 @@ std::vector<double> exact_product(const std::vector<float>& w, const std::vector
 }
 
 BucketizedMatrix convert(const std::vector<float>& w, std::size_t out, std::size_t in, std::size_t group,
-                         std::uint64_t seed = 7, std::vector<float> input_scale = {}) {
+                         std::uint64_t seed = 7, std::vector<float> input_scale = {}, std::size_t bucket_size = 16) {
   BucketizeOptions o;
   o.group = group;
+  o.bucket_size = bucket_size;
   o.seed = seed;
   o.input_scale = std::move(input_scale);
   return bucketize(w.data(), out, in, o, "w");
 }
 
-std::size_t all_units(const BucketizedMatrix& b) { return 16 * b.num_tiles; }
+std::size_t all_units(const BucketizedMatrix& b) { return b.bucket_size * b.num_tiles; }
 
 // Runs one effort product; returns y and the fraction of multiply-adds done.
 std::pair<std::vector<float>, double> run(const BucketMatrix& m, const std::vector<float>& x, float effort, Arch arch, int threads = 1) {
@@ -84,16 +85,17 @@ TEST_CASE("decoding the buckets gives the fp16 weights up to the position bits, 
     auto w = gaussian(out * in, rng, 0.02f);
     w[0] = 0.0f;
     w[1] = 1e-7f;  // an fp16 subnormal
-    for (std::size_t group : {1, 2, 3, 8}) {
-      const auto b = convert(w, out, in, group);
-      REQUIRE(b.num_buckets == (out + 15) / 16);
+    for (auto [group, size] : {std::pair<std::size_t, std::size_t>{1, 16}, {2, 16}, {3, 16}, {8, 16}, {1, 8}, {4, 8}}) {
+      const auto b = convert(w, out, in, group, 7, {}, size);
+      REQUIRE(b.num_buckets == (out + size - 1) / size);
       const auto decoded = decode_buckets(as_matrix(b, all_units(b)), all_units(b));
       for (std::size_t i = 0; i < w.size(); ++i) {
         const float w16 = kernels::half_to_float(kernels::float_to_half(w[i]));
         // Replacing the low 4 of fp16's 10 mantissa bits by 0b1000 moves a weight by at most
-        // 8 units of its last place: 2^-7 relative for normal halves, 8 * 2^-24 for subnormals.
-        // Only the g = 0 weights carry position bits; the others are exact fp16.
-        const float bound = std::max(std::fabs(w16) * 0x1p-7f, 8 * 0x1p-24f);
+        // 8 units of its last place: 2^-7 relative for normal halves, 8 * 2^-24 for subnormals
+        // (half that for buckets of 8, with 3 bits). Only the g = 0 weights carry position
+        // bits; the others are exact fp16.
+        const float bound = std::max(std::fabs(w16) * 0x1p-7f, 8 * 0x1p-24f) * (size == 8 ? 0.5f : 1.0f);
         REQUIRE(std::fabs(decoded[i] - w16) <= bound);
       }
     }
@@ -112,18 +114,18 @@ TEST_CASE("buckets are sorted, hold every position once, and stats are their mea
       float previous = INFINITY;
       for (std::size_t k = 0; k < 16; ++k) {
         const std::uint16_t e = b.units[(k * in + j) * b.num_buckets + bucket];
-        seen |= 1u << kernels::bucket_position(e);
-        REQUIRE(std::fabs(kernels::bucket_weight(e)) <= previous);
-        previous = std::fabs(kernels::bucket_weight(e));
+        seen |= 1u << kernels::bucket_position(e, 16);
+        REQUIRE(std::fabs(kernels::bucket_weight(e, 16)) <= previous);
+        previous = std::fabs(kernels::bucket_weight(e, 16));
         // The entry really is the weight at the position it names (fp16, position bits aside).
-        const float original = w[(bucket * 16 + kernels::bucket_position(e)) * in + j];
-        REQUIRE(std::fabs(kernels::bucket_weight(e) - original) <= std::fabs(original) * 0x1p-7f + 1e-3f * 0x1p-7f);
+        const float original = w[(bucket * 16 + kernels::bucket_position(e, 16)) * in + j];
+        REQUIRE(std::fabs(kernels::bucket_weight(e, 16) - original) <= std::fabs(original) * 0x1p-7f + 1e-3f * 0x1p-7f);
       }
       REQUIRE(seen == 0xFFFFu);
     }
   for (std::size_t r = 0; r < 16 * in; ++r) {
     double sum = 0;
-    for (std::size_t bucket = 0; bucket < b.num_buckets; ++bucket) sum += std::fabs(kernels::bucket_weight(b.units[r * b.num_buckets + bucket]));
+    for (std::size_t bucket = 0; bucket < b.num_buckets; ++bucket) sum += std::fabs(kernels::bucket_weight(b.units[r * b.num_buckets + bucket], 16));
     REQUIRE(b.stats[r] == Approx(sum / double(b.num_buckets)).epsilon(1e-6));
   }
   // Fewer rows than max_probes: every row is a probe, in order, with its stat.
@@ -139,8 +141,9 @@ TEST_CASE("SIMD dispatch and bucket product equal the scalar reference bit for b
   for (auto [out, in] : {std::pair<std::size_t, std::size_t>{16, 1}, {40, 7}, {256, 33}, {272, 64}, {1024, 100}}) {
     const auto w = gaussian(out * in, rng, 0.02f);
     const auto x = heavy_tailed(in, rng);
-    for (std::size_t group : {1, 2, 3, 4, 8, 16}) {
-      const auto b = convert(w, out, in, group);
+    for (auto [group, size] : {std::pair<std::size_t, std::size_t>{1, 16}, {2, 16}, {3, 16}, {4, 16}, {8, 16}, {16, 16},
+                               {1, 8}, {8, 8}}) {
+      const auto b = convert(w, out, in, group, 7, {}, size);
       const BucketMatrix m = as_matrix(b, all_units(b));
       // Inputs in tile order, as linear.cpp lays them out.
       std::vector<float> xg(b.num_tiles * group), abs_xg(xg.size());
@@ -155,14 +158,14 @@ TEST_CASE("SIMD dispatch and bucket product equal the scalar reference bit for b
         std::vector<std::uint32_t> list_ref(units), list(units);
         const std::size_t n_ref = ref.bucket_dispatch(list_ref.data(), m.view, abs_xg.data(), units, cutoff);
         for (Arch arch : arches()) {
-          CAPTURE(kernels::arch_name(arch), out, in, group, cutoff);
+          CAPTURE(kernels::arch_name(arch), out, in, group, size, cutoff);
           const auto& k = kernels::kernel_table(arch);
           const std::size_t n = k.bucket_dispatch(list.data(), m.view, abs_xg.data(), units, cutoff);
           REQUIRE(n == n_ref);
           REQUIRE(std::equal(list.begin(), list.begin() + std::ptrdiff_t(n), list_ref.begin()));
           // A bucket range that starts and ends off the SIMD tile grid.
           const std::size_t begin = b.num_buckets > 2 ? 1 : 0, end = b.num_buckets;
-          std::vector<float> y(b.num_buckets * 16 + 1, 7.0f), yr(b.num_buckets * 16 + 1, 7.0f);
+          std::vector<float> y(b.num_buckets * size + 1, 7.0f), yr(b.num_buckets * size + 1, 7.0f);
           k.bucket_matvec(y.data(), m.view, xg.data(), list.data(), n, begin, end);
           ref.bucket_matvec(yr.data(), m.view, xg.data(), list.data(), n, begin, end);
           REQUIRE(y == yr);
@@ -178,12 +181,12 @@ TEST_CASE("effort 1 is the dense product of the decoded weights, for every group
   const std::size_t out = 300, in = 200;
   const auto w = gaussian(out * in, rng, 0.02f);
   const auto x = heavy_tailed(in, rng);
-  for (std::size_t group : {1, 4, 8, 3}) {
-    const auto b = convert(w, out, in, group);
+  for (auto [group, size] : {std::pair<std::size_t, std::size_t>{1, 16}, {4, 16}, {8, 16}, {3, 16}, {1, 8}}) {
+    const auto b = convert(w, out, in, group, 7, {}, size);
     const auto exact = exact_product(decode_buckets(as_matrix(b, all_units(b)), all_units(b)), x, out, in);
     for (Arch arch : arches()) {
       const auto [y, fraction] = run(as_matrix(b, all_units(b)), x, 1.0f, arch);
-      CAPTURE(group, kernels::arch_name(arch));
+      CAPTURE(group, size, kernels::arch_name(arch));
       // Padding inputs (tiles rounded up to G) count as multiply-adds: (in rounded up) / in.
       REQUIRE(fraction == 1.0);  // padding inputs count in both the work done and the dense work
       for (std::size_t o = 0; o < out; ++o) {

@@ -51,7 +51,9 @@ TEST_CASE("conversion keeps config and tokenizer, and is reproducible", "[model]
   const auto config = config_from_json(file.header()["config"], "header");
   const auto original = ModelConfig::from_file(test::fixture_model() / "config.json");
   REQUIRE(config_to_json(config) == config_to_json(original));
-  REQUIRE(file.header()["conversion"]["layout"] == "buckets16");
+  REQUIRE(file.header()["conversion"]["layout"] == "buckets");
+  REQUIRE(file.header()["conversion"]["bucket_size"] == 8);  // the default: best quality at equal time
+  REQUIRE(file.header()["conversion"]["group"] == 1);
   REQUIRE(file.header()["matrices"].size() == 35);
   const auto& tokenizer = file.get("tokenizer.model");
   REQUIRE(std::vector<char>(tokenizer.data, tokenizer.data + tokenizer.num_bytes) ==

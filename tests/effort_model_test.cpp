@@ -2,6 +2,8 @@
 // effort below 1, determinism, partial loading, and the API's errors.
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include "bucketize.h"
 #include "convert.h"
 #include "effort/effort.h"
@@ -15,15 +17,19 @@ using Catch::Contains;
 
 namespace {
 
-// The fixture converted once per test run.
-const std::filesystem::path& fixture_effort() {
+// The fixture converted once per test run, in the default layout (buckets of 8) or the
+// canonical one (buckets of 16).
+const std::filesystem::path& fixture_effort(std::size_t bucket_size = 8) {
   static test::TempDir dir;
-  static const auto path = [] {
-    const auto p = dir / "stories260K.effort";
-    convert_to_effort(test::fixture_model(), p, {});
-    return p;
-  }();
-  return path;
+  static std::map<std::size_t, std::filesystem::path> paths;
+  if (!paths.count(bucket_size)) {
+    const auto p = dir / ("stories260K-" + std::to_string(bucket_size) + ".effort");
+    ConvertOptions options;
+    options.bucket_size = bucket_size;
+    convert_to_effort(test::fixture_model(), p, options);
+    paths[bucket_size] = p;
+  }
+  return paths[bucket_size];
 }
 
 std::vector<int> reference_ids(const char* name) {
@@ -52,9 +58,9 @@ const Matrix& matrix_of(const EffortCheckpoint& c, const std::string& name) {
 
 // A dense HF checkpoint whose projections are the .effort file's decoded buckets (the first
 // `rows_fraction` of each matrix's rows), everything else copied from the fixture.
-void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction) {
-  const EffortFile file(fixture_effort());
-  const EffortCheckpoint bucketed = load_effort_checkpoint(fixture_effort(), rows_fraction);
+void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction, std::size_t bucket_size) {
+  const EffortFile file(fixture_effort(bucket_size));
+  const EffortCheckpoint bucketed = load_effort_checkpoint(fixture_effort(bucket_size), rows_fraction);
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
   std::map<std::string, test::RawTensor> tensors;
   for (const auto& [name, view] : source.tensors()) {
@@ -75,9 +81,10 @@ void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fract
 
 TEST_CASE("at effort 1 the .effort model is the dense model of its decoded weights", "[model][effort]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const std::size_t bucket_size = GENERATE(8, 16);
   test::TempDir decoded;
-  write_decoded_checkpoint(decoded.path, 1.0f);
-  const Model bucketed = Model::load(fixture_effort());
+  write_decoded_checkpoint(decoded.path, 1.0f, bucket_size);
+  const Model bucketed = Model::load(fixture_effort(bucket_size));
   REQUIRE(bucketed.bucketed());
   const Model dense = Model::load(decoded.path);
   const auto ids = reference_ids("greedy_bos64");
@@ -175,9 +182,10 @@ TEST_CASE("effort runs are deterministic across runs and thread counts", "[model
 
 TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", "[model][effort]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const std::size_t bucket_size = GENERATE(8, 16);
   test::TempDir decoded;
-  write_decoded_checkpoint(decoded.path, 0.75f);
-  const Model partial = Model::load(fixture_effort(), {.mem_fraction = 0.75f});
+  write_decoded_checkpoint(decoded.path, 0.75f, bucket_size);
+  const Model partial = Model::load(fixture_effort(bucket_size), {.mem_fraction = 0.75f});
   const Model dense = Model::load(decoded.path);
   const auto ids = reference_ids("mixed");
   Session a = partial.new_session(), b = dense.new_session();

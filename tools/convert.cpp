@@ -18,6 +18,8 @@ constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [opt
                     or a GGUF file of a llama/mistral model (F32, F16, BF16 or Q8_0 tensors)
   -o, --output PATH the .effort file to write
       --force       replace PATH if it exists
+      --bucket-size S  outputs per bucket: 8 (3 position bits, cheaper routing; the best
+                    quality at equal time) or 16 (the canonical layout) (default 8)
       --group G     inputs per tile sharing one sort order: 1 is the canonical layout; larger
                     groups make low effort faster on CPUs at some cost in quality (default 1)
       --calibration TEXT  order the tiles by the mean |x| of each input over this text (the
@@ -58,7 +60,10 @@ int run(int argc, char** argv) {
       return 0;
     } else if (f == "-o" || f == "--output") output = args.value();
     else if (f == "--force") options.force = true;
-    else if (f == "--group") options.group = std::size_t(effort::cli::parse_int(f, args.value(), 1, 64));
+    else if (f == "--bucket-size") {
+      options.bucket_size = std::size_t(effort::cli::parse_int(f, args.value(), 8, 16));
+      if (options.bucket_size != 8 && options.bucket_size != 16) throw effort::cli::UsageError("--bucket-size: expected 8 or 16");
+    } else if (f == "--group") options.group = std::size_t(effort::cli::parse_int(f, args.value(), 1, 64));
     else if (f == "--calibration") options.calibration_text = args.value();
     else if (f == "--calibration-tokens") options.calibration_tokens = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 20));
     else if (f == "--probes") options.max_probes = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 24));
