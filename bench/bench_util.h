@@ -19,6 +19,24 @@ inline std::vector<double> time_reps(int reps, const std::function<void()>& fn) 
   return seconds;
 }
 
+// Runs a and b alternately `reps` times each after one warm-up of both, so that a slow phase of a
+// shared machine hits both alike; returns each one's repetitions.
+inline std::pair<std::vector<double>, std::vector<double>> time_interleaved(int reps, const std::function<void()>& a,
+                                                                            const std::function<void()>& b) {
+  a();
+  b();
+  std::vector<double> ta, tb;
+  for (int r = 0; r < reps; ++r) {
+    auto start = std::chrono::steady_clock::now();
+    a();
+    ta.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    start = std::chrono::steady_clock::now();
+    b();
+    tb.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return {ta, tb};
+}
+
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

@@ -30,7 +30,8 @@ constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   --plot FILE     also write an SVG plot: cosine similarity against time relative to dense,
                   one line per layout, shape and thread count
 Weights are random N(0, 0.02) (fp16), inputs heavy-tailed (Student t, 3 degrees of freedom).
-Several copies of each matrix are cycled so that every product streams from memory.
+Several copies of each matrix are cycled so that every product streams from memory; dense and
+effort products alternate, so a slow phase of a shared machine affects both alike.
 )";
 
 // Working set per shape: enough copies that no product finds its weights in cache.
@@ -126,16 +127,17 @@ int run(int argc, char** argv) {
         EffortState state;
         const Compute compute{kernels::kernel_table(arch), pool, &state, &scratch};
         std::size_t next = 0;
-        const double dense_s = bench::median(bench::time_reps(reps, [&] {
-          const DenseMatrix dense{kernels::DType::f16, dense_copies[next++ % copies].data(), out, in};
-          matvec(dense, x.data(), y.data(), compute);
-        }));
         for (float effort : efforts) {
           for (auto& e : state.effort) e = effort;
           state.stats = EffortStats{};
-          const double s = bench::median(bench::time_reps(reps, [&] {
-            matvec(bucketed[next++ % copies], MatrixKind::up_proj, x.data(), y.data(), compute);
-          }));
+          const auto [dense_reps, effort_reps] = bench::time_interleaved(
+              reps,
+              [&] {
+                const DenseMatrix dense{kernels::DType::f16, dense_copies[next % copies].data(), out, in};
+                matvec(dense, x.data(), y.data(), compute);
+              },
+              [&] { matvec(bucketed[next++ % copies], MatrixKind::up_proj, x.data(), y.data(), compute); });
+          const double dense_s = bench::median(dense_reps), s = bench::median(effort_reps);
           const double fraction = state.stats.fraction(MatrixKind::up_proj);
           // Bytes read per product: the dispatched units, every unit's stats, the probes.
           const double bytes = fraction * weight_bytes + double(b.stats.size()) * 4 + double(b.probe_stats.size()) * 4;

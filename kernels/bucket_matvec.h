@@ -95,16 +95,16 @@ struct LeadEntries;
 template <std::size_t S>
 struct LeadEntries<Avx512, S> {
   Floats<Avx512> weights;
-  __m512i positions;
+  __m256i positions;  // 16-bit lanes: compared as they are (AVX-512BW), no widening
   explicit LeadEntries(const std::uint16_t* p) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     const __m256i mid = _mm256_or_si256(_mm256_and_si256(raw, _mm256_set1_epi16(short(~(S - 1)))), _mm256_set1_epi16(S / 2));
     weights = _mm512_cvtph_ps(mid);
-    positions = _mm512_and_si512(_mm512_cvtepu16_epi32(raw), _mm512_set1_epi32(S - 1));
+    positions = _mm256_and_si256(raw, _mm256_set1_epi16(short(S - 1)));
   }
-  // s where the entry's position is q, 0 elsewhere.
-  Floats<Avx512> at_position(int q, Floats<Avx512> s) const {
-    return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(positions, _mm512_set1_epi32(q)), s);
+  // acc + s where the entry's position is q, acc elsewhere: one masked add.
+  Floats<Avx512> add_at(int q, Floats<Avx512> acc, Floats<Avx512> s) const {
+    return _mm512_mask_add_ps(acc, _mm256_cmpeq_epi16_mask(positions, _mm256_set1_epi16(short(q))), acc, s);
   }
 };
 #elif defined(__AVX2__)
@@ -118,8 +118,8 @@ struct LeadEntries<Avx2, S> {
     weights = _mm256_cvtph_ps(mid);
     positions = _mm256_and_si256(_mm256_cvtepu16_epi32(raw), _mm256_set1_epi32(S - 1));
   }
-  Floats<Avx2> at_position(int q, Floats<Avx2> s) const {
-    return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(q))), s);
+  Floats<Avx2> add_at(int q, Floats<Avx2> acc, Floats<Avx2> s) const {
+    return acc + Floats<Avx2>(_mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(q))), s));
   }
 };
 #endif
@@ -181,7 +181,7 @@ void bucket_matvec_group(float* y, const BucketView& m, const float* xg, const s
         Floats<A> s = lead.weights * Floats<A>(xg[t]);
         for (std::size_t g = 1; g < G; ++g)
           s = fmadd<A>(Floats<A>(xg[g * T + t]), load_weights<A, DType::f16>(unit + g * B), s);
-        for (std::size_t q = 0; q < S; ++q) acc[q] += lead.at_position(int(q), s);
+        for (std::size_t q = 0; q < S; ++q) acc[q] = lead.add_at(int(q), acc[q], s);
       }
       for (std::size_t q = 0; q < S; ++q) acc[q].store_unaligned(parked + q * W);
       // The next chunk's units, the same part of each of their G rows: one chunk ahead of use.
