@@ -26,7 +26,8 @@ constexpr const char* kUsage = R"(usage: effort-eval -m MODEL (--text FILE | --i
   -c, --ctx-size N     evaluate in windows of N tokens (default: min(model maximum, 512))
   -t, --threads N      threads (default: all hardware threads)
       --json           print a JSON list instead of a markdown table
-      --plot FILE      where to write the SVG plot of KL against tokens/s (default effort-eval.svg)
+      --plot FILE      where to write the SVG plot of KL against time relative to the reference
+                       (default effort-eval.svg)
       --no-plot        write no plot
   -h, --help           this text
 Each window starts a fresh context; every position's next-token distribution is compared with
@@ -120,11 +121,12 @@ int run(int argc, char** argv) {
   std::vector<double> seconds(efforts.size(), 0.0);
   std::vector<EffortStats> work(efforts.size());
   std::vector<float> ref_logits, logits;
+  double ref_seconds = 0;
   const std::size_t vocab = std::size_t(model.config().vocab_size);
   for (std::size_t begin = 0; begin < tokens.size(); begin += std::size_t(session_options.context_length)) {
     const std::size_t end = std::min(tokens.size(), begin + std::size_t(session_options.context_length));
     const std::span<const Token> chunk(tokens.data() + begin, end - begin);
-    run_window(ref_session, chunk, ref_logits);
+    ref_seconds += run_window(ref_session, chunk, ref_logits);
     for (std::size_t e = 0; e < efforts.size(); ++e) {
       session.set_effort(efforts[e]);
       session.reset_effort_stats();
@@ -144,23 +146,27 @@ int run(int argc, char** argv) {
   nlohmann::json rows = nlohmann::json::array();
   cli::PlotSeries series{"effort", {}, {}, {}};
   if (!json_out)
-    std::printf("| effort | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s |\n|---|---|---|---|---|---|---|---|\n");
+    std::printf("| effort | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s | time vs reference |\n"
+                "|---|---|---|---|---|---|---|---|---|\n");
   for (std::size_t e = 0; e < efforts.size(); ++e) {
     const double tps = double(tokens.size()) / seconds[e];
+    const double relative = seconds[e] / ref_seconds;
     rows.push_back({{"effort", efforts[e]}, {"early_exit", nullptr}, {"ppl", meters[e].perplexity()},
                     {"kl", meters[e].kl()}, {"top1", meters[e].top1()}, {"avg_layers", model.config().num_hidden_layers},
-                    {"mult_fraction", work[e].overall()}, {"tokens_per_s", tps}, {"tokens", tokens.size()}});
+                    {"mult_fraction", work[e].overall()}, {"tokens_per_s", tps}, {"time_vs_reference", relative},
+                    {"tokens", tokens.size()}});
     if (!json_out)
-      std::printf("| %.3g | off | %.3f | %.4f | %.1f%% | %d | %.1f%% | %.1f |\n", efforts[e], meters[e].perplexity(),
-                  meters[e].kl(), 100 * meters[e].top1(), model.config().num_hidden_layers, 100 * work[e].overall(), tps);
-    series.x.push_back(tps);
+      std::printf("| %.3g | off | %.3f | %.4f | %.1f%% | %d | %.1f%% | %.1f | %.2f |\n", efforts[e], meters[e].perplexity(),
+                  meters[e].kl(), 100 * meters[e].top1(), model.config().num_hidden_layers, 100 * work[e].overall(), tps,
+                  relative);
+    series.x.push_back(relative);
     series.y.push_back(meters[e].kl());
     char label[32];
     std::snprintf(label, sizeof label, "e=%.3g", efforts[e]);
     series.labels.push_back(label);
   }
   if (json_out) std::printf("%s\n", rows.dump(2).c_str());
-  if (!plot.empty() && !cli::write_svg_plot(plot, "quality against speed: " + model_path, "tokens/s (teacher-forced)",
+  if (!plot.empty() && !cli::write_svg_plot(plot, "quality against speed: " + model_path, "time relative to the reference (teacher-forced)",
                                             "KL divergence from the full model (nats)", {series}))
     throw Error(ErrorCode::io, "--plot: cannot write " + plot);
   return 0;
