@@ -103,7 +103,7 @@ struct Session::Impl {
 
   // Runs one token through the model (range and room already checked).
   void run(Token token) {
-    model.transformer->forward(token, int(history.size()), cache, act, compute());
+    model.transformer->forward(token, int(history.size()), cache, act, compute(), &exit);
     history.push_back(token);
   }
 
@@ -128,6 +128,7 @@ struct Session::Impl {
   BucketScratch scratch;
   EffortState effort;
   ActivationObserver observer;
+  ExitState exit;
   std::vector<Token> history;   // tokens in the KV cache, in order
   // The last generated token: sampled but not yet run, so that a finished generation costs no
   // extra forward pass. The next call that feeds tokens runs it first.
@@ -226,8 +227,56 @@ void Session::set_effort(MatrixKind kind, float effort) {
 
 float Session::effort(MatrixKind kind) const { return impl_->effort.effort[int(kind)]; }
 const EffortStats& Session::effort_stats() const { return impl_->effort.stats; }
-void Session::reset_effort_stats() { impl_->effort.stats = EffortStats{}; }
+void Session::reset_effort_stats() {
+  impl_->effort.stats = EffortStats{};
+  impl_->exit.layers_run = impl_->exit.tokens = 0;
+}
 void Session::set_activation_observer(ActivationObserver observer) { impl_->observer = std::move(observer); }
+
+void Session::set_early_exit(const EarlyExitOptions& options) {
+  const int n = impl_->model.config.num_hidden_layers;
+  auto bad = [](const std::string& what) { throw Error(ErrorCode::invalid_argument, "[early exit] " + what); };
+  auto check_threshold = [&](float t) {
+    if (!(t >= 0.0f && t <= 1.0f)) bad("threshold must be in [0, 1], got " + std::to_string(t));
+  };
+  auto check_layer = [&](int l) {
+    if (l < 0 || l >= n - 1)
+      bad("check layer " + std::to_string(l) + " is outside [0, " + std::to_string(n - 1) +
+          ") (a check after the last layer would skip nothing)");
+  };
+  check_threshold(options.threshold);
+  for (int l : options.check_layers) check_layer(l);
+  for (const auto& [l, t] : options.layer_thresholds) {
+    check_layer(l);
+    check_threshold(t);
+  }
+  if (options.patience < 1) bad("patience must be >= 1, got " + std::to_string(options.patience));
+  if (options.warmup < 0) bad("warmup must be >= 0, got " + std::to_string(options.warmup));
+  if (options.max_consecutive < 1) bad("max_consecutive must be >= 1, got " + std::to_string(options.max_consecutive));
+  if (options.candidates < 2 || options.candidates > impl_->model.config.vocab_size)
+    bad("candidates must be in [2, vocab_size], got " + std::to_string(options.candidates));
+  if (!(options.min_saturation >= 0.0f && options.min_saturation <= 1.0f))
+    bad("min_saturation must be in [0, 1], got " + std::to_string(options.min_saturation));
+
+  ExitState& e = impl_->exit;
+  e.options = options;
+  std::vector<int> layers = options.check_layers;
+  if (layers.empty()) {
+    // Three checks spread over the second half, never after the last two layers.
+    const int first = n / 2, last = n - 3;
+    for (int i = 0; i < 3 && first <= last; ++i) layers.push_back(first + (last - first) * i / 2);
+  }
+  e.threshold.assign(std::size_t(n), 2.0f);  // > 1: no check
+  for (int l : layers) e.threshold[std::size_t(l)] = options.threshold;
+  for (const auto& [l, t] : options.layer_thresholds) e.threshold[std::size_t(l)] = t;
+  e.candidates.clear();
+  e.consecutive_exits = 0;
+}
+
+double Session::average_layers() const {
+  const ExitState& e = impl_->exit;
+  return e.tokens > 0 ? e.layers_run / e.tokens : double(impl_->model.config.num_hidden_layers);
+}
 
 std::string_view matrix_kind_name(MatrixKind kind) {
   static constexpr std::string_view names[kNumMatrixKinds] = {"q", "k", "v", "o", "gate", "up", "down"};
@@ -261,6 +310,8 @@ int Session::context_length() const { return impl_->context_length; }
 void Session::reset() {
   impl_->history.clear();
   impl_->pending.reset();
+  impl_->exit.candidates.clear();
+  impl_->exit.consecutive_exits = 0;
 }
 std::string_view Session::kernel_arch() const { return kernels::arch_name(impl_->arch); }
 int Session::num_threads() const { return impl_->pool.size(); }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 namespace effort {
 
@@ -35,24 +36,99 @@ void Transformer::rotary_table(int position, Activations& act) const {
   }
 }
 
-void Transformer::forward(Token token, int position, KvCache& cache, Activations& act,
-                          const Compute& compute) const {
+void Transformer::forward(Token token, int position, KvCache& cache, Activations& act, const Compute& compute,
+                          ExitState* exit) const {
   const auto& k = compute.kernels;
   const auto& embed = weights_.embed_tokens;
   k.to_float[int(embed.dtype)](act.residual.data(), embed.row(std::size_t(token)), embed.cols);
   rotary_table(position, act);
   const float eps = float(config_.rms_norm_eps);
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+  const int n = config_.num_hidden_layers;
+  // Exits are allowed after warm-up, with the previous token's candidates, and not too often.
+  const bool may_exit = exit && exit->options.enabled && position >= exit->options.warmup &&
+                        !exit->candidates.empty() && exit->consecutive_exits < exit->options.max_consecutive;
+  Token streak_top = -1;
+  int streak = 0, layers = n;
+  for (int l = 0; l < n; ++l) {
     const LayerWeights& layer = weights_.layers[std::size_t(l)];
+    const bool check = may_exit && exit->threshold[std::size_t(l)] <= 1.0f;
+    if (check) exit->before = act.residual;
     k.rms_norm(act.normed.data(), act.residual.data(), layer.input_layernorm.data(),
                act.residual.size(), eps);
     attention_block(layer, l, position, cache, act, compute);
     k.rms_norm(act.normed.data(), act.residual.data(), layer.post_attention_layernorm.data(),
                act.residual.size(), eps);
     mlp_block(layer, l, act, compute);
+    if (check && should_exit(l, *exit, streak_top, streak, act, compute)) {
+      propagate_kv(l, position, cache, act, compute);
+      layers = l + 1;
+      break;
+    }
   }
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), act.residual.size(), eps);
   matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
+  if (exit && exit->options.enabled) {
+    exit->consecutive_exits = layers < n ? exit->consecutive_exits + 1 : 0;
+    exit->layers_run += layers;
+    exit->tokens += 1;
+    // This token's top logits are the next token's candidates.
+    const std::size_t count = std::min<std::size_t>(std::size_t(exit->options.candidates), act.logits.size());
+    exit->candidates.resize(act.logits.size());
+    std::iota(exit->candidates.begin(), exit->candidates.end(), 0);
+    std::partial_sort(exit->candidates.begin(), exit->candidates.begin() + std::ptrdiff_t(count), exit->candidates.end(),
+                      [&](Token a, Token b) { return act.logits[std::size_t(a)] > act.logits[std::size_t(b)] ||
+                                                    (act.logits[std::size_t(a)] == act.logits[std::size_t(b)] && a < b); });
+    exit->candidates.resize(count);
+  }
+}
+
+bool Transformer::should_exit(int l, ExitState& exit, Token& streak_top, int& streak, const Activations& act,
+                              const Compute& compute) const {
+  const std::size_t n = act.residual.size();
+  if (exit.options.min_saturation > 0) {
+    double ab = 0, aa = 0, bb = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      ab += double(exit.before[i]) * act.residual[i], aa += double(exit.before[i]) * exit.before[i],
+          bb += double(act.residual[i]) * act.residual[i];
+    if (ab / std::sqrt(aa * bb) < exit.options.min_saturation) return false;
+  }
+  // The head over the candidates only: a check costs candidates x hidden_size multiply-adds.
+  exit.final_normed.resize(n);
+  compute.kernels.rms_norm(exit.final_normed.data(), act.residual.data(), weights_.norm.data(), n,
+                           float(config_.rms_norm_eps));
+  const auto& head = weights_.lm_head;
+  float z1 = -INFINITY, z2 = -INFINITY;
+  Token top = -1;
+  for (Token c : exit.candidates) {
+    float z;
+    compute.kernels.matvec[int(head.dtype)](&z, head.row(std::size_t(c)), exit.final_normed.data(), 1, head.cols);
+    if (z > z1) {
+      z2 = z1, z1 = z, top = c;
+    } else if (z > z2) {
+      z2 = z;
+    }
+  }
+  streak = top == streak_top ? streak + 1 : 1;
+  streak_top = top;
+  const double threshold = exit.threshold[std::size_t(l)];
+  const double confidence = 1.0 - std::exp(-double(z1 - z2));
+  return threshold < 1.0 && streak >= exit.options.patience && confidence >= threshold;
+}
+
+void Transformer::propagate_kv(int last, int position, KvCache& cache, Activations& act, const Compute& compute) const {
+  const std::size_t head_dim = std::size_t(config_.head_dim), kv_dim = act.k.size();
+  const std::size_t slot = std::size_t(cache.slot(position));
+  for (int l = last + 1; l < config_.num_hidden_layers; ++l) {
+    const LayerWeights& layer = weights_.layers[std::size_t(l)];
+    compute.kernels.rms_norm(act.normed.data(), act.residual.data(), layer.input_layernorm.data(), act.residual.size(),
+                             float(config_.rms_norm_eps));
+    project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
+    project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
+    for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
+      compute.kernels.rope(act.k.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
+    std::copy(act.k.begin(), act.k.end(), cache.keys(l) + slot * kv_dim);
+    std::copy(act.v.begin(), act.v.end(), cache.values(l) + slot * kv_dim);
+  }
 }
 
 void Transformer::project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x,

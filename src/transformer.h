@@ -25,20 +25,36 @@ struct Activations {
   std::vector<float> logits;    // [vocab_size]
 };
 
+// A session's early-exit state: the resolved options and what carries over between tokens.
+struct ExitState {
+  EarlyExitOptions options;
+  std::vector<float> threshold;      // [num_hidden_layers]: > 1 where there is no check
+  std::vector<Token> candidates;     // the previous token's top tokens
+  int consecutive_exits = 0;
+  double layers_run = 0, tokens = 0;
+  std::vector<float> before, final_normed;  // scratch [hidden_size]
+};
+
 class Transformer {
  public:
   Transformer(const ModelConfig& config, const ModelWeights& weights);
 
   // Runs `token` at `position`: stores its keys/values in `cache` and leaves the next-token
-  // logits in act.logits. The caller checks token and position ranges.
-  void forward(Token token, int position, KvCache& cache, Activations& act,
-               const Compute& compute) const;
+  // logits in act.logits. The caller checks token and position ranges. With `exit`, the pass
+  // may stop at a check layer (see EarlyExitOptions).
+  void forward(Token token, int position, KvCache& cache, Activations& act, const Compute& compute,
+               ExitState* exit = nullptr) const;
 
  private:
   void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
                        Activations& act, const Compute& compute) const;
   void mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
   void rotary_table(int position, Activations& act) const;
+  // Whether to exit after layer l; updates the streak of agreeing checks.
+  bool should_exit(int l, ExitState& exit, Token& streak_top, int& streak, const Activations& act,
+                   const Compute& compute) const;
+  // Keys and values of the layers after `last`, from the current hidden state.
+  void propagate_kv(int last, int position, KvCache& cache, Activations& act, const Compute& compute) const;
   // y = w x at the session's effort for `kind`, shown to the observer first.
   void project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y,
                const Compute& compute) const;

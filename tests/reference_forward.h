@@ -63,12 +63,15 @@ struct ReferenceModel {
     return x;
   }
 
-  // Logits [T, vocab] for ids at positions 0..T-1.
-  MatrixXd forward(const std::vector<int>& ids) const {
+  // Logits [T, vocab] for ids at positions 0..T-1. exit_after[t] (optional): the last layer that
+  // position t runs; from then on its hidden state is frozen, and each later layer computes its
+  // keys and values from that frozen state (state propagation), as other positions attend to it.
+  MatrixXd forward(const std::vector<int>& ids, std::vector<int> exit_after = {}) const {
     const auto& c = config;
     const std::int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
     const std::int64_t hd = c.head_dim, nq = c.num_attention_heads, nkv = c.num_key_value_heads;
     const Eigen::Index T = Eigen::Index(ids.size());
+    if (exit_after.empty()) exit_after.assign(ids.size(), c.num_hidden_layers - 1);
     const MatrixXd embed = tensor("model.embed_tokens.weight", V, H);
     MatrixXd h(T, H);
     for (Eigen::Index t = 0; t < T; ++t) h.row(t) = embed.row(ids[std::size_t(t)]);
@@ -94,12 +97,14 @@ struct ReferenceModel {
         }
         attended.middleCols(head * hd, hd) = scores * v.middleCols(kvh * hd, hd);
       }
-      h += attended * tensor(p + "self_attn.o_proj.weight", H, nq * hd).transpose();
-      const MatrixXd f = rms_norm(h, tensor(p + "post_attention_layernorm.weight", H, 0));
+      MatrixXd next = h + attended * tensor(p + "self_attn.o_proj.weight", H, nq * hd).transpose();
+      const MatrixXd f = rms_norm(next, tensor(p + "post_attention_layernorm.weight", H, 0));
       const MatrixXd gate = f * tensor(p + "mlp.gate_proj.weight", I, H).transpose();
       const MatrixXd up = f * tensor(p + "mlp.up_proj.weight", I, H).transpose();
       const MatrixXd act = (gate.array() / (1.0 + (-gate.array()).exp()) * up.array()).matrix();
-      h += act * tensor(p + "mlp.down_proj.weight", H, I).transpose();
+      next += act * tensor(p + "mlp.down_proj.weight", H, I).transpose();
+      for (Eigen::Index t = 0; t < T; ++t)
+        if (l <= exit_after[std::size_t(t)]) h.row(t) = next.row(t);
     }
     const MatrixXd head = c.tie_word_embeddings ? embed : tensor("lm_head.weight", V, H);
     return rms_norm(h, tensor("model.norm.weight", H, 0)) * head.transpose();

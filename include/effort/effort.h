@@ -36,6 +36,26 @@ struct SessionOptions {
   std::string kernel_arch;  // "": the best this CPU runs (or $EFFORT_FORCE_ARCH); "scalar", "avx2", "avx512"
 };
 
+// Early exit: stop a token's forward pass at a check layer once the output head, applied to the
+// normalised hidden state and scored over a small candidate set, is confident enough. Layers
+// skipped by an exit still get the token's keys and values, computed from the exit hidden
+// state (state propagation), so later tokens attend over complete caches.
+struct EarlyExitOptions {
+  bool enabled = false;
+  // 0-based layers after which to check; empty: three in the second half, never the last two.
+  std::vector<int> check_layers;
+  // Confidence 1 - exp(-(z1 - z2)) of the top-2 candidate logits needed to exit, in [0, 1];
+  // 1 never exits. Calibrated per layer by effort-eval --calibrate (layer_thresholds overrides).
+  float threshold = 0.9f;
+  std::vector<std::pair<int, float>> layer_thresholds;
+  int patience = 2;          // the top token must agree at this many consecutive checks (>= 1)
+  int warmup = 16;           // no exits while the session holds fewer tokens than this
+  int max_consecutive = 8;   // exits in a row before a full-depth token is forced (>= 1)
+  int candidates = 64;       // candidate tokens: the previous token's top ones, plus the current top
+  // Checks only when cos(h before, h after the layer) reaches this (0: always check).
+  float min_saturation = 0.0f;
+};
+
 struct SamplingOptions {
   float temperature = 0.8f;         // 0: greedy (argmax)
   int top_k = 40;                   // 0: no top-k cut
@@ -138,6 +158,10 @@ class Session {
   void reset_effort_stats();
   // Calls observer with every projection's input from now on (empty: stop). For calibration.
   void set_activation_observer(ActivationObserver observer);
+  // Throws effort::Error naming the bad field; takes effect from the next token.
+  void set_early_exit(const EarlyExitOptions& options);
+  // Layers run per token (exits included) since the last reset_effort_stats().
+  double average_layers() const;
 
   int position() const;        // tokens in the KV cache
   int context_length() const;  // the most it can hold
