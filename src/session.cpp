@@ -11,6 +11,7 @@
 #include "linear.h"
 #include "model_impl.h"
 #include "sampler.h"
+#include "stop_rules.h"
 #include "thread_pool.h"
 #include "transformer.h"
 
@@ -167,6 +168,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
     throw Error(ErrorCode::invalid_argument, "[generate] max_new_tokens must be >= 0, got " +
                                                  std::to_string(options.max_new_tokens));
   Sampler sampler(options.sampling);
+  AnswerStop answer_stop(options.stop_gap, options.stop_burnout);
   Impl& s = *impl_;
   GenerateResult result;
 
@@ -192,6 +194,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
       s.feed({});  // runs the pending token
     }
     const Token token = sampler.sample(s.act.logits, s.history);
+    const auto confident_stop = answer_stop.observe(s.act.logits);
     if (options.stop_at_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
       result.stop_reason = StopReason::eos;
       break;
@@ -201,6 +204,10 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
     const std::string text = decoder ? decoder->push(token) : std::string();
     if (on_token && !on_token(token, text)) {
       result.stop_reason = StopReason::callback;
+      break;
+    }
+    if (confident_stop) {
+      result.stop_reason = *confident_stop;
       break;
     }
   }

@@ -32,6 +32,19 @@ TEST_CASE("effort-run prints the story and a stats line", "[model][cli]") {
   REQUIRE(r.output.find("generation 20 tokens") != std::string::npos);
 }
 
+TEST_CASE("effort-run --early-exit reports fewer layers per token", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const auto r = test::run_command(effort_run() + model_arg() +
+                                   " --prompt-ids 1 -n 40 --temp 0 --ids --early-exit --exit-layers 2 --exit-threshold 0"
+                                   " --exit-patience 1 --exit-warmup 4 --exit-max-consecutive 3");
+  REQUIRE(r.exit_code == 0);
+  const auto at = r.output.find("| layers ");
+  REQUIRE(at != std::string::npos);
+  const double layers = std::stod(r.output.substr(at + 9));
+  REQUIRE(layers < 5.0);  // exits after layer 2 (3 layers) on 3 of every 4 tokens past warm-up
+  REQUIRE(layers > 3.0);
+}
+
 TEST_CASE("effort-run --chat answers each line of stdin", "[model][cli]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto r = test::run_command("printf 'hello\\nagain\\n' | " + effort_run() + model_arg() + " --chat -n 5 --temp 0");
@@ -58,6 +71,10 @@ TEST_CASE("effort-run rejects bad input with a clear message and a non-zero exit
       {" --frobnicate", "unknown option '--frobnicate'"},
       {" -n", "-n: missing value"},
       {" -p hi --prompt-ids 1", "either -p or --prompt-ids"},
+      {" --exit-threshold 1.5", "--exit-threshold: expected a number in [0.000000, 1.000000]"},
+      {" --early-exit --exit-layers 7", "check layer 7 is outside [0, 4)"},
+      {" --exit-patience -1", "--exit-patience: expected an integer"},
+      {" --stop-gap -2", "--stop-gap: expected a number"},
   };
   for (const auto& [args, message] : cases) {
     CAPTURE(args);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "sampler.h"
+#include "stop_rules.h"
 
 using namespace effort;
 
@@ -103,4 +104,23 @@ TEST_CASE("invalid sampling options are named", "[sampler]") {
   SamplingOptions o = opts(1);
   o.repetition_penalty = 0;
   REQUIRE_THROWS_WITH(Sampler(o), Catch::Contains("repetition_penalty"));
+}
+
+TEST_CASE("Gap and Burnout end the answer on crafted logits", "[sampler]") {
+  // Gaps: 1, 3, 0.5, 6.
+  const std::vector<std::vector<float>> steps = {{2, 1, 0}, {4, 1, 0}, {1.5f, 1, 0}, {7, 1, 0}};
+  AnswerStop off(0, 0);
+  for (const auto& z : steps) REQUIRE(!off.observe(z));
+
+  AnswerStop gap(5.0f, 0);  // only the last step's gap (6) exceeds 5
+  for (std::size_t i = 0; i < 3; ++i) REQUIRE(!gap.observe(steps[i]));
+  REQUIRE(gap.observe(steps[3]) == StopReason::gap);
+
+  AnswerStop burnout(0, 4.0f);  // changes: |3-1| = 2, then 2 + |0.5-3| = 4.5 > 4 at the third step
+  REQUIRE(!burnout.observe(steps[0]));
+  REQUIRE(!burnout.observe(steps[1]));
+  REQUIRE(burnout.observe(steps[2]) == StopReason::burnout);
+
+  REQUIRE_THROWS_WITH(AnswerStop(-1, 0), Catch::Contains("stop_gap must be >= 0"));
+  REQUIRE_THROWS_WITH(AnswerStop(0, NAN), Catch::Contains("stop_burnout must be >= 0"));
 }

@@ -122,6 +122,20 @@ TEST_CASE("bad session input is an error, not a crash", "[model]") {
   REQUIRE(s.position() == 0);
 }
 
+TEST_CASE("a confident answer ends generation (stop gap)", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  Session s = model.new_session();
+  GenerateOptions o;
+  o.sampling.temperature = 0;
+  o.max_new_tokens = 50;
+  o.stop_gap = 1e-3f;  // any real gap exceeds it: the first token ends the answer
+  const std::vector<Token> bos = {1};
+  const auto result = s.generate(std::span<const Token>(bos), o);
+  REQUIRE(result.stop_reason == StopReason::gap);
+  REQUIRE(result.tokens.size() == 1);
+}
+
 TEST_CASE("an EOS token ends generation", "[model]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());

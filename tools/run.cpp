@@ -33,6 +33,14 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
   -t, --threads N        threads (default: all hardware threads)
   -c, --ctx-size N       context positions (default: min(model maximum, 4096))
       --arch NAME        kernels: scalar, avx2 or avx512 (default: the best this CPU runs)
+      --early-exit       stop a token's pass at a check layer once the head is confident
+      --exit-threshold T confidence 1-exp(-(top-2 logit gap)) needed, in [0, 1] (default 0.9)
+      --exit-layers LIST 0-based layers to check after (default: three in the second half)
+      --exit-patience P  agreeing checks needed (default 2)
+      --exit-warmup W    no exits before W tokens (default 16)
+      --exit-max-consecutive C  exits in a row before a full-depth token (default 8)
+      --stop-gap G       end the answer once the top-2 logit gap exceeds G (default 0: off)
+      --stop-burnout B   end it once the gap's summed change exceeds B (default 0: off)
       --ids              print generated token ids, comma-separated, instead of text
       --ignore-eos       keep generating past end-of-sequence
       --chat             interactive chat with the Mistral instruct template ([INST] ... [/INST])
@@ -50,6 +58,7 @@ struct Options {
   bool print_ids = false;
   bool chat = false;
   float effort = 1.0f;
+  EarlyExitOptions early_exit;
   std::vector<std::pair<MatrixKind, float>> effort_map;
   LoadOptions load;
 };
@@ -100,6 +109,16 @@ Options parse(int argc, char** argv) {
     else if (f == "--effort") o.effort = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--effort-map") o.effort_map = parse_effort_map(f, args.value());
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--early-exit") o.early_exit.enabled = true;
+    else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
+    else if (f == "--exit-layers") {
+      o.early_exit.check_layers.clear();
+      for (const auto& l : cli::split_list(args.value())) o.early_exit.check_layers.push_back(int(cli::parse_int(f, l, 0, 1 << 16)));
+    } else if (f == "--exit-patience") o.early_exit.patience = int(cli::parse_int(f, args.value(), 1, 1 << 16));
+    else if (f == "--exit-warmup") o.early_exit.warmup = int(cli::parse_int(f, args.value(), 0, 1 << 24));
+    else if (f == "--exit-max-consecutive") o.early_exit.max_consecutive = int(cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (f == "--stop-gap") o.generate.stop_gap = float(cli::parse_number(f, args.value(), 0, 1e6));
+    else if (f == "--stop-burnout") o.generate.stop_burnout = float(cli::parse_number(f, args.value(), 0, 1e9));
     else if (f == "--ids") o.print_ids = true;
     else if (f == "--ignore-eos") o.generate.stop_at_eos = false;
     else if (f == "--chat") o.chat = true;
@@ -156,10 +175,11 @@ void print_stats(const GenerationStats& s, const Session& session, std::uint64_t
     mults += part;
   }
   std::fprintf(stderr,
-               "\n[stats] prompt %d tokens %.1f tok/s | generation %d tokens %.1f tok/s | %s | peak rss %.0f MB | "
-               "threads %d | %.*s | seed %llu\n",
+               "\n[stats] prompt %d tokens %.1f tok/s | generation %d tokens %.1f tok/s | %s | layers %.2f | "
+               "peak rss %.0f MB | threads %d | %.*s | seed %llu\n",
                s.prompt_tokens, rate(s.prompt_tokens, s.prompt_seconds), s.generated_tokens,
-               rate(s.generated_tokens, s.generation_seconds), mults.c_str(), peak_rss_mb(), session.num_threads(),
+               rate(s.generated_tokens, s.generation_seconds), mults.c_str(), session.average_layers(), peak_rss_mb(),
+               session.num_threads(),
                int(session.kernel_arch().size()), session.kernel_arch().data(), (unsigned long long)seed);
 }
 
@@ -201,6 +221,7 @@ int run(int argc, char** argv) {
   Session session = model.new_session(o.session);
   session.set_effort(o.effort);
   for (const auto& [kind, effort] : o.effort_map) session.set_effort(kind, effort);
+  if (o.early_exit.enabled) session.set_early_exit(o.early_exit);
   if (o.chat) return run_chat(model, session, o);
 
   std::vector<Token> prompt = o.prompt_ids;

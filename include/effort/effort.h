@@ -69,9 +69,14 @@ struct GenerateOptions {
   int max_new_tokens = 256;
   SamplingOptions sampling;
   bool stop_at_eos = true;  // stop when the model emits an end-of-sequence token
+  // End the answer once the top-1/top-2 logit gap of the next-token logits exceeds stop_gap
+  // ("Gap"), or once the summed change of that gap over the answer exceeds stop_burnout
+  // ("Burnout"); the token sampled at that step is the answer's last. 0: off.
+  float stop_gap = 0.0f;
+  float stop_burnout = 0.0f;
 };
 
-enum class StopReason { max_new_tokens, eos, callback, context_full };
+enum class StopReason { max_new_tokens, eos, callback, context_full, gap, burnout };
 
 struct GenerationStats {
   int prompt_tokens = 0;
