@@ -39,4 +39,18 @@ void QualityMeter::add(std::span<const float> reference, std::span<const float> 
 
 double QualityMeter::perplexity() const { return scored ? std::exp(nll_sum / double(scored)) : 0.0; }
 
+ExitThreshold calibrate_exit_threshold(std::vector<std::pair<float, bool>> signals, double target) {
+  std::sort(signals.begin(), signals.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  ExitThreshold best;
+  std::size_t exits = 0, disagreements = 0;
+  for (std::size_t i = 0; i < signals.size(); ++i) {
+    ++exits;
+    disagreements += !signals[i].second;
+    // Only between distinct confidences: a threshold admits every check with an equal one.
+    const bool boundary = i + 1 == signals.size() || signals[i + 1].first < signals[i].first;
+    if (boundary && double(disagreements) <= target * double(exits)) best = {signals[i].first, exits, disagreements};
+  }
+  return best;
+}
+
 }  // namespace effort

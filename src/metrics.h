@@ -1,6 +1,7 @@
 // metrics.h: how far a model's next-token distributions are from a reference's.
 #pragma once
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace effort {
@@ -28,5 +29,14 @@ struct QualityMeter {
   double top1() const { return positions ? double(same_top1) / double(positions) : 0; }
   double perplexity() const;
 };
+
+// Early-exit calibration for one check layer: given each check's confidence and whether its top
+// token agreed with the full model's, the lowest confidence t such that, among the checks with
+// confidence >= t, the disagreement rate is at most `target`; 1 (never exit) when there is none.
+struct ExitThreshold {
+  float threshold = 1.0f;
+  std::size_t exits = 0, disagreements = 0;  // among the checks at or above it
+};
+ExitThreshold calibrate_exit_threshold(std::vector<std::pair<float, bool>> signals, double target);
 
 }  // namespace effort

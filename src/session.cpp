@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "effort/effort.h"
 #include "kernels/bucket_matvec.h"
@@ -236,7 +237,7 @@ float Session::effort(MatrixKind kind) const { return impl_->effort.effort[int(k
 const EffortStats& Session::effort_stats() const { return impl_->effort.stats; }
 void Session::reset_effort_stats() {
   impl_->effort.stats = EffortStats{};
-  impl_->exit.layers_run = impl_->exit.tokens = 0;
+  impl_->exit.layers_run = impl_->exit.tokens = impl_->exit.check_seconds = 0;
 }
 void Session::set_activation_observer(ActivationObserver observer) { impl_->observer = std::move(observer); }
 
@@ -279,6 +280,10 @@ void Session::set_early_exit(const EarlyExitOptions& options) {
   e.candidates.clear();
   e.consecutive_exits = 0;
 }
+
+double Session::exit_check_seconds() const { return impl_->exit.check_seconds; }
+
+std::vector<ExitSignal> Session::take_exit_signals() { return std::exchange(impl_->exit.signals, {}); }
 
 double Session::average_layers() const {
   const ExitState& e = impl_->exit;

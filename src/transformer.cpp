@@ -2,6 +2,7 @@
 #include "transformer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -59,7 +60,7 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
     k.rms_norm(act.normed.data(), act.residual.data(), layer.post_attention_layernorm.data(),
                act.residual.size(), eps);
     mlp_block(layer, l, act, compute);
-    if (check && should_exit(l, *exit, streak_top, streak, act, compute)) {
+    if (check && should_exit(l, position, *exit, streak_top, streak, act, compute)) {
       propagate_kv(l, position, cache, act, compute);
       layers = l + 1;
       break;
@@ -82,8 +83,14 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
   }
 }
 
-bool Transformer::should_exit(int l, ExitState& exit, Token& streak_top, int& streak, const Activations& act,
-                              const Compute& compute) const {
+bool Transformer::should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak,
+                              const Activations& act, const Compute& compute) const {
+  const auto start = std::chrono::steady_clock::now();
+  struct AddTime {
+    ExitState& e;
+    std::chrono::steady_clock::time_point start;
+    ~AddTime() { e.check_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
+  } add_time{exit, start};
   const std::size_t n = act.residual.size();
   if (exit.options.min_saturation > 0) {
     double ab = 0, aa = 0, bb = 0;
@@ -112,6 +119,10 @@ bool Transformer::should_exit(int l, ExitState& exit, Token& streak_top, int& st
   streak_top = top;
   const double threshold = exit.threshold[std::size_t(l)];
   const double confidence = 1.0 - std::exp(-double(z1 - z2));
+  if (exit.options.record_signals) {
+    exit.signals.push_back({position, l, top, float(confidence)});
+    return false;
+  }
   return threshold < 1.0 && streak >= exit.options.patience && confidence >= threshold;
 }
 

@@ -32,6 +32,8 @@ struct ExitState {
   std::vector<Token> candidates;     // the previous token's top tokens
   int consecutive_exits = 0;
   double layers_run = 0, tokens = 0;
+  double check_seconds = 0;
+  std::vector<ExitSignal> signals;
   std::vector<float> before, final_normed;  // scratch [hidden_size]
 };
 
@@ -51,7 +53,7 @@ class Transformer {
   void mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
   void rotary_table(int position, Activations& act) const;
   // Whether to exit after layer l; updates the streak of agreeing checks.
-  bool should_exit(int l, ExitState& exit, Token& streak_top, int& streak, const Activations& act,
+  bool should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak, const Activations& act,
                    const Compute& compute) const;
   // Keys and values of the layers after `last`, from the current hidden state.
   void propagate_kv(int last, int position, KvCache& cache, Activations& act, const Compute& compute) const;

@@ -138,3 +138,35 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
   REQUIRE(r.output.find("/nonexistent: no such file or folder") != std::string::npos);
   REQUIRE(!std::filesystem::exists(dir / "x.effort"));
 }
+
+TEST_CASE("effort-eval reports effort and early-exit settings, and calibrates thresholds", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  const std::string eval = std::string(EFFORT_BIN_DIR) + "/effort-eval" + model_arg() + " --text '" +
+                           std::string(EFFORT_SOURCE_DIR) + "/models/stories260K/eval-story.txt' -t 1";
+  const std::string calibration = (dir / "cal.json").string();
+  auto r = test::run_command(eval + " --calibrate --exit-layers 1,2 --target-disagreement 0.05 --calibration-out '" + calibration + "'");
+  REQUIRE(r.exit_code == 0);
+  const auto cal = test::read_json(calibration);
+  REQUIRE(cal["layer_thresholds"].size() == 2);
+  for (const auto& [layer, t] : cal["layer_thresholds"].items()) REQUIRE((t.get<double>() >= 0 && t.get<double>() <= 1));
+
+  r = test::run_command(eval + " --effort 1 --early-exit --exit-layers 2 --exit-threshold 0.5 --exit-warmup 2"
+                               " --exit-patience 1 --exit-calibration '" + calibration + "' --json --no-plot 2>/dev/null");
+  REQUIRE(r.exit_code == 0);
+  const auto rows = nlohmann::json::parse(r.output);
+  REQUIRE(rows.size() == 3);  // effort 1 (a dense model) x {off, t=0.5, calibrated}
+  for (const auto& row : rows)
+    for (const char* key : {"effort", "early_exit", "ppl", "kl", "top1", "avg_layers", "mult_fraction", "tokens_per_s"})
+      REQUIRE(row.contains(key));
+  REQUIRE(rows[0]["early_exit"].is_null());
+  REQUIRE(rows[0]["kl"].get<double>() < 1e-9);           // effort 1, no exit: the reference itself
+  REQUIRE(rows[0]["avg_layers"].get<double>() == 5.0);
+  REQUIRE(rows[1]["early_exit"]["threshold"].get<double>() == 0.5);
+  REQUIRE(rows[1]["avg_layers"].get<double>() < 5.0);    // a low threshold exits
+  REQUIRE(rows[2]["early_exit"]["name"] == "calibrated");
+
+  r = test::run_command(effort_run() + model_arg() + " --prompt-ids 1 -n 5 --exit-calibration /nonexistent.json");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("--exit-calibration: cannot open /nonexistent.json") != std::string::npos);
+}

@@ -35,3 +35,24 @@ TEST_CASE("KL of two known distributions matches the closed form", "[metrics]") 
   REQUIRE(m.top1() == 0.0);  // argmax 0 against argmax 2
   REQUIRE(argmax(q) == 2);
 }
+
+TEST_CASE("exit calibration picks the lowest safe confidence", "[metrics]") {
+  // Confidences with agreement: 0.99 yes, 0.95 yes, 0.9 no, 0.8 yes, 0.7 yes, 0.6 no, 0.5 no.
+  const std::vector<std::pair<float, bool>> s = {{0.5f, false}, {0.99f, true}, {0.8f, true}, {0.9f, false},
+                                                 {0.95f, true}, {0.7f, true},  {0.6f, false}};
+  // At most 1 in 4 may disagree: down to 0.7 there are 5 exits with 1 disagreement (20%);
+  // at 0.6, 2 of 6 (33%).
+  const auto quarter = calibrate_exit_threshold(s, 0.25);
+  REQUIRE(quarter.threshold == 0.7f);
+  REQUIRE(quarter.exits == 5);
+  REQUIRE(quarter.disagreements == 1);
+  // No disagreement allowed: only 0.99 and 0.95 are safe.
+  REQUIRE(calibrate_exit_threshold(s, 0.0).threshold == 0.95f);
+  // Everything allowed: the lowest confidence.
+  REQUIRE(calibrate_exit_threshold(s, 1.0).threshold == 0.5f);
+  // The most confident check already disagrees: never exit.
+  REQUIRE(calibrate_exit_threshold({{0.9f, false}, {0.5f, true}}, 0.0).threshold == 1.0f);
+  // Equal confidences are admitted together: 0.9 twice, one disagreeing, is 50%.
+  REQUIRE(calibrate_exit_threshold({{0.9f, true}, {0.9f, false}}, 0.4).threshold == 1.0f);
+  REQUIRE(calibrate_exit_threshold({}, 0.1).threshold == 1.0f);
+}

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <functional>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -11,6 +13,7 @@
 #include "cli.h"
 #include "effort/effort.h"
 #include "metrics.h"
+#include "exit_calibration.h"
 #include "svg_plot.h"
 
 namespace {
@@ -24,6 +27,13 @@ constexpr const char* kUsage = R"(usage: effort-eval -m MODEL (--text FILE | --i
       --effort LIST    effort settings to evaluate (default 1,0.5,0.25)
       --reference PATH the full model to compare with (default: MODEL at effort 1)
   -c, --ctx-size N     evaluate in windows of N tokens (default: min(model maximum, 512))
+      --early-exit     also evaluate each effort with early exit, once per --exit-threshold
+      --exit-threshold LIST  (default 0.9); --exit-layers, --exit-patience, --exit-warmup,
+      --exit-max-consecutive as for effort-run; --exit-calibration FILE adds a calibrated setting
+      --calibrate      instead: pick per-layer exit thresholds on the text (teacher-forced, at the
+                       first --effort) so that top-1 disagreement with the full model among the
+                       tokens that would exit stays under --target-disagreement (default 0.01);
+                       writes --calibration-out FILE (default exit-calibration.json)
   -t, --threads N      threads (default: all hardware threads)
       --json           print a JSON list instead of a markdown table
       --plot FILE      where to write the SVG plot of KL against time relative to the reference
@@ -69,12 +79,58 @@ double run_window(Session& session, std::span<const Token> window, std::vector<f
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Per check layer: the lowest confidence at which the tokens that would exit still agree with
+// the full model's top-1 often enough (calibrate_exit_threshold).
+int run_calibration(const Model& model, Session& session, Session& full,
+                    const std::function<void(const std::function<void(std::span<const Token>, std::size_t)>&)>& windows,
+                    float effort, EarlyExitOptions options, double target, const std::string& out_path, std::size_t vocab) {
+  options.record_signals = true;
+  options.threshold = 1.0f;
+  options.warmup = 0;
+  std::vector<float> logits, full_logits;
+  std::map<int, std::vector<std::pair<float, bool>>> by_layer;  // layer -> (confidence, agrees)
+  std::size_t positions = 0;
+  windows([&](std::span<const Token> chunk, std::size_t) {
+    run_window(full, chunk, full_logits);
+    session.set_effort(effort);
+    session.set_early_exit(options);
+    run_window(session, chunk, logits);
+    for (const ExitSignal& s : session.take_exit_signals()) {
+      const std::size_t t = std::size_t(s.position);
+      const auto row = std::span<const float>(full_logits.data() + t * vocab, vocab);
+      by_layer[s.layer].emplace_back(s.confidence, Token(argmax(row)) == s.top);
+    }
+    positions += chunk.size();
+  });
+  nlohmann::json thresholds = nlohmann::json::object();
+  std::printf("| layer | threshold | tokens that would exit | their top-1 disagreement |\n|---|---|---|---|\n");
+  for (const auto& [layer, signals] : by_layer) {
+    const ExitThreshold t = calibrate_exit_threshold(signals, target);
+    thresholds[std::to_string(layer)] = t.threshold;
+    std::printf("| %d | %.4f | %.1f%% | %.2f%% |\n", layer, t.threshold, 100.0 * double(t.exits) / double(signals.size()),
+                t.exits ? 100.0 * double(t.disagreements) / double(t.exits) : 0.0);
+  }
+  nlohmann::json out = {{"layer_thresholds", thresholds}, {"target_disagreement", target}, {"effort", effort},
+                        {"tokens", positions}, {"model_layers", model.config().num_hidden_layers}};
+  std::ofstream file(out_path);
+  file << out.dump(2) << "\n";
+  if (!file) throw Error(ErrorCode::io, "--calibration-out: cannot write " + out_path);
+  std::fprintf(stderr, "wrote %s\n", out_path.c_str());
+  return 0;
+}
+
 int run(int argc, char** argv) {
   std::string model_path, text_path, ids_path, reference_path, plot = "effort-eval.svg";
   std::vector<float> efforts = {1.0f, 0.5f, 0.25f};
   SessionOptions session_options;
   int ctx = 0;
   bool json_out = false;
+  bool early_exit = false, calibrate = false;
+  std::vector<float> exit_thresholds = {0.9f};
+  EarlyExitOptions exit_base;
+  exit_base.enabled = true;
+  std::string calibration_in, calibration_out = "exit-calibration.json";
+  double target_disagreement = 0.01;
   cli::ArgReader args(argc, argv);
   while (!args.done()) {
     const std::string f = args.next_flag();
@@ -91,6 +147,20 @@ int run(int argc, char** argv) {
     } else if (f == "-c" || f == "--ctx-size") ctx = int(cli::parse_int(f, args.value(), 2, 1 << 24));
     else if (f == "-t" || f == "--threads") session_options.num_threads = int(cli::parse_int(f, args.value(), 1, 1024));
     else if (f == "--json") json_out = true;
+    else if (f == "--early-exit") early_exit = true;
+    else if (f == "--exit-threshold") {
+      exit_thresholds.clear();
+      for (const auto& t : cli::split_list(args.value())) exit_thresholds.push_back(float(cli::parse_number(f, t, 0, 1)));
+    } else if (f == "--exit-layers") {
+      exit_base.check_layers.clear();
+      for (const auto& l : cli::split_list(args.value())) exit_base.check_layers.push_back(int(cli::parse_int(f, l, 0, 1 << 16)));
+    } else if (f == "--exit-patience") exit_base.patience = int(cli::parse_int(f, args.value(), 1, 1 << 16));
+    else if (f == "--exit-warmup") exit_base.warmup = int(cli::parse_int(f, args.value(), 0, 1 << 24));
+    else if (f == "--exit-max-consecutive") exit_base.max_consecutive = int(cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (f == "--exit-calibration") calibration_in = args.value();
+    else if (f == "--calibrate") calibrate = true;
+    else if (f == "--target-disagreement") target_disagreement = cli::parse_number(f, args.value(), 0, 1);
+    else if (f == "--calibration-out") calibration_out = args.value();
     else if (f == "--plot") plot = args.value();
     else if (f == "--no-plot") plot.clear();
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
@@ -117,57 +187,105 @@ int run(int argc, char** argv) {
 
   Session ref_session = reference.new_session(session_options);
   Session session = model.new_session(session_options);
-  std::vector<QualityMeter> meters(efforts.size());
-  std::vector<double> seconds(efforts.size(), 0.0);
-  std::vector<EffortStats> work(efforts.size());
-  std::vector<float> ref_logits, logits;
-  double ref_seconds = 0;
   const std::size_t vocab = std::size_t(model.config().vocab_size);
-  for (std::size_t begin = 0; begin < tokens.size(); begin += std::size_t(session_options.context_length)) {
-    const std::size_t end = std::min(tokens.size(), begin + std::size_t(session_options.context_length));
-    const std::span<const Token> chunk(tokens.data() + begin, end - begin);
+  std::vector<float> ref_logits, logits;
+  auto windows = [&](const std::function<void(std::span<const Token>, std::size_t begin)>& fn) {
+    for (std::size_t begin = 0; begin < tokens.size(); begin += std::size_t(session_options.context_length))
+      fn(std::span<const Token>(tokens.data() + begin,
+                                std::min(tokens.size(), begin + std::size_t(session_options.context_length)) - begin),
+         begin);
+  };
+
+  if (calibrate) return run_calibration(model, session, ref_session, windows, efforts.front(), exit_base,
+                                        target_disagreement, calibration_out, vocab);
+
+  // Settings: every effort without early exit, then with each threshold (and the calibration).
+  struct Setting {
+    float effort;
+    std::optional<EarlyExitOptions> exit;
+    std::string exit_name;
+  };
+  std::vector<Setting> settings;
+  for (float e : efforts) settings.push_back({e, std::nullopt, "off"});
+  if (early_exit)
+    for (float e : efforts)
+      for (float t : exit_thresholds) {
+        EarlyExitOptions o = exit_base;
+        o.threshold = t;
+        char name[32];
+        std::snprintf(name, sizeof name, "t=%.3g", t);
+        settings.push_back({e, o, name});
+      }
+  if (!calibration_in.empty())
+    for (float e : efforts) {
+      EarlyExitOptions o = exit_base;
+      cli::apply_exit_calibration(calibration_in, o);
+      settings.push_back({e, o, "calibrated"});
+    }
+
+  std::vector<QualityMeter> meters(settings.size());
+  std::vector<double> seconds(settings.size(), 0.0), check_seconds(settings.size(), 0.0), layers(settings.size(), 0.0);
+  std::vector<EffortStats> work(settings.size());
+  double ref_seconds = 0;
+  windows([&](std::span<const Token> chunk, std::size_t begin) {
     ref_seconds += run_window(ref_session, chunk, ref_logits);
-    for (std::size_t e = 0; e < efforts.size(); ++e) {
-      session.set_effort(efforts[e]);
+    for (std::size_t i = 0; i < settings.size(); ++i) {
+      session.set_effort(settings[i].effort);
+      EarlyExitOptions off;
+      session.set_early_exit(settings[i].exit ? *settings[i].exit : off);
       session.reset_effort_stats();
-      seconds[e] += run_window(session, chunk, logits);
+      seconds[i] += run_window(session, chunk, logits);
+      check_seconds[i] += session.exit_check_seconds();
+      layers[i] += session.average_layers() * double(chunk.size());
       for (int k = 0; k < kNumMatrixKinds; ++k) {
-        work[e].done[k] += session.effort_stats().done[k];
-        work[e].dense[k] += session.effort_stats().dense[k];
+        work[i].done[k] += session.effort_stats().done[k];
+        work[i].dense[k] += session.effort_stats().dense[k];
       }
       for (std::size_t t = 0; t < chunk.size(); ++t) {
         const int next = begin + t + 1 < tokens.size() && t + 1 < chunk.size() ? chunk[t + 1] : -1;
-        meters[e].add(std::span<const float>(ref_logits.data() + t * vocab, vocab),
+        meters[i].add(std::span<const float>(ref_logits.data() + t * vocab, vocab),
                       std::span<const float>(logits.data() + t * vocab, vocab), next);
       }
     }
-  }
+  });
 
   nlohmann::json rows = nlohmann::json::array();
-  cli::PlotSeries series{"effort", {}, {}, {}};
+  std::map<std::string, cli::PlotSeries> series;
   if (!json_out)
-    std::printf("| effort | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s | time vs reference |\n"
-                "|---|---|---|---|---|---|---|---|---|\n");
-  for (std::size_t e = 0; e < efforts.size(); ++e) {
-    const double tps = double(tokens.size()) / seconds[e];
-    const double relative = seconds[e] / ref_seconds;
-    rows.push_back({{"effort", efforts[e]}, {"early_exit", nullptr}, {"ppl", meters[e].perplexity()},
-                    {"kl", meters[e].kl()}, {"top1", meters[e].top1()}, {"avg_layers", model.config().num_hidden_layers},
-                    {"mult_fraction", work[e].overall()}, {"tokens_per_s", tps}, {"time_vs_reference", relative},
-                    {"tokens", tokens.size()}});
+    std::printf("| effort | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s | time vs reference | check time |\n"
+                "|---|---|---|---|---|---|---|---|---|---|\n");
+  for (std::size_t i = 0; i < settings.size(); ++i) {
+    const Setting& st = settings[i];
+    const double tps = double(tokens.size()) / seconds[i];
+    const double relative = seconds[i] / ref_seconds;
+    const double avg_layers = layers[i] / double(tokens.size());
+    nlohmann::json exit_json = nullptr;
+    if (st.exit) {
+      exit_json = {{"name", st.exit_name}, {"threshold", st.exit->threshold}, {"check_layers", st.exit->check_layers},
+                   {"layer_thresholds", st.exit->layer_thresholds}, {"patience", st.exit->patience},
+                   {"warmup", st.exit->warmup}, {"max_consecutive", st.exit->max_consecutive}};
+    }
+    rows.push_back({{"effort", st.effort}, {"early_exit", exit_json}, {"ppl", meters[i].perplexity()},
+                    {"kl", meters[i].kl()}, {"top1", meters[i].top1()}, {"avg_layers", avg_layers},
+                    {"mult_fraction", work[i].overall()}, {"tokens_per_s", tps}, {"time_vs_reference", relative},
+                    {"check_seconds", check_seconds[i]}, {"tokens", tokens.size()}});
     if (!json_out)
-      std::printf("| %.3g | off | %.3f | %.4f | %.1f%% | %d | %.1f%% | %.1f | %.2f |\n", efforts[e], meters[e].perplexity(),
-                  meters[e].kl(), 100 * meters[e].top1(), model.config().num_hidden_layers, 100 * work[e].overall(), tps,
-                  relative);
-    series.x.push_back(relative);
-    series.y.push_back(meters[e].kl());
+      std::printf("| %.3g | %s | %.3f | %.4f | %.1f%% | %.2f | %.1f%% | %.1f | %.2f | %.1f%% |\n", st.effort,
+                  st.exit_name.c_str(), meters[i].perplexity(), meters[i].kl(), 100 * meters[i].top1(), avg_layers,
+                  100 * work[i].overall(), tps, relative, 100 * check_seconds[i] / seconds[i]);
+    auto& line = series[st.exit_name];
+    line.name = "early exit " + st.exit_name;
+    line.x.push_back(relative);
+    line.y.push_back(meters[i].kl());
     char label[32];
-    std::snprintf(label, sizeof label, "e=%.3g", efforts[e]);
-    series.labels.push_back(label);
+    std::snprintf(label, sizeof label, "e=%.3g", st.effort);
+    line.labels.push_back(label);
   }
+  std::vector<cli::PlotSeries> lines;
+  for (auto& [name, line] : series) lines.push_back(std::move(line));
   if (json_out) std::printf("%s\n", rows.dump(2).c_str());
   if (!plot.empty() && !cli::write_svg_plot(plot, "quality against speed: " + model_path, "time relative to the reference (teacher-forced)",
-                                            "KL divergence from the full model (nats)", {series}))
+                                            "KL divergence from the full model (nats)", lines))
     throw Error(ErrorCode::io, "--plot: cannot write " + plot);
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli.h"
+#include "exit_calibration.h"
 #include "effort/effort.h"
 
 namespace {
@@ -39,6 +40,7 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
       --exit-patience P  agreeing checks needed (default 2)
       --exit-warmup W    no exits before W tokens (default 16)
       --exit-max-consecutive C  exits in a row before a full-depth token (default 8)
+      --exit-calibration FILE  per-layer thresholds from effort-eval --calibrate
       --stop-gap G       end the answer once the top-2 logit gap exceeds G (default 0: off)
       --stop-burnout B   end it once the gap's summed change exceeds B (default 0: off)
       --ids              print generated token ids, comma-separated, instead of text
@@ -117,6 +119,7 @@ Options parse(int argc, char** argv) {
     } else if (f == "--exit-patience") o.early_exit.patience = int(cli::parse_int(f, args.value(), 1, 1 << 16));
     else if (f == "--exit-warmup") o.early_exit.warmup = int(cli::parse_int(f, args.value(), 0, 1 << 24));
     else if (f == "--exit-max-consecutive") o.early_exit.max_consecutive = int(cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (f == "--exit-calibration") cli::apply_exit_calibration(args.value(), o.early_exit);
     else if (f == "--stop-gap") o.generate.stop_gap = float(cli::parse_number(f, args.value(), 0, 1e6));
     else if (f == "--stop-burnout") o.generate.stop_burnout = float(cli::parse_number(f, args.value(), 0, 1e9));
     else if (f == "--ids") o.print_ids = true;

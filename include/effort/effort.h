@@ -54,6 +54,17 @@ struct EarlyExitOptions {
   int candidates = 64;       // candidate tokens: the previous token's top ones, plus the current top
   // Checks only when cos(h before, h after the layer) reaches this (0: always check).
   float min_saturation = 0.0f;
+  // Calibration: every check records its signal (see ExitSignal) and none exits.
+  bool record_signals = false;
+};
+
+// What one check saw: after which layer, the top candidate and its confidence, and the token's
+// position in the session.
+struct ExitSignal {
+  int position = 0;
+  int layer = 0;
+  Token top = 0;
+  float confidence = 0;
 };
 
 struct SamplingOptions {
@@ -167,6 +178,10 @@ class Session {
   void set_early_exit(const EarlyExitOptions& options);
   // Layers run per token (exits included) since the last reset_effort_stats().
   double average_layers() const;
+  // Seconds spent in exit checks since the last reset_effort_stats(): the scheduler's own cost.
+  double exit_check_seconds() const;
+  // The signals recorded with EarlyExitOptions::record_signals, handed over and cleared.
+  std::vector<ExitSignal> take_exit_signals();
 
   int position() const;        // tokens in the KV cache
   int context_length() const;  // the most it can hold
