@@ -129,11 +129,11 @@ int run(int argc, char** argv) {
         // One pass over every copy first: fresh allocations pay for page faults and compaction.
         for (std::size_t c = 0; c < copies; ++c) {
           matvec(DenseMatrix{kernels::DType::f16, dense_copies[c].data(), out, in}, x.data(), y.data(), compute);
-          matvec(bucketed[c], MatrixKind::up_proj, x.data(), y.data(), compute);
+          matvec(bucketed[c], 0, MatrixKind::up_proj, x.data(), y.data(), compute);
         }
         std::size_t next = 0;
         for (float effort : efforts) {
-          for (auto& e : state.effort) e = effort;
+          state.set_all(effort);
           state.stats = EffortStats{};
           const auto [dense_reps, effort_reps] = bench::time_interleaved(
               reps,
@@ -141,7 +141,7 @@ int run(int argc, char** argv) {
                 const DenseMatrix dense{kernels::DType::f16, dense_copies[next % copies].data(), out, in};
                 matvec(dense, x.data(), y.data(), compute);
               },
-              [&] { matvec(bucketed[next++ % copies], MatrixKind::up_proj, x.data(), y.data(), compute); });
+              [&] { matvec(bucketed[next++ % copies], 0, MatrixKind::up_proj, x.data(), y.data(), compute); });
           const double dense_s = bench::median(dense_reps), s = bench::median(effort_reps);
           const double fraction = state.stats.fraction(MatrixKind::up_proj);
           // Bytes read per product: the dispatched units, every unit's stats, the probes.

@@ -91,12 +91,12 @@ int run(int argc, char** argv) {
       BucketScratch scratch({&m});
       for (float e : efforts) {
         EffortState state;
-        for (auto& v : state.effort) v = e;
+        state.set_all(e);
         const Compute compute{kernels::kernel_table(kernels::best_arch()), pool, &state, &scratch};
         double sum = 0;
         std::vector<float> y(out);
         for (const auto& x : xs) {
-          matvec(Matrix(m), MatrixKind::up_proj, x.data(), y.data(), compute);
+          matvec(Matrix(m), 0, MatrixKind::up_proj, x.data(), y.data(), compute);
           double ab = 0, aa = 0, bb = 0;
           for (std::size_t o = 0; o < out; ++o) {
             double exact = 0;

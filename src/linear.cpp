@@ -17,7 +17,7 @@ constexpr std::size_t kMinMacsPerThread = 32 * 1024;
 // so every output is summed by one thread in dispatch order.
 constexpr std::size_t kBucketTile = 16;
 
-void bucket_matvec(const BucketMatrix& w, MatrixKind kind, const float* x, float* y, const Compute& compute) {
+void bucket_matvec(const BucketMatrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute) {
   BucketScratch& s = *compute.scratch;
   EffortState& state = *compute.effort;
   const kernels::BucketView& v = w.view;
@@ -36,7 +36,7 @@ void bucket_matvec(const BucketMatrix& w, MatrixKind kind, const float* x, float
     for (std::size_t g = 0; g < G; ++g) c = std::fma(s.abs_xg[g * T + t], w.probe_stats[i * G + g], c);
     s.products[i] = c;
   }
-  const float cutoff = effort_cutoff(s.products, n, state.effort[int(kind)]);
+  const float cutoff = effort_cutoff(s.products, n, state.effort[std::size_t(layer)][std::size_t(kind)]);
   const std::size_t count = compute.kernels.bucket_dispatch(s.units.data(), v, s.abs_xg.data(), w.loaded_units, cutoff);
   const std::size_t unit_macs = G * kBucketTile;
   const std::size_t grain = std::max(kBucketTile, (kMinMacsPerThread / std::max<std::size_t>(count * unit_macs, 1) + 1) * kBucketTile);
@@ -81,8 +81,8 @@ void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compu
   });
 }
 
-void matvec(const Matrix& w, MatrixKind kind, const float* x, float* y, const Compute& compute) {
-  if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) return bucket_matvec(*bucketed, kind, x, y, compute);
+void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute) {
+  if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) return bucket_matvec(*bucketed, layer, kind, x, y, compute);
   const auto& dense = std::get<DenseMatrix>(w);
   matvec(dense, x, y, compute);
   if (compute.effort) {

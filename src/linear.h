@@ -1,6 +1,7 @@
 // linear.h: y = W x for the model's weight matrices, dense or at effort, split across the
 // session's threads.
 #pragma once
+#include <algorithm>
 #include <vector>
 
 #include "effort/effort.h"
@@ -20,9 +21,14 @@ struct BucketScratch {
   explicit BucketScratch(const std::vector<const BucketMatrix*>& matrices = {});
 };
 
-// Per matrix kind: the effort to run at, and multiply-adds counted.
+// The effort of every (layer, matrix kind), and the multiply-adds counted.
 struct EffortState {
-  float effort[kNumMatrixKinds] = {1, 1, 1, 1, 1, 1, 1};
+  explicit EffortState(int num_layers = 1, float effort = 1.0f)
+      : effort(std::size_t(num_layers), std::vector<float>(kNumMatrixKinds, effort)) {}
+  void set_all(float e) {
+    for (auto& layer : effort) std::fill(layer.begin(), layer.end(), e);
+  }
+  std::vector<std::vector<float>> effort;  // [layer][kind]
   EffortStats stats;
 };
 
@@ -43,7 +49,7 @@ void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compu
 // statistic of the probe units' importances (sum_g |x| * stat), so that a fraction `effort` of
 // the probes clears it; the units clearing it are multiplied. Each output is summed by one thread in row
 // order, so y does not depend on the thread count either.
-void matvec(const Matrix& w, MatrixKind kind, const float* x, float* y, const Compute& compute);
+void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute);
 
 // The cutoff for `effort` over probe importances (reordered in place): the (t+1)-th largest with
 // t = round(effort * n) clamped to [1, n], or -1 (every unit) when t = n.

@@ -83,7 +83,8 @@ struct Session::Impl {
               model.config.sliding_window ? std::min(context_length, model.config.sliding_window) : context_length,
               model.config.num_key_value_heads * model.config.head_dim),
         act(model.config, cache.capacity()),
-        scratch(make_bucket_scratch(model.weights)) {}
+        scratch(make_bucket_scratch(model.weights)),
+        effort(model.config.num_hidden_layers) {}
 
   Compute compute() {
     return Compute{kernels::kernel_table(arch), pool, &effort, &scratch, observer ? &observer : nullptr};
@@ -226,14 +227,28 @@ void Session::set_effort(float effort) {
 }
 
 void Session::set_effort(MatrixKind kind, float effort) {
+  for (int l = 0; l < impl_->model.config.num_hidden_layers; ++l) set_layer_effort(l, kind, effort);
+}
+
+void Session::set_layer_effort(int layer, float effort) {
+  for (int k = 0; k < kNumMatrixKinds; ++k) set_layer_effort(layer, MatrixKind(k), effort);
+}
+
+void Session::set_layer_effort(int layer, MatrixKind kind, float effort) {
   check_effort(effort);
   if (effort < 1.0f && !impl_->model.bucketed())
     throw Error(ErrorCode::invalid_argument,
                 "[session] effort below 1 needs a bucketed .effort model (convert it with effort-convert)");
-  impl_->effort.effort[int(kind)] = effort;
+  if (layer < 0 || layer >= impl_->model.config.num_hidden_layers)
+    throw Error(ErrorCode::invalid_argument, "[session] layer " + std::to_string(layer) + " is outside [0, " +
+                                                 std::to_string(impl_->model.config.num_hidden_layers) + ")");
+  impl_->effort.effort[std::size_t(layer)][std::size_t(kind)] = effort;
 }
 
-float Session::effort(MatrixKind kind) const { return impl_->effort.effort[int(kind)]; }
+float Session::effort(MatrixKind kind) const { return impl_->effort.effort[0][std::size_t(kind)]; }
+float Session::layer_effort(int layer, MatrixKind kind) const {
+  return impl_->effort.effort.at(std::size_t(layer))[std::size_t(kind)];
+}
 const EffortStats& Session::effort_stats() const { return impl_->effort.stats; }
 void Session::reset_effort_stats() {
   impl_->effort.stats = EffortStats{};

@@ -145,7 +145,7 @@ void Transformer::propagate_kv(int last, int position, KvCache& cache, Activatio
 void Transformer::project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x,
                           std::vector<float>& y, const Compute& compute) const {
   if (compute.observer) (*compute.observer)(layer, kind, std::span<const float>(x.data(), in_features(w)));
-  matvec(w, kind, x.data(), y.data(), compute);
+  matvec(w, layer, kind, x.data(), y.data(), compute);
 }
 
 void Transformer::attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,

@@ -64,9 +64,9 @@ std::pair<std::vector<float>, double> run(const BucketMatrix& m, const std::vect
   ThreadPool pool(threads);
   BucketScratch scratch({&m});
   EffortState state;
-  for (auto& e : state.effort) e = effort;
+  state.set_all(effort);
   std::vector<float> y(m.out_features);
-  matvec(Matrix(m), MatrixKind::up_proj, x.data(), y.data(), Compute{kernels::kernel_table(arch), pool, &state, &scratch});
+  matvec(Matrix(m), 0, MatrixKind::up_proj, x.data(), y.data(), Compute{kernels::kernel_table(arch), pool, &state, &scratch});
   return {y, state.stats.fraction(MatrixKind::up_proj)};
 }
 

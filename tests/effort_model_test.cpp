@@ -238,3 +238,30 @@ TEST_CASE("with sampled probes the work done still tracks effort on real layers"
     }
   }
 }
+
+TEST_CASE("a per-layer effort schedule combines with kinds and early exit", "[model][effort][early-exit]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(fixture_effort());
+  Session s = model.new_session();
+  s.set_layer_effort(2, 0.5f);  // a lower effort in the middle layer only
+  REQUIRE(s.layer_effort(2, MatrixKind::up_proj) == 0.5f);
+  REQUIRE(s.layer_effort(1, MatrixKind::up_proj) == 1.0f);
+  const auto ids = reference_ids("greedy_bos64");
+  logits(s, ids);
+  // Every layer has the same size, so the work done is (4 x 1 + 0.5) / 5 of dense, per kind.
+  for (int k = 0; k < kNumMatrixKinds; ++k) REQUIRE(s.effort_stats().fraction(MatrixKind(k)) == Approx(0.9).margin(0.01));
+  REQUIRE_THROWS_WITH(s.set_layer_effort(5, 0.5f), Contains("layer 5 is outside [0, 5)"));
+
+  Session combined = model.new_session();
+  combined.set_layer_effort(1, 0.5f);
+  EarlyExitOptions exit;
+  exit.enabled = true;
+  exit.check_layers = {2};
+  exit.threshold = 0.0f;
+  exit.patience = 1;
+  exit.warmup = 4;
+  combined.set_early_exit(exit);
+  const auto z = logits(combined, ids);
+  REQUIRE(combined.average_layers() < 5.0);
+  for (const auto& row : z) REQUIRE(std::all_of(row.begin(), row.end(), [](float v) { return std::isfinite(v); }));
+}

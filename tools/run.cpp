@@ -5,6 +5,7 @@
 #include <iostream>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "cli.h"
 #include "exit_calibration.h"
@@ -21,6 +22,7 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
                          below 1 needs a .effort model)
       --effort-map LIST  per-kind efforts overriding --effort, e.g. down=0.2,up=0.3
                          (kinds: q, k, v, o, gate, up, down)
+      --effort-layers LIST  per-layer efforts overriding the above, e.g. 8-23=0.4,24=0.6 (0-based)
       --mem-fraction F   map only the leading F of each bucketed matrix, in (0, 1] (default 1)
   -p, --prompt TEXT      prompt text (BOS is added); default: generate from BOS alone
       --prompt-ids LIST  prompt as comma-separated token ids, fed as given
@@ -62,6 +64,7 @@ struct Options {
   float effort = 1.0f;
   EarlyExitOptions early_exit;
   std::vector<std::pair<MatrixKind, float>> effort_map;
+  std::vector<std::tuple<int, int, float>> effort_layers;  // first, last, effort
   LoadOptions load;
 };
 
@@ -110,6 +113,17 @@ Options parse(int argc, char** argv) {
     else if (f == "--arch") o.session.kernel_arch = args.value();
     else if (f == "--effort") o.effort = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--effort-map") o.effort_map = parse_effort_map(f, args.value());
+    else if (f == "--effort-layers") {
+      for (const std::string& item : cli::split_list(args.value())) {
+        const std::size_t eq = item.find('=');
+        if (eq == std::string::npos) throw cli::UsageError(f + ": expected FIRST[-LAST]=EFFORT items, got '" + item + "'");
+        const std::string range = item.substr(0, eq);
+        const std::size_t dash = range.find('-');
+        const int first = int(cli::parse_int(f, range.substr(0, dash), 0, 1 << 16));
+        const int last = dash == std::string::npos ? first : int(cli::parse_int(f, range.substr(dash + 1), first, 1 << 16));
+        o.effort_layers.emplace_back(first, last, float(cli::parse_number(f, item.substr(eq + 1), 0, 1, true)));
+      }
+    }
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--early-exit") o.early_exit.enabled = true;
     else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
@@ -224,6 +238,8 @@ int run(int argc, char** argv) {
   Session session = model.new_session(o.session);
   session.set_effort(o.effort);
   for (const auto& [kind, effort] : o.effort_map) session.set_effort(kind, effort);
+  for (const auto& [first, last, effort] : o.effort_layers)
+    for (int l = first; l <= last; ++l) session.set_layer_effort(l, effort);
   if (o.early_exit.enabled) session.set_early_exit(o.early_exit);
   if (o.chat) return run_chat(model, session, o);
 

@@ -169,7 +169,11 @@ class Session {
   // Below 1 needs a bucketed model. The first form sets every kind.
   void set_effort(float effort);
   void set_effort(MatrixKind kind, float effort);
-  float effort(MatrixKind kind) const;
+  // A per-layer schedule (e.g. lower effort in the middle layers): one layer, all or one kind.
+  void set_layer_effort(int layer, float effort);
+  void set_layer_effort(int layer, MatrixKind kind, float effort);
+  float effort(MatrixKind kind) const;  // layer 0's
+  float layer_effort(int layer, MatrixKind kind) const;
   const EffortStats& effort_stats() const;
   void reset_effort_stats();
   // Calls observer with every projection's input from now on (empty: stop). For calibration.
