@@ -1,4 +1,4 @@
-// bench_util.h: timing helpers shared by the benchmarks: warm-up, repetitions, medians.
+// bench_util.h: timing helpers for the benchmarks: interleaved repetitions after a warm-up, medians.
 #pragma once
 #include <algorithm>
 #include <chrono>
@@ -7,32 +7,21 @@
 
 namespace effort::bench {
 
-// Runs fn once to warm up, then `reps` times; returns each repetition's seconds.
-inline std::vector<double> time_reps(int reps, const std::function<void()>& fn) {
-  fn();
-  std::vector<double> seconds;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return seconds;
-}
-
 // Runs a and b alternately `reps` times each after one warm-up of both, so that a slow phase of a
 // shared machine hits both alike; returns each one's repetitions.
 inline std::pair<std::vector<double>, std::vector<double>> time_interleaved(int reps, const std::function<void()>& a,
                                                                             const std::function<void()>& b) {
   a();
   b();
+  auto seconds = [](const std::function<void()>& fn) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
   std::vector<double> ta, tb;
   for (int r = 0; r < reps; ++r) {
-    auto start = std::chrono::steady_clock::now();
-    a();
-    ta.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    start = std::chrono::steady_clock::now();
-    b();
-    tb.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    ta.push_back(seconds(a));
+    tb.push_back(seconds(b));
   }
   return {ta, tb};
 }
