@@ -32,6 +32,10 @@ struct KernelTable {
   // y[r] = sum_c w[r*cols + c] * x[c] for r < rows, indexed by DType. w is [rows, cols] row-major.
   void (*matvec[kNumDTypes])(float* y, const void* w, const float* x, std::size_t rows,
                              std::size_t cols);
+  // Y[t] = W X[t] for t < n (X [n, cols], Y[t] at y + t*y_stride): prompt processing, each Y[t]
+  // bitwise equal to matvec's.
+  void (*matmul[kNumDTypes])(float* y, std::size_t y_stride, const void* w, const float* x, std::size_t rows,
+                             std::size_t cols, std::size_t n);
   // out[i] = silu(gate[i]) * up[i]. out may alias gate.
   void (*silu_mul)(float* out, const float* gate, const float* up, std::size_t n);
   // y[i] += x[i]

@@ -81,6 +81,14 @@ void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compu
   });
 }
 
+void matmul(const DenseMatrix& w, const float* x, float* y, std::size_t n, const Compute& compute) {
+  const auto fn = compute.kernels.matmul[int(w.dtype)];
+  const std::size_t grain = std::max<std::size_t>(4, (kMinMacsPerThread / std::max<std::size_t>(w.cols * n, 1) + 3) / 4 * 4);
+  compute.pool.parallel_for(w.rows, grain, [&](std::size_t begin, std::size_t end) {
+    fn(y + begin, w.rows, w.row(begin), x, end - begin, w.cols, n);
+  });
+}
+
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute) {
   if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) return bucket_matvec(*bucketed, layer, kind, x, y, compute);
   const auto& dense = std::get<DenseMatrix>(w);

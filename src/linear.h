@@ -44,6 +44,8 @@ struct Compute {
 
 // Each output row is computed whole by one thread, so y does not depend on the thread count.
 void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute);
+// Y[t] = W X[t] for n vectors (X [n, cols], Y [n, rows]), each bitwise equal to matvec's.
+void matmul(const DenseMatrix& w, const float* x, float* y, std::size_t n, const Compute& compute);
 
 // A projection at the effort set for its kind. Bucketed: the cutoff is the exact order
 // statistic of the probe units' importances (sum_g |x| * stat), so that a fraction `effort` of

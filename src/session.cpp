@@ -110,7 +110,8 @@ struct Session::Impl {
     history.push_back(token);
   }
 
-  // Feeds the token generation left pending, then `tokens`, after checking them all.
+  // Feeds the token generation left pending, then `tokens`, after checking them all. Prompts
+  // run in batches when nothing needs them one at a time.
   void feed(std::span<const Token> tokens) {
     for (Token t : tokens) check_token(t);
     check_room(tokens.size() + (pending ? 1 : 0));
@@ -118,8 +119,31 @@ struct Session::Impl {
       run(*pending);
       pending.reset();
     }
-    for (Token t : tokens) run(t);
+    while (!tokens.empty()) {
+      const std::size_t n = std::min(tokens.size(), kPromptBatch);
+      if (n > 1 && batchable(n)) {
+        model.transformer->prefill(tokens.first(n), int(history.size()), cache, act, batch(), compute());
+        history.insert(history.end(), tokens.begin(), tokens.begin() + std::ptrdiff_t(n));
+      } else {
+        for (Token t : tokens.first(n)) run(t);
+      }
+      tokens = tokens.subspan(n);
+    }
   }
+
+  // Batches need dense projections, no per-token hooks, and no wrap of the KV ring (a later
+  // token would overwrite keys an earlier one still attends to).
+  bool batchable(std::size_t n) const {
+    return !model.bucketed() && !observer && !exit.options.enabled &&
+           history.size() + n <= std::size_t(cache.capacity());
+  }
+
+  BatchActivations& batch() {
+    if (!batch_activations) batch_activations.emplace(model.config, kPromptBatch);
+    return *batch_activations;
+  }
+
+  static constexpr std::size_t kPromptBatch = 64;
 
   std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
   const Model::Impl& model;
@@ -132,6 +156,7 @@ struct Session::Impl {
   EffortState effort;
   ActivationObserver observer;
   ExitState exit;
+  std::optional<BatchActivations> batch_activations;  // allocated on the first batched prompt
   std::vector<Token> history;   // tokens in the KV cache, in order
   // The last generated token: sampled but not yet run, so that a finished generation costs no
   // extra forward pass. The next call that feeds tokens runs it first.

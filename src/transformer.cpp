@@ -22,6 +22,19 @@ Activations::Activations(const ModelConfig& c, int kv_capacity)
       sin(cos.size()),
       logits(std::size_t(c.vocab_size)) {}
 
+BatchActivations::BatchActivations(const ModelConfig& c, std::size_t n)
+    : capacity(n),
+      residual(n * std::size_t(c.hidden_size)),
+      normed(residual.size()),
+      q(n * std::size_t(c.num_attention_heads) * std::size_t(c.head_dim)),
+      attended(q.size()),
+      k(n * std::size_t(c.num_key_value_heads) * std::size_t(c.head_dim)),
+      v(k.size()),
+      gate(n * std::size_t(c.intermediate_size)),
+      up(gate.size()),
+      cos(n * std::size_t(c.head_dim / 2)),
+      sin(cos.size()) {}
+
 Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
     : config_(config), weights_(weights) {
   const int half = config.head_dim / 2;
@@ -81,6 +94,77 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
                                                     (act.logits[std::size_t(a)] == act.logits[std::size_t(b)] && a < b); });
     exit->candidates.resize(count);
   }
+}
+
+void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act,
+                          BatchActivations& batch, const Compute& compute) const {
+  const auto& k = compute.kernels;
+  const std::size_t n = tokens.size(), H = std::size_t(config_.hidden_size);
+  const std::size_t head_dim = std::size_t(config_.head_dim), half = head_dim / 2;
+  const std::size_t q_dim = act.q.size(), kv_dim = act.k.size(), inter = act.gate.size();
+  const float eps = float(config_.rms_norm_eps);
+  const auto& embed = weights_.embed_tokens;
+  for (std::size_t t = 0; t < n; ++t) {
+    k.to_float[int(embed.dtype)](&batch.residual[t * H], embed.row(std::size_t(tokens[t])), embed.cols);
+    rotary_table(start + int(t), act);
+    std::copy(act.cos.begin(), act.cos.end(), &batch.cos[t * half]);
+    std::copy(act.sin.begin(), act.sin.end(), &batch.sin[t * half]);
+  }
+  // Each projection once for all the tokens, counted as the token path counts it.
+  auto project_all = [&](const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
+    const auto& dense = std::get<DenseMatrix>(w);
+    matmul(dense, x.data(), y.data(), n, compute);
+    const double macs = double(dense.rows) * double(dense.cols) * double(n);
+    compute.effort->stats.done[int(kind)] += macs;
+    compute.effort->stats.dense[int(kind)] += macs;
+  };
+  auto norm_rows = [&](const std::vector<float>& weight) {
+    for (std::size_t t = 0; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
+  };
+  const std::size_t group = std::size_t(config_.num_attention_heads / config_.num_key_value_heads);
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  const std::size_t capacity = std::size_t(cache.capacity());
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const LayerWeights& layer = weights_.layers[std::size_t(l)];
+    norm_rows(layer.input_layernorm);
+    project_all(layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
+    project_all(layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
+    project_all(layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
+    float* keys = cache.keys(l);
+    float* values = cache.values(l);
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
+        k.rope(&batch.q[t * q_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
+      for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
+        k.rope(&batch.k[t * kv_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
+      const std::size_t slot = std::size_t(cache.slot(start + int(t)));
+      std::copy_n(&batch.k[t * kv_dim], kv_dim, keys + slot * kv_dim);
+      std::copy_n(&batch.v[t * kv_dim], kv_dim, values + slot * kv_dim);
+    }
+    // Token t sees the cache up to its own position: the later tokens' keys are in later slots.
+    for (std::size_t t = 0; t < n; ++t) {
+      const std::size_t n_keys = std::size_t(cache.visible(start + int(t)));
+      const std::size_t head_grain = std::max<std::size_t>(1, 16384 / (n_keys * head_dim));
+      compute.pool.parallel_for(std::size_t(config_.num_attention_heads), head_grain, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t h = begin; h < end; ++h) {
+          const std::size_t kv_offset = (h / group) * head_dim;
+          k.attention(&batch.attended[t * q_dim + h * head_dim], &batch.q[t * q_dim + h * head_dim], keys + kv_offset,
+                      values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
+        }
+      });
+    }
+    project_all(layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
+    for (std::size_t t = 0; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+    norm_rows(layer.post_attention_layernorm);
+    project_all(layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
+    project_all(layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
+    for (std::size_t t = 0; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
+    project_all(layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
+    for (std::size_t t = 0; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+  }
+  std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
+  k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);
+  matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
 }
 
 bool Transformer::should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak,

@@ -1,6 +1,7 @@
 // transformer.h: the Mistral decoder (embedding, N x [RMSNorm -> GQA attention -> residual ->
 // RMSNorm -> SwiGLU MLP -> residual], final norm, lm_head) for one token at a time.
 #pragma once
+#include <span>
 #include <vector>
 
 #include "effort/config.h"
@@ -25,6 +26,17 @@ struct Activations {
   std::vector<float> logits;    // [vocab_size]
 };
 
+// Activations of up to `capacity` prompt tokens processed together, allocated once per session.
+struct BatchActivations {
+  BatchActivations(const ModelConfig& c, std::size_t capacity);
+  std::size_t capacity;
+  std::vector<float> residual, normed;  // [capacity, hidden_size]
+  std::vector<float> q, attended;       // [capacity, num_attention_heads * head_dim]
+  std::vector<float> k, v;              // [capacity, num_key_value_heads * head_dim]
+  std::vector<float> gate, up;          // [capacity, intermediate_size]
+  std::vector<float> cos, sin;          // [capacity, head_dim / 2]
+};
+
 // A session's early-exit state: the resolved options and what carries over between tokens.
 struct ExitState {
   EarlyExitOptions options;
@@ -46,6 +58,12 @@ class Transformer {
   // may stop at a check layer (see EarlyExitOptions).
   void forward(Token token, int position, KvCache& cache, Activations& act, const Compute& compute,
                ExitState* exit = nullptr) const;
+
+  // Runs the prompt tokens at positions start.. together, one matmul per weight matrix, and
+  // leaves the logits after the last one in act.logits: bitwise what forward() token by token
+  // gives. Needs dense projections and positions that fit the cache without wrapping.
+  void prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act, BatchActivations& batch,
+               const Compute& compute) const;
 
  private:
   void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,

@@ -253,3 +253,30 @@ TEST_CASE("arch names parse and unknown ones are rejected", "[kernels]") {
   REQUIRE_THROWS_WITH(parse_arch("neon"), Catch::Contains("unknown kernel arch 'neon'"));
   REQUIRE(arch_supported(best_arch()));
 }
+
+TEST_CASE("matmul equals one matvec per vector, bit for bit, on every arch and dtype", "[kernels]") {
+  std::mt19937 rng(9);
+  const std::pair<std::size_t, std::size_t> shapes[] = {{1, 1}, {7, 15}, {9, 16}, {17, 33}, {5, 4096}};
+  for (auto [rows, cols] : shapes) {
+    for (std::size_t n : {std::size_t(1), std::size_t(3), std::size_t(4), std::size_t(9)}) {
+      const auto w = normals(rows * cols, rng, 0.05f), x = normals(n * cols, rng);
+      for (Arch arch : {Arch::scalar, Arch::avx2, Arch::avx512}) {
+        if (!arch_supported(arch)) continue;
+        for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+          CAPTURE(arch_name(arch), dtype_name(dtype), rows, cols, n);
+          // Values rounded to the dtype first, so both paths see the same weights.
+          std::vector<float> wr(w);
+          for (auto& v : wr)
+            v = dtype == DType::f16 ? half_to_float(float_to_half(v))
+                                    : dtype == DType::bf16 ? bf16_to_float(std::uint16_t(float_to_bits(v) >> 16)) : v;
+          const auto bytes = encode(dtype, wr);
+          const KernelTable& k = kernel_table(arch);
+          std::vector<float> batched(n * rows), single(n * rows);
+          k.matmul[int(dtype)](batched.data(), rows, bytes.data(), x.data(), rows, cols, n);
+          for (std::size_t t = 0; t < n; ++t) k.matvec[int(dtype)](single.data() + t * rows, bytes.data(), x.data() + t * cols, rows, cols);
+          REQUIRE(batched == single);
+        }
+      }
+    }
+  }
+}
