@@ -50,13 +50,10 @@ int run(int argc, char** argv) {
   bool json_out = false;
   std::string plot;
   kernels::Arch arch = kernels::best_arch();
-  cli::ArgReader args(argc, argv);
+  cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
     const std::string f = args.next_flag();
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (f == "--shapes") {
+    if (f == "--shapes") {
       shapes.clear();
       for (const auto& s : cli::split_list(args.value())) {
         const auto x = s.find('x');

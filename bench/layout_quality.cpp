@@ -34,13 +34,10 @@ int run(int argc, char** argv) {
   std::vector<float> efforts = {1.0f, 0.5f, 0.25f, 0.125f};
   std::size_t max_tokens = 128;
   bool json_out = false;
-  cli::ArgReader args(argc, argv);
+  cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
     const std::string f = args.next_flag();
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (f == "-m") model_path = args.value();
+    if (f == "-m") model_path = args.value();
     else if (f == "--text") text_path = args.value();
     else if (f == "--layouts") layouts = cli::parse_layouts(f, args.value());
     else if (f == "--efforts") {

@@ -58,13 +58,10 @@ int run(int argc, char** argv) {
   int layers = 32;
   std::uint64_t seed = 1;
   bool force = false;
-  cli::ArgReader args(argc, argv);
+  cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
     const std::string f = args.next_flag();
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (f == "-o") output = args.value();
+    if (f == "-o") output = args.value();
     else if (f == "--layers") layers = int(cli::parse_int(f, args.value(), 1, 256));
     else if (f == "--seed") seed = cli::parse_u64(f, args.value());
     else if (f == "--force") force = true;
@@ -101,13 +98,7 @@ int run(int argc, char** argv) {
     scores.push_back(-float(i));
     types.push_back(1);
   }
-  gguf.add_metadata("tokenizer.ggml.model", "llama");
-  gguf.add_metadata("tokenizer.ggml.tokens", tokens);
-  gguf.add_metadata("tokenizer.ggml.scores", scores);
-  gguf.add_metadata("tokenizer.ggml.token_type", types);
-  gguf.add_metadata("tokenizer.ggml.bos_token_id", 1);
-  gguf.add_metadata("tokenizer.ggml.eos_token_id", 2);
-  gguf.add_metadata("tokenizer.ggml.unknown_token_id", 0);
+  gguf.add_llama_vocabulary(tokens, scores, types, 1, 2, 0);
 
   auto rng = std::make_shared<Random>(Random{seed});
   auto matrix = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols, float scale, float mean = 0.0f) {

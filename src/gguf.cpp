@@ -431,6 +431,17 @@ std::unique_ptr<SourceModel> open_gguf_source(const std::filesystem::path& path)
 
 void GgufWriter::add_metadata(const std::string& key, const json& value) { metadata_.emplace_back(key, value); }
 
+void GgufWriter::add_llama_vocabulary(const json& tokens, const json& scores, const json& types, int bos, int eos,
+                                      int unk) {
+  add_metadata("tokenizer.ggml.model", "llama");
+  add_metadata("tokenizer.ggml.tokens", tokens);
+  add_metadata("tokenizer.ggml.scores", scores);
+  add_metadata("tokenizer.ggml.token_type", types);
+  add_metadata("tokenizer.ggml.bos_token_id", bos);
+  add_metadata("tokenizer.ggml.eos_token_id", eos);
+  add_metadata("tokenizer.ggml.unknown_token_id", unk);
+}
+
 void GgufWriter::add_tensor(const std::string& name, GgufType type, const std::vector<std::uint64_t>& dims,
                             Producer produce) {
   tensors_.push_back(Tensor{name, type, dims, std::move(produce)});

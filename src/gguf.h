@@ -57,6 +57,10 @@ std::unique_ptr<SourceModel> open_gguf_source(const std::filesystem::path& path)
 class GgufWriter {
  public:
   void add_metadata(const std::string& key, const nlohmann::json& value);
+  // A SentencePiece-style (tokenizer.ggml.model "llama") vocabulary: pieces, scores, token types
+  // (SentencePiece numbering) and the special ids.
+  void add_llama_vocabulary(const nlohmann::json& tokens, const nlohmann::json& scores, const nlohmann::json& types,
+                            int bos, int eos, int unk);
   // Produces the tensor's bytes in `type`'s encoding when write() reaches it, so that large
   // models are never whole in memory; dims innermost first.
   using Producer = std::function<std::vector<std::uint8_t>()>;

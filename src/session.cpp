@@ -77,6 +77,7 @@ struct Session::Impl {
       : model_data(std::move(shared)),
         model(*model_data),
         arch(choose_arch(options.kernel_arch)),
+        kernel_table(kernels::kernel_table(arch)),
         pool(choose_threads(options.num_threads)),
         context_length(choose_context(model.config, options.context_length)),
         cache(model.config.num_hidden_layers,
@@ -87,7 +88,7 @@ struct Session::Impl {
         effort(model.config.num_hidden_layers) {}
 
   Compute compute() {
-    return Compute{kernels::kernel_table(arch), pool, &effort, &scratch, observer ? &observer : nullptr};
+    return Compute{kernel_table, pool, &effort, &scratch, observer ? &observer : nullptr};
   }
 
   void check_token(Token token) const {
@@ -148,6 +149,7 @@ struct Session::Impl {
   std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
   const Model::Impl& model;
   kernels::Arch arch;
+  const kernels::KernelTable& kernel_table;  // looked up once: the CPU does not change
   ThreadPool pool;
   int context_length;
   KvCache cache;

@@ -65,13 +65,7 @@ void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool w
       scores.push_back(sp.GetScore(i));
       types.push_back(sp.IsUnknown(i) ? 2 : sp.IsControl(i) ? 3 : sp.IsByte(i) ? 6 : 1);
     }
-    gguf.add_metadata("tokenizer.ggml.model", "llama");
-    gguf.add_metadata("tokenizer.ggml.tokens", tokens);
-    gguf.add_metadata("tokenizer.ggml.scores", scores);
-    gguf.add_metadata("tokenizer.ggml.token_type", types);
-    gguf.add_metadata("tokenizer.ggml.bos_token_id", 1);
-    gguf.add_metadata("tokenizer.ggml.eos_token_id", 2);
-    gguf.add_metadata("tokenizer.ggml.unknown_token_id", 0);
+    gguf.add_llama_vocabulary(tokens, scores, types, 1, 2, 0);
   } else {
     gguf.add_metadata("llama.vocab_size", c.vocab_size);
   }

@@ -18,13 +18,20 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Walks argv: next_flag() returns each flag, value() the argument that follows it.
+// -h or --help was given: run_tool prints the usage and exits 0.
+struct HelpRequested {
+  const char* usage;
+};
+
+// Walks argv: next_flag() returns each flag, value() the argument that follows it. -h and
+// --help end parsing with the usage text (HelpRequested).
 class ArgReader {
  public:
-  ArgReader(int argc, char** argv) : args_(argv + 1, argv + argc) {}
+  ArgReader(int argc, char** argv, const char* usage) : args_(argv + 1, argv + argc), usage_(usage) {}
   bool done() const { return index_ >= args_.size(); }
   std::string next_flag() {
     flag_ = args_[index_++];
+    if (flag_ == "-h" || flag_ == "--help") throw HelpRequested{usage_};
     return flag_;
   }
   std::string value() {
@@ -35,6 +42,7 @@ class ArgReader {
 
  private:
   std::vector<std::string> args_;
+  const char* usage_;
   std::size_t index_ = 0;
   std::string flag_;
 };
@@ -105,6 +113,9 @@ inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::str
 inline int run_tool(const char* name, int argc, char** argv, int (*run)(int, char**)) {
   try {
     return run(argc, argv);
+  } catch (const HelpRequested& help) {
+    std::fputs(help.usage, stdout);
+    return 0;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "%s: %s\n", name, e.what());
     return 2;

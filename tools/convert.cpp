@@ -52,13 +52,10 @@ void draw_progress(std::size_t done, std::size_t total) {
 int run(int argc, char** argv) {
   std::string input, output;
   effort::ConvertOptions options;
-  effort::cli::ArgReader args(argc, argv);
+  effort::cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
     const std::string f = args.next_flag();
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (f == "-o" || f == "--output") output = args.value();
+    if (f == "-o" || f == "--output") output = args.value();
     else if (f == "--force") options.force = true;
     else if (f == "--bucket-size") {
       options.bucket_size = std::size_t(effort::cli::parse_int(f, args.value(), 8, 16));

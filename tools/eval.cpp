@@ -131,13 +131,10 @@ int run(int argc, char** argv) {
   exit_base.enabled = true;
   std::string calibration_in, calibration_out = "exit-calibration.json";
   double target_disagreement = 0.01;
-  cli::ArgReader args(argc, argv);
+  cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
     const std::string f = args.next_flag();
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (f == "-m" || f == "--model") model_path = args.value();
+    if (f == "-m" || f == "--model") model_path = args.value();
     else if (f == "--text") text_path = args.value();
     else if (f == "--ids") ids_path = args.value();
     else if (f == "--reference") reference_path = args.value();

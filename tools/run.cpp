@@ -88,13 +88,10 @@ std::vector<std::pair<MatrixKind, float>> parse_effort_map(const std::string& fl
 Options parse(int argc, char** argv) {
   Options o;
   o.generate.max_new_tokens = 256;
-  cli::ArgReader args(argc, argv);
+  cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
     const std::string f = args.next_flag();
-    if (f == "-h" || f == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (f == "-m" || f == "--model") o.model = args.value();
+    if (f == "-m" || f == "--model") o.model = args.value();
     else if (f == "-p" || f == "--prompt") o.prompt = args.value();
     else if (f == "--prompt-ids") {
       o.prompt_ids = cli::parse_id_list(f, args.value());
