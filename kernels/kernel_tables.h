@@ -3,8 +3,10 @@
 #pragma once
 #include "attention.h"
 #include "bucket_matvec.h"
+#include "bucket_panel.h"
 #include "elementwise.h"
 #include "matvec.h"
+#include "panel_matmul.h"
 #include "rms_norm.h"
 #include "rope.h"
 
@@ -17,11 +19,13 @@ constexpr KernelTable make_reference_table() {
       rope,
       attention,
       {matvec<DType::f32>, matvec<DType::f16>, matvec<DType::bf16>},
-      {matmul<DType::f32>, matmul<DType::f16>, matmul<DType::bf16>},
+      {dense_panel<DType::f32>, dense_panel<DType::f16>, dense_panel<DType::bf16>},
+      panel_matmul,
       silu_mul,
       add,
       bucket_dispatch,
       bucket_matvec,
+      bucket_panel,
       {to_float<DType::f32>, to_float<DType::f16>, to_float<DType::bf16>},
   };
 }
@@ -34,11 +38,13 @@ constexpr KernelTable make_simd_table() {
       rope<A>,
       attention<A>,
       {matvec<A, DType::f32>, matvec<A, DType::f16>, matvec<A, DType::bf16>},
-      {matmul<A, DType::f32>, matmul<A, DType::f16>, matmul<A, DType::bf16>},
+      {dense_panel<A, DType::f32>, dense_panel<A, DType::f16>, dense_panel<A, DType::bf16>},
+      panel_matmul<A>,
       silu_mul<A>,
       add<A>,
       bucket_dispatch<A>,
       bucket_matvec<A>,
+      bucket_panel<A>,
       {to_float<A, DType::f32>, to_float<A, DType::f16>, to_float<A, DType::bf16>},
   };
 }

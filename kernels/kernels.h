@@ -32,10 +32,14 @@ struct KernelTable {
   // y[r] = sum_c w[r*cols + c] * x[c] for r < rows, indexed by DType. w is [rows, cols] row-major.
   void (*matvec[kNumDTypes])(float* y, const void* w, const float* x, std::size_t rows,
                              std::size_t cols);
-  // Y[t] = W X[t] for t < n (X [n, cols], Y[t] at y + t*y_stride): prompt processing, each Y[t]
-  // bitwise equal to matvec's.
-  void (*matmul[kNumDTypes])(float* y, std::size_t y_stride, const void* w, const float* x, std::size_t rows,
-                             std::size_t cols, std::size_t n);
+  // Batched products (panel_matmul.h): weights unpacked into input-major panels of kPanelWidth
+  // outputs, once per batch, then multiplied by every vector of the batch.
+  // panel[k][o] = w[o*cols + col0 + k] for o < rows (<= 32), 0 beyond; indexed by DType.
+  void (*dense_panel[kNumDTypes])(float* panel, const void* w, std::size_t cols, std::size_t rows,
+                                  std::size_t col0, std::size_t k_len);
+  // Y[j][o] (+)= sum_k panel[k][o] * xt[k*x_stride + j] for o < width, j < n; Y[j] at y + j*y_stride.
+  void (*panel_matmul)(float* y, std::size_t y_stride, const float* panel, const float* xt, std::size_t x_stride,
+                       std::size_t k_len, std::size_t n, std::size_t width, bool accumulate);
   // out[i] = silu(gate[i]) * up[i]. out may alias gate.
   void (*silu_mul)(float* out, const float* gate, const float* up, std::size_t n);
   // y[i] += x[i]
@@ -45,6 +49,9 @@ struct KernelTable {
                                  std::size_t num_units, float cutoff);
   void (*bucket_matvec)(float* y, const BucketView& m, const float* xg, const std::uint32_t* units,
                         std::size_t count, std::size_t bucket_begin, std::size_t bucket_end);
+  // The panels of a block of buckets and tiles (bucket_panel.h), for panel_matmul.
+  void (*bucket_panel)(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
+                       std::size_t buckets, std::size_t tile0, std::size_t tiles);
   // out[i] = float(src[i]) for a row of a weight matrix, indexed by DType.
   void (*to_float[kNumDTypes])(float* out, const void* src, std::size_t n);
 };

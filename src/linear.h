@@ -44,9 +44,6 @@ struct Compute {
 
 // Each output row is computed whole by one thread, so y does not depend on the thread count.
 void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute);
-// Y[t] = W X[t] for n vectors (X [n, cols], Y [n, rows]), each bitwise equal to matvec's.
-void matmul(const DenseMatrix& w, const float* x, float* y, std::size_t n, const Compute& compute);
-
 // A projection at the effort set for its kind. Bucketed: the cutoff is the exact order
 // statistic of the probe units' importances (sum_g |x| * stat), so that a fraction `effort` of
 // the probes clears it; the units clearing it are multiplied. Each output is summed by one thread in row
@@ -56,6 +53,13 @@ void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* 
 // The cutoff for `effort` over probe importances (reordered in place): the (t+1)-th largest with
 // t = round(effort * n) clamped to [1, n], or -1 (every unit) when t = n.
 float effort_cutoff(std::vector<float>& products, std::size_t n, float effort);
+
+// Y[j] = W X[j] for a batch of n vectors (X [n, in_features], Y [n, out_features]) at effort 1:
+// every loaded weight, unpacked once for the whole batch (panel_matmul.h). packed_x is scratch.
+// Sums run in input-slot order, not in the single-vector order, so results match matvec to
+// rounding, not bitwise. Outputs are split among threads whole, so Y does not depend on their count.
+void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::size_t n, const Compute& compute,
+            std::vector<float>& packed_x);
 
 std::size_t out_features(const Matrix& w);
 std::size_t in_features(const Matrix& w);

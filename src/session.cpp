@@ -111,20 +111,35 @@ struct Session::Impl {
     history.push_back(token);
   }
 
-  // Feeds the token generation left pending, then `tokens`, after checking them all. Prompts
-  // run in batches when nothing needs them one at a time.
-  void feed(std::span<const Token> tokens) {
+  // Feeds the token generation left pending (at the generation effort), then `tokens`, after
+  // checking them all. Prompt tokens run at the prompt effort, in batches when nothing needs
+  // them one at a time; other tokens run one at a time at the generation effort.
+  void feed(std::span<const Token> tokens, bool prompt) {
     for (Token t : tokens) check_token(t);
     check_room(tokens.size() + (pending ? 1 : 0));
     if (pending) {
       run(*pending);
       pending.reset();
     }
+    if (tokens.empty()) return;
+    // The prompt's effort replaces the generation's while it runs, and its work is not counted
+    // in the effort stats, which describe generation.
+    struct GenerationEffort {
+      EffortState& state;
+      EffortState saved;
+      ~GenerationEffort() { state = std::move(saved); }
+    };
+    std::optional<GenerationEffort> generation_effort;
+    if (prompt) {
+      generation_effort.emplace(GenerationEffort{effort, effort});
+      effort.set_all(prompt_effort);
+    }
     while (!tokens.empty()) {
       const std::size_t n = std::min(tokens.size(), kPromptBatch);
-      if (n > 1 && batchable(n)) {
+      if (prompt && n > 1 && batchable(n)) {
         model.transformer->prefill(tokens.first(n), int(history.size()), cache, act, batch(), compute());
         history.insert(history.end(), tokens.begin(), tokens.begin() + std::ptrdiff_t(n));
+        if (exit.options.enabled) exit.take_candidates(act.logits);
       } else {
         for (Token t : tokens.first(n)) run(t);
       }
@@ -132,10 +147,10 @@ struct Session::Impl {
     }
   }
 
-  // Batches need dense projections, no per-token hooks, and no wrap of the KV ring (a later
-  // token would overwrite keys an earlier one still attends to).
+  // Batches run at effort 1, see no observer, record no exit signals, and need positions that
+  // do not wrap the KV ring (a later token would overwrite keys an earlier one still attends to).
   bool batchable(std::size_t n) const {
-    return !model.bucketed() && !observer && !exit.options.enabled &&
+    return prompt_effort >= 1.0f && !observer && !exit.options.record_signals &&
            history.size() + n <= std::size_t(cache.capacity());
   }
 
@@ -144,7 +159,9 @@ struct Session::Impl {
     return *batch_activations;
   }
 
-  static constexpr std::size_t kPromptBatch = 64;
+  // Prompt tokens per batch: enough that unpacking the weights once per batch costs little
+  // next to the products, few enough that the batch activations stay small.
+  static constexpr std::size_t kPromptBatch = 256;
 
   std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
   const Model::Impl& model;
@@ -156,6 +173,7 @@ struct Session::Impl {
   Activations act;
   BucketScratch scratch;
   EffortState effort;
+  float prompt_effort = 1.0f;
   ActivationObserver observer;
   ExitState exit;
   std::optional<BatchActivations> batch_activations;  // allocated on the first batched prompt
@@ -174,10 +192,13 @@ Session Model::new_session(const SessionOptions& options) const {
   return Session(std::make_unique<Session::Impl>(impl_, options));
 }
 
-std::span<const float> Session::forward(Token token) { return prefill(std::span<const Token>(&token, 1)); }
+std::span<const float> Session::forward(Token token) {
+  impl_->feed(std::span<const Token>(&token, 1), false);
+  return impl_->act.logits;
+}
 
 std::span<const float> Session::prefill(std::span<const Token> tokens) {
-  impl_->feed(tokens);
+  impl_->feed(tokens, true);
   if (impl_->history.empty())
     throw Error(ErrorCode::invalid_argument, "[session] no tokens: logits need at least one token");
   return impl_->act.logits;
@@ -220,7 +241,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
         result.stop_reason = StopReason::context_full;
         break;
       }
-      s.feed({});  // runs the pending token
+      s.feed({}, false);  // runs the pending token
     }
     const Token token = sampler.sample(s.act.logits, s.history);
     const auto confident_stop = answer_stop.observe(s.act.logits);
@@ -271,6 +292,15 @@ void Session::set_layer_effort(int layer, MatrixKind kind, float effort) {
                                                  std::to_string(impl_->model.config.num_hidden_layers) + ")");
   impl_->effort.effort[std::size_t(layer)][std::size_t(kind)] = effort;
 }
+
+void Session::set_prompt_effort(float effort) {
+  check_effort(effort);
+  if (effort < 1.0f && !impl_->model.bucketed())
+    throw Error(ErrorCode::invalid_argument,
+                "[session] prompt effort below 1 needs a bucketed .effort model (convert it with effort-convert)");
+  impl_->prompt_effort = effort;
+}
+float Session::prompt_effort() const { return impl_->prompt_effort; }
 
 float Session::effort(MatrixKind kind) const { return impl_->effort.effort[0][std::size_t(kind)]; }
 float Session::layer_effort(int layer, MatrixKind kind) const {

@@ -33,7 +33,8 @@ BatchActivations::BatchActivations(const ModelConfig& c, std::size_t n)
       gate(n * std::size_t(c.intermediate_size)),
       up(gate.size()),
       cos(n * std::size_t(c.head_dim / 2)),
-      sin(cos.size()) {}
+      sin(cos.size()),
+      packed_x(n * std::size_t(std::max(c.hidden_size, c.intermediate_size))) {}
 
 Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
     : config_(config), weights_(weights) {
@@ -85,14 +86,7 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
     exit->consecutive_exits = layers < n ? exit->consecutive_exits + 1 : 0;
     exit->layers_run += layers;
     exit->tokens += 1;
-    // This token's top logits are the next token's candidates.
-    const std::size_t count = std::min<std::size_t>(std::size_t(exit->options.candidates), act.logits.size());
-    exit->candidates.resize(act.logits.size());
-    std::iota(exit->candidates.begin(), exit->candidates.end(), 0);
-    std::partial_sort(exit->candidates.begin(), exit->candidates.begin() + std::ptrdiff_t(count), exit->candidates.end(),
-                      [&](Token a, Token b) { return act.logits[std::size_t(a)] > act.logits[std::size_t(b)] ||
-                                                    (act.logits[std::size_t(a)] == act.logits[std::size_t(b)] && a < b); });
-    exit->candidates.resize(count);
+    exit->take_candidates(act.logits);
   }
 }
 
@@ -110,13 +104,9 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
     std::copy(act.cos.begin(), act.cos.end(), &batch.cos[t * half]);
     std::copy(act.sin.begin(), act.sin.end(), &batch.sin[t * half]);
   }
-  // Each projection once for all the tokens, counted as the token path counts it.
+  // Each projection once for all the tokens.
   auto project_all = [&](const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
-    const auto& dense = std::get<DenseMatrix>(w);
-    matmul(dense, x.data(), y.data(), n, compute);
-    const double macs = double(dense.rows) * double(dense.cols) * double(n);
-    compute.effort->stats.done[int(kind)] += macs;
-    compute.effort->stats.dense[int(kind)] += macs;
+    matmul(w, kind, x.data(), y.data(), n, compute, batch.packed_x);
   };
   auto norm_rows = [&](const std::vector<float>& weight) {
     for (std::size_t t = 0; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
@@ -165,6 +155,16 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
   std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);
   matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
+}
+
+void ExitState::take_candidates(std::span<const float> logits) {
+  const std::size_t count = std::min<std::size_t>(std::size_t(options.candidates), logits.size());
+  candidates.resize(logits.size());
+  std::iota(candidates.begin(), candidates.end(), 0);
+  std::partial_sort(candidates.begin(), candidates.begin() + std::ptrdiff_t(count), candidates.end(),
+                    [&](Token a, Token b) { return logits[std::size_t(a)] > logits[std::size_t(b)] ||
+                                                  (logits[std::size_t(a)] == logits[std::size_t(b)] && a < b); });
+  candidates.resize(count);
 }
 
 bool Transformer::should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak,

@@ -35,6 +35,7 @@ struct BatchActivations {
   std::vector<float> k, v;              // [capacity, num_key_value_heads * head_dim]
   std::vector<float> gate, up;          // [capacity, intermediate_size]
   std::vector<float> cos, sin;          // [capacity, head_dim / 2]
+  std::vector<float> packed_x;          // matmul's transposed inputs [input slots, capacity]
 };
 
 // A session's early-exit state: the resolved options and what carries over between tokens.
@@ -47,6 +48,8 @@ struct ExitState {
   double check_seconds = 0;
   std::vector<ExitSignal> signals;
   std::vector<float> before, final_normed;  // scratch [hidden_size]
+  // A token's top logits become the next token's candidates.
+  void take_candidates(std::span<const float> logits);
 };
 
 class Transformer {
@@ -59,9 +62,9 @@ class Transformer {
   void forward(Token token, int position, KvCache& cache, Activations& act, const Compute& compute,
                ExitState* exit = nullptr) const;
 
-  // Runs the prompt tokens at positions start.. together, one matmul per weight matrix, and
-  // leaves the logits after the last one in act.logits: bitwise what forward() token by token
-  // gives. Needs dense projections and positions that fit the cache without wrapping.
+  // Runs the prompt tokens at positions start.. together, one matmul per weight matrix at effort
+  // 1, and leaves the logits after the last one in act.logits: what forward() token by token
+  // gives at effort 1, to rounding. Needs positions that fit the cache without wrapping.
   void prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act, BatchActivations& batch,
                const Compute& compute) const;
 

@@ -200,6 +200,42 @@ TEST_CASE("effort 1 is the dense product of the decoded weights, for every group
   }
 }
 
+TEST_CASE("the batched product is effort 1 for every vector: groups, sizes, partial loading, threads", "[effort]") {
+  std::mt19937 rng(12);
+  const std::size_t out = 300, in = 200, n = 14;
+  const auto w = gaussian(out * in, rng, 0.02f);
+  const auto x = heavy_tailed(n * in, rng);
+  for (auto [group, size] : {std::pair<std::size_t, std::size_t>{1, 16}, {4, 16}, {3, 16}, {1, 8}, {4, 8}}) {
+    const auto b = convert(w, out, in, group, 7, {}, size);
+    for (std::size_t kept : {all_units(b), size / 2 * b.num_tiles + 5}) {  // all, and a partial load
+      const BucketMatrix m = as_matrix(b, kept);
+      const auto decoded = decode_buckets(m, kept);
+      std::vector<float> one;
+      for (int threads : {1, 2, 3}) {
+        CAPTURE(group, size, kept, threads);
+        ThreadPool pool(threads);
+        EffortState state;
+        std::vector<float> y(n * out), packed;
+        matmul(Matrix(m), MatrixKind::up_proj, x.data(), y.data(), n,
+               Compute{kernels::kernel_table(kernels::best_arch()), pool, &state, nullptr}, packed);
+        REQUIRE(state.stats.fraction(MatrixKind::up_proj) == Approx(double(kept) / double(all_units(b))));
+        if (threads == 1) one = y;
+        REQUIRE(y == one);  // each output is summed by one thread
+        for (std::size_t j = 0; j < n; ++j) {
+          const std::vector<float> xj(x.begin() + std::ptrdiff_t(j * in), x.begin() + std::ptrdiff_t((j + 1) * in));
+          const auto exact = exact_product(decoded, xj, out, in);
+          for (std::size_t o = 0; o < out; ++o) {
+            double magnitude = 0;
+            for (std::size_t i = 0; i < in; ++i) magnitude += std::fabs(double(decoded[o * in + i]) * xj[i]);
+            // fp32 sums over the padded input slots (<= in + G): Higham's bound.
+            REQUIRE(std::fabs(y[j * out + o] - exact[o]) <= double(in + group) * 0x1p-24 * magnitude);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("the cutoff is the exact order statistic of the probe importances", "[effort]") {
   std::vector<float> p = {5, 1, 4, 2, 3};
   REQUIRE(effort_cutoff(p, 5, 1.0f) == -1.0f);  // every unit

@@ -265,3 +265,32 @@ TEST_CASE("a per-layer effort schedule combines with kinds and early exit", "[mo
   REQUIRE(combined.average_layers() < 5.0);
   for (const auto& row : z) REQUIRE(std::all_of(row.begin(), row.end(), [](float v) { return std::isfinite(v); }));
 }
+
+TEST_CASE("batched prompts of a .effort model give the token-by-token logits at the prompt effort", "[effort][model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const auto ids = test::long_prompt(300);
+  for (float mem_fraction : {1.0f, 0.75f}) {
+    const Model model = Model::load(fixture_effort(), {.mem_fraction = mem_fraction});
+    for (int threads : {1, 2}) {
+      CAPTURE(mem_fraction, threads);
+      const float diff = test::batched_vs_one_by_one(model, ids, {.num_threads = threads});
+      CAPTURE(diff);
+      // Effort 1 in both; fp32 summation orders differ, as for the dense model (model_test).
+      REQUIRE(diff < 1e-4f);
+    }
+  }
+  // Below effort 1 the prompt runs one token at a time at the prompt effort, whatever the
+  // generation effort: bit for bit what forward() gives at that effort.
+  const Model model = Model::load(fixture_effort());
+  Session prompt_effort = model.new_session(), plain = model.new_session();
+  prompt_effort.set_prompt_effort(0.5f);
+  prompt_effort.set_effort(0.25f);
+  plain.set_effort(0.5f);
+  const auto expected = logits(plain, ids).back();
+  const auto z = prompt_effort.prefill(ids);
+  REQUIRE(std::vector<float>(z.begin(), z.end()) == expected);
+  REQUIRE(prompt_effort.effort(MatrixKind::up_proj) == 0.25f);   // restored for generation
+  REQUIRE(prompt_effort.effort_stats().overall() == 0.0);        // the prompt is not counted
+  REQUIRE_THROWS_WITH(Model::load(test::fixture_model()).new_session().set_prompt_effort(0.5f),
+                      Contains("prompt effort below 1 needs a bucketed .effort model"));
+}

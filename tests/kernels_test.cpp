@@ -8,6 +8,7 @@
 
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
+#include "kernels/panel_matmul.h"
 
 using namespace effort::kernels;
 
@@ -254,28 +255,55 @@ TEST_CASE("arch names parse and unknown ones are rejected", "[kernels]") {
   REQUIRE(arch_supported(best_arch()));
 }
 
-TEST_CASE("matmul equals one matvec per vector, bit for bit, on every arch and dtype", "[kernels]") {
+TEST_CASE("dense panels and panel products equal the scalar reference on every arch", "[kernels]") {
   std::mt19937 rng(9);
-  const std::pair<std::size_t, std::size_t> shapes[] = {{1, 1}, {7, 15}, {9, 16}, {17, 33}, {5, 4096}};
-  for (auto [rows, cols] : shapes) {
-    for (std::size_t n : {std::size_t(1), std::size_t(3), std::size_t(4), std::size_t(9)}) {
-      const auto w = normals(rows * cols, rng, 0.05f), x = normals(n * cols, rng);
-      for (Arch arch : {Arch::scalar, Arch::avx2, Arch::avx512}) {
-        if (!arch_supported(arch)) continue;
-        for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
-          CAPTURE(arch_name(arch), dtype_name(dtype), rows, cols, n);
-          // Values rounded to the dtype first, so both paths see the same weights.
-          std::vector<float> wr(w);
-          for (auto& v : wr)
-            v = dtype == DType::f16 ? half_to_float(float_to_half(v))
-                                    : dtype == DType::bf16 ? bf16_to_float(std::uint16_t(float_to_bits(v) >> 16)) : v;
-          const auto bytes = encode(dtype, wr);
-          const KernelTable& k = kernel_table(arch);
-          std::vector<float> batched(n * rows), single(n * rows);
-          k.matmul[int(dtype)](batched.data(), rows, bytes.data(), x.data(), rows, cols, n);
-          for (std::size_t t = 0; t < n; ++t) k.matvec[int(dtype)](single.data() + t * rows, bytes.data(), x.data() + t * cols, rows, cols);
-          REQUIRE(batched == single);
+  // Panel rows up to 32 (partial panels pad with zeros); chunks and offsets off the SIMD width.
+  const std::size_t rows_list[] = {1, 7, 32}, cols = 150, col0 = 3, k_len = 131;
+  for (std::size_t rows : rows_list)
+    for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+      // Small integers are exact in every dtype, so every arch unpacks the same floats.
+      const auto w = small_ints(rows * cols, rng);
+      const auto bytes = encode(dtype, w);
+      std::vector<float> expected(k_len * kPanelWidth);
+      kernel_table(Arch::scalar).dense_panel[int(dtype)](expected.data(), bytes.data(), cols, rows, col0, k_len);
+      for (std::size_t k = 0; k < k_len; ++k)
+        for (std::size_t o = 0; o < kPanelWidth; ++o)
+          REQUIRE(expected[k * kPanelWidth + o] == (o < rows ? w[o * cols + col0 + k] : 0.0f));
+      for (Arch arch : simd_arches()) {
+        CAPTURE(arch_name(arch), dtype_name(dtype), rows);
+        std::vector<float> panel(k_len * kPanelWidth, -1.0f);
+        kernel_table(arch).dense_panel[int(dtype)](panel.data(), bytes.data(), cols, rows, col0, k_len);
+        REQUIRE(panel == expected);
+      }
+    }
+  // Vector counts around both arches' blocks (12 and 3 vectors), full and partial widths.
+  for (std::size_t n : {1, 2, 3, 5, 12, 13, 25}) {
+    for (std::size_t width : {std::size_t(32), std::size_t(9)}) {
+      for (bool accumulate : {false, true}) {
+        alignas(64) float panel[64 * kPanelWidth];
+        const auto p = normals(64 * kPanelWidth, rng), xt = normals(64 * 30, rng), y0 = normals(n * 40, rng);
+        std::copy(p.begin(), p.end(), panel);
+        std::vector<float> expected(y0);
+        reference::panel_matmul(expected.data(), 40, panel, xt.data(), 30, 64, n, width, accumulate);
+        // The same chain of fused multiply-adds per output: bit for bit.
+        for (Arch arch : simd_arches()) {
+          CAPTURE(arch_name(arch), n, width, accumulate);
+          std::vector<float> y(y0);
+          kernel_table(arch).panel_matmul(y.data(), 40, panel, xt.data(), 30, 64, n, width, accumulate);
+          REQUIRE(y == expected);
         }
+        // Against the definition, in double: the reference's sums are fp32 over 64 terms plus
+        // the start value, within 65 * 2^-24 * sum of magnitudes (Higham's bound).
+        for (std::size_t j = 0; j < n; ++j)
+          for (std::size_t o = 0; o < 40; ++o) {
+            double exact = o < width && accumulate ? y0[j * 40 + o] : o < width ? 0.0 : y0[j * 40 + o];
+            double magnitude = std::fabs(exact);
+            for (std::size_t k = 0; o < width && k < 64; ++k) {
+              exact += double(panel[k * kPanelWidth + o]) * xt[k * 30 + j];
+              magnitude += std::fabs(double(panel[k * kPanelWidth + o]) * xt[k * 30 + j]);
+            }
+            REQUIRE(std::fabs(expected[j * 40 + o] - exact) <= 65 * 0x1p-24 * magnitude);
+          }
       }
     }
   }

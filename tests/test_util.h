@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "effort/effort.h"
+
 namespace test {
 
 namespace fs = std::filesystem;
@@ -127,6 +129,35 @@ inline float max_abs_diff(const float* a, const float* b, std::size_t n) {
   float m = 0;
   for (std::size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
   return m;
+}
+
+// A prompt longer than one batch (256 tokens) of the fixture: the reference greedy story from
+// BOS, continued with itself.
+inline std::vector<int> long_prompt(std::size_t length) {
+  const auto story = read_json(reference_dir() / "stories260K" / "greedy_from_bos.json")["generated_ids"].get<std::vector<int>>();
+  std::vector<int> ids = {1};
+  while (ids.size() < length) ids.push_back(story[(ids.size() - 1) % story.size()]);
+  return ids;
+}
+
+// How far a session's batched prompt (prefill) lands from feeding the same tokens one at a time
+// (forward): the largest logit difference after the prompt and after one more token.
+inline float batched_vs_one_by_one(const effort::Model& model, const std::vector<int>& ids,
+                                   const effort::SessionOptions& options) {
+  effort::Session one_by_one = model.new_session(options), batched = model.new_session(options);
+  std::vector<float> expected;
+  for (int t : ids) {
+    const auto z = one_by_one.forward(t);
+    expected.assign(z.begin(), z.end());
+  }
+  const auto z = batched.prefill(ids);
+  float diff = max_abs_diff(z.data(), expected.data(), expected.size());
+  if (batched.position() != one_by_one.position()) return INFINITY;
+  // The caches agree too: the next token's logits.
+  const auto next_a = one_by_one.forward(403);
+  expected.assign(next_a.begin(), next_a.end());
+  const auto next_b = batched.forward(403);
+  return std::max(diff, max_abs_diff(next_b.data(), expected.data(), expected.size()));
 }
 
 }  // namespace test

@@ -96,8 +96,9 @@ struct GenerationStats {
   double generation_seconds = 0;
 };
 
-// Multiply-adds of the seven projection kinds since the last reset: done by the effort kernels
-// versus what the dense product of the full matrices would do.
+// Multiply-adds of the seven projection kinds since the last reset, for the tokens run at the
+// generation effort (prompt tokens are not counted): done by the effort kernels versus what the
+// dense product of the full matrices would do.
 struct EffortStats {
   double done[kNumMatrixKinds] = {};
   double dense[kNumMatrixKinds] = {};
@@ -153,10 +154,12 @@ class Session {
   Session(Session&&) noexcept;
   Session& operator=(Session&&) noexcept;
 
-  // Feeds one token at position() and returns the logits for the next position
-  // (valid until the next call).
+  // Feeds one token at position(), at the generation effort, and returns the logits for the
+  // next position (valid until the next call).
   std::span<const float> forward(Token token);
-  // Feeds tokens in order; returns the logits after the last one.
+  // Feeds prompt tokens in order, at the prompt effort; returns the logits after the last one.
+  // At prompt effort 1 they run in batches (one pass over the weights for many tokens), which
+  // gives forward()'s logits to rounding; below 1, one at a time.
   std::span<const float> prefill(std::span<const Token> tokens);
   // Feeds the prompt, then samples up to max_new_tokens.
   GenerateResult generate(std::span<const Token> prompt, const GenerateOptions& options = {},
@@ -172,6 +175,10 @@ class Session {
   // A per-layer schedule (e.g. lower effort in the middle layers): one layer, all or one kind.
   void set_layer_effort(int layer, float effort);
   void set_layer_effort(int layer, MatrixKind kind, float effort);
+  // Effort of every projection while prompt tokens run (prefill, generate's prompt), in (0, 1];
+  // default 1. Below 1 needs a bucketed model and runs the prompt token by token.
+  void set_prompt_effort(float effort);
+  float prompt_effort() const;
   float effort(MatrixKind kind) const;  // layer 0's
   float layer_effort(int layer, MatrixKind kind) const;
   const EffortStats& effort_stats() const;
