@@ -108,6 +108,18 @@ inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::str
   return ids;
 }
 
+// Peak resident memory of this process in MB (VmHWM), 0 when unknown.
+inline double peak_rss_mb() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb / 1024.0;
+}
+
 // A tool's main: runs it and maps errors to exit codes: 2 for bad arguments, 1 for anything
 // else, with the message (which names the file or argument) on stderr.
 inline int run_tool(const char* name, int argc, char** argv, int (*run)(int, char**)) {

@@ -13,7 +13,7 @@
 #include "cli.h"
 #include "effort/effort.h"
 #include "metrics.h"
-#include "exit_calibration.h"
+#include "exit_flags.h"
 #include "svg_plot.h"
 
 namespace {
@@ -148,12 +148,7 @@ int run(int argc, char** argv) {
     else if (f == "--exit-threshold") {
       exit_thresholds.clear();
       for (const auto& t : cli::split_list(args.value())) exit_thresholds.push_back(float(cli::parse_number(f, t, 0, 1)));
-    } else if (f == "--exit-layers") {
-      exit_base.check_layers.clear();
-      for (const auto& l : cli::split_list(args.value())) exit_base.check_layers.push_back(int(cli::parse_int(f, l, 0, 1 << 16)));
-    } else if (f == "--exit-patience") exit_base.patience = int(cli::parse_int(f, args.value(), 1, 1 << 16));
-    else if (f == "--exit-warmup") exit_base.warmup = int(cli::parse_int(f, args.value(), 0, 1 << 24));
-    else if (f == "--exit-max-consecutive") exit_base.max_consecutive = int(cli::parse_int(f, args.value(), 1, 1 << 24));
+    } else if (cli::read_exit_schedule_flag(f, args, exit_base)) continue;
     else if (f == "--exit-calibration") calibration_in = args.value();
     else if (f == "--calibrate") calibrate = true;
     else if (f == "--target-disagreement") target_disagreement = cli::parse_number(f, args.value(), 0, 1);

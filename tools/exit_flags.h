@@ -1,5 +1,6 @@
-// exit_calibration.h: the per-layer early-exit thresholds that effort-eval --calibrate writes
-// and effort-run / effort-eval --exit-calibration read: {"layer_thresholds": {"L": t, ...}, ...}.
+// exit_flags.h: the early-exit flags the tools share: the check schedule, and the per-layer
+// thresholds that effort-eval --calibrate writes and --exit-calibration reads:
+// {"layer_thresholds": {"L": t, ...}, ...}.
 #pragma once
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,19 @@ inline void apply_exit_calibration(const std::string& path, EarlyExitOptions& op
     options.check_layers.push_back(l);
     options.layer_thresholds.emplace_back(l, threshold.get<float>());
   }
+}
+
+// --exit-layers, --exit-patience, --exit-warmup, --exit-max-consecutive (effort-run, effort-eval,
+// effort-bench). False when f is none of them.
+inline bool read_exit_schedule_flag(const std::string& f, ArgReader& args, EarlyExitOptions& o) {
+  if (f == "--exit-layers") {
+    o.check_layers.clear();
+    for (const auto& l : split_list(args.value())) o.check_layers.push_back(int(parse_int(f, l, 0, 1 << 16)));
+  } else if (f == "--exit-patience") o.patience = int(parse_int(f, args.value(), 1, 1 << 16));
+  else if (f == "--exit-warmup") o.warmup = int(parse_int(f, args.value(), 0, 1 << 24));
+  else if (f == "--exit-max-consecutive") o.max_consecutive = int(parse_int(f, args.value(), 1, 1 << 24));
+  else return false;
+  return true;
 }
 
 }  // namespace effort::cli

@@ -8,7 +8,7 @@
 #include <tuple>
 
 #include "cli.h"
-#include "exit_calibration.h"
+#include "exit_flags.h"
 #include "effort/effort.h"
 
 namespace {
@@ -23,6 +23,7 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
       --effort-map LIST  per-kind efforts overriding --effort, e.g. down=0.2,up=0.3
                          (kinds: q, k, v, o, gate, up, down)
       --effort-layers LIST  per-layer efforts overriding the above, e.g. 8-23=0.4,24=0.6 (0-based)
+      --prompt-effort E  effort while the prompt runs, in (0, 1] (default 1: batched, full quality)
       --mem-fraction F   map only the leading F of each bucketed matrix, in (0, 1] (default 1)
   -p, --prompt TEXT      prompt text (BOS is added); default: generate from BOS alone
       --prompt-ids LIST  prompt as comma-separated token ids, fed as given
@@ -62,6 +63,7 @@ struct Options {
   bool print_ids = false;
   bool chat = false;
   float effort = 1.0f;
+  float prompt_effort = 1.0f;
   EarlyExitOptions early_exit;
   std::vector<std::pair<MatrixKind, float>> effort_map;
   std::vector<std::tuple<int, int, float>> effort_layers;  // first, last, effort
@@ -109,6 +111,7 @@ Options parse(int argc, char** argv) {
     else if (f == "-c" || f == "--ctx-size") o.session.context_length = int(cli::parse_int(f, args.value(), 1, 1 << 24));
     else if (f == "--arch") o.session.kernel_arch = args.value();
     else if (f == "--effort") o.effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--prompt-effort") o.prompt_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--effort-map") o.effort_map = parse_effort_map(f, args.value());
     else if (f == "--effort-layers") {
       for (const std::string& item : cli::split_list(args.value())) {
@@ -124,12 +127,7 @@ Options parse(int argc, char** argv) {
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--early-exit") o.early_exit.enabled = true;
     else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
-    else if (f == "--exit-layers") {
-      o.early_exit.check_layers.clear();
-      for (const auto& l : cli::split_list(args.value())) o.early_exit.check_layers.push_back(int(cli::parse_int(f, l, 0, 1 << 16)));
-    } else if (f == "--exit-patience") o.early_exit.patience = int(cli::parse_int(f, args.value(), 1, 1 << 16));
-    else if (f == "--exit-warmup") o.early_exit.warmup = int(cli::parse_int(f, args.value(), 0, 1 << 24));
-    else if (f == "--exit-max-consecutive") o.early_exit.max_consecutive = int(cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (cli::read_exit_schedule_flag(f, args, o.early_exit)) continue;
     else if (f == "--exit-calibration") cli::apply_exit_calibration(args.value(), o.early_exit);
     else if (f == "--stop-gap") o.generate.stop_gap = float(cli::parse_number(f, args.value(), 0, 1e6));
     else if (f == "--stop-burnout") o.generate.stop_burnout = float(cli::parse_number(f, args.value(), 0, 1e9));
@@ -165,18 +163,6 @@ struct Printer {
   }
 };
 
-// Peak resident memory of this process in MB (VmHWM), 0 when unknown.
-double peak_rss_mb() {
-  FILE* f = std::fopen("/proc/self/status", "r");
-  if (!f) return 0;
-  char line[256];
-  double kb = 0;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
-  std::fclose(f);
-  return kb / 1024.0;
-}
-
 void print_stats(const GenerationStats& s, const Session& session, std::uint64_t seed) {
   auto rate = [](int n, double sec) { return sec > 0 ? n / sec : 0.0; };
   const EffortStats& e = session.effort_stats();
@@ -192,7 +178,7 @@ void print_stats(const GenerationStats& s, const Session& session, std::uint64_t
                "\n[stats] prompt %d tokens %.1f tok/s | generation %d tokens %.1f tok/s | %s | layers %.2f | "
                "peak rss %.0f MB | threads %d | %.*s | seed %llu\n",
                s.prompt_tokens, rate(s.prompt_tokens, s.prompt_seconds), s.generated_tokens,
-               rate(s.generated_tokens, s.generation_seconds), mults.c_str(), session.average_layers(), peak_rss_mb(),
+               rate(s.generated_tokens, s.generation_seconds), mults.c_str(), session.average_layers(), cli::peak_rss_mb(),
                session.num_threads(),
                int(session.kernel_arch().size()), session.kernel_arch().data(), (unsigned long long)seed);
 }
@@ -234,6 +220,7 @@ int run(int argc, char** argv) {
   const Model model = Model::load(o.model, o.load);
   Session session = model.new_session(o.session);
   session.set_effort(o.effort);
+  session.set_prompt_effort(o.prompt_effort);
   for (const auto& [kind, effort] : o.effort_map) session.set_effort(kind, effort);
   for (const auto& [first, last, effort] : o.effort_layers)
     for (int l = first; l <= last; ++l) session.set_layer_effort(l, effort);

@@ -1,0 +1,284 @@
+// effort-bench: prompt (pp) and generation (tg) tokens per second, as llama-bench measures them,
+// so that the two tables can be put side by side: pp = a prompt of N tokens in a fresh context,
+// tg = N tokens generated one at a time (greedy: the argmax is fed back). Every repetition is
+// kept in the JSON output.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli.h"
+#include "effort/effort.h"
+#include "exit_flags.h"
+
+namespace {
+
+using namespace effort;
+
+constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
+  -m, --model PATH       a .effort file or a Hugging Face checkpoint folder
+  -p, --n-prompt LIST    prompt lengths, one pp test each (default 512; 0: none)
+  -n, --n-gen LIST       generated tokens, one tg test each (default 128; 0: none)
+  -d, --depth LIST       tokens already in the context before each test (default 0)
+  -r, --repetitions N    timed repetitions per test, after one warm-up run (default 5)
+  -t, --threads LIST     thread counts (default: all hardware threads)
+      --effort LIST      generation efforts, one tg test each (default 1; below 1 needs .effort)
+      --prompt-effort E  effort of the pp tests, in (0, 1] (default 1: batched)
+      --mem-fraction F   map only the leading F of each bucketed matrix (default 1)
+      --arch NAME        kernels: scalar, avx2 or avx512 (default: the best this CPU runs)
+      --early-exit       tg tests with early exit; --exit-threshold T, --exit-calibration FILE,
+                         --exit-layers, --exit-patience, --exit-warmup, --exit-max-consecutive as
+                         for effort-run
+  -o, --output FORMAT    md (a llama-bench-shaped table, default) or json (a list of objects with
+                         model, threads, effort, test, tps_mean, tps_sd, reps, peak_rss_mb, ...)
+  -h, --help             this text
+Prompts are pseudo-random token ids (fixed seed), as in llama-bench: the speed does not depend
+on the text. peak_rss_mb is the process's peak resident memory after the test.
+)";
+
+struct Options {
+  std::string model;
+  std::vector<int> n_prompt = {512}, n_gen = {128}, depths = {0};
+  int repetitions = 5;
+  std::vector<int> threads;
+  std::vector<float> efforts = {1.0f};
+  float prompt_effort = 1.0f;
+  LoadOptions load;
+  std::string arch;
+  EarlyExitOptions early_exit;
+  bool json = false;
+};
+
+std::vector<int> parse_counts(const std::string& flag, const std::string& text, int min) {
+  std::vector<int> values;
+  for (const auto& item : cli::split_list(text)) values.push_back(int(cli::parse_int(flag, item, min, 1 << 24)));
+  if (values.empty()) throw cli::UsageError(flag + ": expected a comma-separated list");
+  return values;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  cli::ArgReader args(argc, argv, kUsage);
+  while (!args.done()) {
+    const std::string f = args.next_flag();
+    if (f == "-m" || f == "--model") o.model = args.value();
+    else if (f == "-p" || f == "--n-prompt") o.n_prompt = parse_counts(f, args.value(), 0);
+    else if (f == "-n" || f == "--n-gen") o.n_gen = parse_counts(f, args.value(), 0);
+    else if (f == "-d" || f == "--depth") o.depths = parse_counts(f, args.value(), 0);
+    else if (f == "-r" || f == "--repetitions") o.repetitions = int(cli::parse_int(f, args.value(), 1, 1 << 16));
+    else if (f == "-t" || f == "--threads") o.threads = parse_counts(f, args.value(), 1);
+    else if (f == "--effort") {
+      o.efforts.clear();
+      for (const auto& e : cli::split_list(args.value())) o.efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
+      if (o.efforts.empty()) throw cli::UsageError(f + ": expected a comma-separated list");
+    } else if (f == "--prompt-effort") o.prompt_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--arch") o.arch = args.value();
+    else if (f == "--early-exit") o.early_exit.enabled = true;
+    else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
+    else if (f == "--exit-calibration") cli::apply_exit_calibration(args.value(), o.early_exit);
+    else if (cli::read_exit_schedule_flag(f, args, o.early_exit)) continue;
+    else if (f == "-o" || f == "--output") {
+      const std::string format = args.value();
+      if (format != "md" && format != "json") throw cli::UsageError(f + ": expected md or json, got '" + format + "'");
+      o.json = format == "json";
+    } else throw cli::UsageError("unknown option '" + f + "' (see --help)");
+  }
+  if (o.model.empty()) throw cli::UsageError("missing -m MODEL");
+  if (o.threads.empty()) o.threads = {int(std::max(1u, std::thread::hardware_concurrency()))};
+  return o;
+}
+
+// What llama-bench prints in its model, size and params columns.
+struct ModelFacts {
+  std::string name;
+  double size_bytes = 0;
+  double params = 0;
+};
+
+ModelFacts describe(const std::string& path, const Model& model) {
+  namespace fs = std::filesystem;
+  ModelFacts facts;
+  facts.name = fs::path(path).filename().string();
+  if (facts.name.empty()) facts.name = fs::path(path).parent_path().filename().string();
+  facts.name += model.bucketed() ? " (effort)" : " (dense)";
+  if (fs::is_directory(path)) {
+    for (const auto& entry : fs::directory_iterator(path))
+      if (entry.path().extension() == ".safetensors") facts.size_bytes += double(entry.file_size());
+  } else {
+    facts.size_bytes = double(fs::file_size(path));
+  }
+  const ModelConfig& c = model.config();
+  const double hidden = c.hidden_size, q = double(c.num_attention_heads) * c.head_dim,
+               kv = double(c.num_key_value_heads) * c.head_dim, vocab = c.vocab_size;
+  const double layer = hidden * (q + 2 * kv) + q * hidden + 3 * hidden * c.intermediate_size + 2 * hidden;
+  facts.params = vocab * hidden * (c.tie_word_embeddings ? 1 : 2) + c.num_hidden_layers * layer + hidden;
+  return facts;
+}
+
+// Pseudo-random ids (splitmix64), BOS first: a fixed, tokenizer-independent prompt.
+std::vector<Token> bench_tokens(const ModelConfig& c, std::size_t n, std::uint64_t seed) {
+  std::vector<Token> ids;
+  if (n) ids.push_back(c.bos_token_id);
+  while (ids.size() < n) {
+    std::uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    ids.push_back(Token((z ^ (z >> 31)) % std::uint64_t(c.vocab_size)));
+  }
+  return ids;
+}
+
+struct Test {
+  std::string name;  // pp512, tg128, tg128@d512
+  int n_prompt = 0, n_gen = 0, depth = 0;
+  float effort = 1.0f;
+};
+
+struct Result {
+  Test test;
+  int threads = 0;
+  std::vector<double> tps;
+  double peak_rss_mb = 0, mult = 0, layers = 0;
+};
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+// Sample standard deviation, as llama-bench reports it.
+double sd(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
+
+// One run of a test: seconds for its timed part.
+double run_once(Session& session, const Test& t, const ModelConfig& c) {
+  using Clock = std::chrono::steady_clock;
+  session.reset();
+  if (t.depth) session.prefill(bench_tokens(c, std::size_t(t.depth), 1));
+  if (t.n_prompt) {
+    const auto prompt = bench_tokens(c, std::size_t(t.n_prompt), 2);
+    const auto start = Clock::now();
+    session.prefill(t.depth ? std::span<const Token>(prompt).subspan(1) : std::span<const Token>(prompt));
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  // Generation from BOS (or the depth's last token), untimed, then n tokens fed back greedily.
+  auto logits = t.depth ? session.forward(c.bos_token_id) : session.prefill(std::vector<Token>{c.bos_token_id});
+  session.reset_effort_stats();
+  const auto start = Clock::now();
+  for (int i = 0; i < t.n_gen; ++i) {
+    const Token next = Token(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    logits = session.forward(next);
+  }
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::vector<Test> tests_of(const Options& o) {
+  std::vector<Test> tests;
+  for (int depth : o.depths) {
+    const std::string at = depth ? "@d" + std::to_string(depth) : "";
+    // Prompts run at the prompt effort whatever the generation effort: one pp test each.
+    for (int p : o.n_prompt)
+      if (p) tests.push_back({"pp" + std::to_string(p) + at, p, 0, depth, o.prompt_effort});
+    for (float e : o.efforts)
+      for (int n : o.n_gen)
+        if (n) tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e});
+  }
+  return tests;
+}
+
+int run(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  const Model model = Model::load(o.model, o.load);
+  const ModelFacts facts = describe(o.model, model);
+  const auto tests = tests_of(o);
+  int context = 1;
+  for (const Test& t : tests) context = std::max(context, t.depth + std::max(t.n_prompt, t.n_gen + 1));
+  if (context > model.config().max_position_embeddings)
+    throw cli::UsageError("depth + tokens need " + std::to_string(context) + " positions; the model has " +
+                          std::to_string(model.config().max_position_embeddings));
+
+  std::vector<Result> results;
+  std::string backend;
+  for (int threads : o.threads) {
+    // The KV cache holds what the longest test needs, as llama-bench sizes its context.
+    Session session = model.new_session({.num_threads = threads, .context_length = context, .kernel_arch = o.arch});
+    backend = "CPU " + std::string(session.kernel_arch());
+    session.set_prompt_effort(o.prompt_effort);
+    for (const Test& t : tests) {
+      session.set_effort(t.n_gen ? t.effort : 1.0f);
+      session.set_early_exit(t.n_gen ? o.early_exit : EarlyExitOptions{});
+      Result r{t, threads, {}, 0, 0, 0};
+      run_once(session, t, model.config());  // warm-up: pages mapped, caches and pool warm
+      double mult = 0, layers = 0;
+      for (int i = 0; i < o.repetitions; ++i) {
+        const double seconds = run_once(session, t, model.config());
+        r.tps.push_back(double(t.n_prompt + t.n_gen) / seconds);
+        mult += session.effort_stats().overall();
+        layers += session.average_layers();
+      }
+      r.mult = t.n_gen ? mult / o.repetitions : t.effort;
+      r.layers = t.n_gen ? layers / o.repetitions : model.config().num_hidden_layers;
+      r.peak_rss_mb = cli::peak_rss_mb();
+      results.push_back(std::move(r));
+      if (!o.json) std::fprintf(stderr, "[bench] %s, %d threads, effort %g: done\n", t.name.c_str(), threads, t.effort);
+    }
+  }
+
+  if (o.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const Result& r : results)
+      out.push_back({{"model", facts.name},
+                     {"model_path", o.model},
+                     {"size_bytes", facts.size_bytes},
+                     {"params", facts.params},
+                     {"backend", backend},
+                     {"threads", r.threads},
+                     {"effort", r.test.effort},
+                     {"mem_fraction", o.load.mem_fraction},
+                     {"early_exit", r.test.n_gen > 0 && o.early_exit.enabled},
+                     {"test", r.test.name},
+                     {"n_prompt", r.test.n_prompt},
+                     {"n_gen", r.test.n_gen},
+                     {"depth", r.test.depth},
+                     {"tps_mean", mean(r.tps)},
+                     {"tps_sd", sd(r.tps)},
+                     {"reps", r.tps},
+                     {"mult_fraction", r.mult},
+                     {"avg_layers", r.layers},
+                     {"peak_rss_mb", r.peak_rss_mb}});
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("| model | size | params | backend | threads | effort | test | t/s | peak RSS |\n");
+  std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const Result& r : results) {
+    char effort[64];
+    std::snprintf(effort, sizeof effort, "%g", r.test.effort);
+    if (r.test.n_gen && o.early_exit.enabled)
+      std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " +exit (%.2f layers)", r.layers);
+    const bool gib = facts.size_bytes >= double(1 << 30);
+    std::printf("| %s | %.2f %s | %.2f %s | %s | %d | %s | %s | %.2f ± %.2f | %.0f MB |\n", facts.name.c_str(),
+                facts.size_bytes / double(gib ? 1 << 30 : 1 << 20), gib ? "GiB" : "MiB", facts.params >= 1e9 ? facts.params / 1e9 : facts.params / 1e6,
+                facts.params >= 1e9 ? "B" : "M", backend.c_str(), r.threads, effort, r.test.name.c_str(),
+                mean(r.tps), sd(r.tps), r.peak_rss_mb);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return effort::cli::run_tool("effort-bench", argc, argv, run); }
