@@ -44,10 +44,10 @@ struct Random {
   }
 };
 
-std::vector<std::uint8_t> f16_tensor(std::size_t n, float scale, float mean, Random& rng) {
+std::vector<std::uint8_t> f16_tensor(std::size_t n, float scale, Random& rng) {
   std::vector<std::uint8_t> bytes(n * 2);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::uint16_t h = kernels::float_to_half(mean + scale * rng.normal());
+    const std::uint16_t h = kernels::float_to_half(scale * rng.normal());
     std::memcpy(bytes.data() + 2 * i, &h, 2);
   }
   return bytes;
@@ -101,9 +101,20 @@ int run(int argc, char** argv) {
   gguf.add_llama_vocabulary(tokens, scores, types, 1, 2, 0);
 
   auto rng = std::make_shared<Random>(Random{seed});
-  auto matrix = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols, float scale, float mean = 0.0f) {
-    gguf.add_tensor(name, GgufType::f16, cols > 1 ? std::vector<std::uint64_t>{cols, rows} : std::vector<std::uint64_t>{rows},
-                    [=] { return f16_tensor(rows * cols, scale, mean, *rng); });
+  auto matrix = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols, float scale) {
+    gguf.add_tensor(name, GgufType::f16, {cols, rows}, [=] { return f16_tensor(rows * cols, scale, *rng); });
+  };
+  // Norm weights in F32, as llama.cpp's converter keeps every 1-D tensor (its CPU backend adds
+  // no F16 vector to an F32 one).
+  auto norm = [&](const std::string& name, float scale, float mean) {
+    gguf.add_tensor(name, GgufType::f32, {hidden}, [=] {
+      std::vector<std::uint8_t> bytes(hidden * 4);
+      for (std::uint64_t i = 0; i < hidden; ++i) {
+        const float v = mean + scale * rng->normal();
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+      }
+      return bytes;
+    });
   };
   // Scales seen in trained Mistral-style models: ~0.02 for projections out of the residual
   // stream, smaller for the ones back into it, growing a little with depth.
@@ -111,17 +122,17 @@ int run(int argc, char** argv) {
   for (int l = 0; l < layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     const float depth = 0.8f + 0.4f * float(l) / float(layers);
-    matrix(p + "attn_norm.weight", hidden, 1, 0.05f, 0.4f * depth);
+    norm(p + "attn_norm.weight", 0.05f, 0.4f * depth);
     matrix(p + "attn_q.weight", heads * head_dim, hidden, 0.02f * depth);
     matrix(p + "attn_k.weight", kv_heads * head_dim, hidden, 0.02f * depth);
     matrix(p + "attn_v.weight", kv_heads * head_dim, hidden, 0.01f * depth);
     matrix(p + "attn_output.weight", hidden, heads * head_dim, 0.01f * depth);
-    matrix(p + "ffn_norm.weight", hidden, 1, 0.05f, 0.4f * depth);
+    norm(p + "ffn_norm.weight", 0.05f, 0.4f * depth);
     matrix(p + "ffn_gate.weight", ffn, hidden, 0.02f * depth);
     matrix(p + "ffn_up.weight", ffn, hidden, 0.015f * depth);
     matrix(p + "ffn_down.weight", hidden, ffn, 0.01f * depth);
   }
-  matrix("output_norm.weight", hidden, 1, 0.1f, 2.0f);
+  norm("output_norm.weight", 0.1f, 2.0f);
   matrix("output.weight", vocab, hidden, 0.01f);
   gguf.write(output);
   std::fprintf(stderr, "wrote %s: %d layers, %.2f GB\n", output.c_str(), layers, double(std::filesystem::file_size(output)) / 1e9);

@@ -482,10 +482,12 @@ void GgufWriter::write(const std::filesystem::path& path) const {
   for (const auto& [key, value] : metadata_) {
     put_string(key);
     if (value.is_array()) {
-      // One element type for the whole array: i32 if any integer is negative, f32 if any is a float.
-      std::uint32_t elem = value.empty() ? kU32 : type_of(value[0]);
+      // One element type for the whole array: f32 if any is a float; integers as i32, the type
+      // llama.cpp requires for its integer arrays (tokenizer.ggml.token_type).
+      std::uint32_t elem = value.empty() ? kI32 : type_of(value[0]);
       for (const auto& v : value)
-        if (type_of(v) == kF32 || (type_of(v) == kI32 && elem == kU32)) elem = type_of(v);
+        if (type_of(v) == kF32) elem = kF32;
+      if (elem == kU32) elem = kI32;
       put(std::uint32_t(kArray));
       put(elem);
       put(std::uint64_t(value.size()));

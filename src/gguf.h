@@ -53,7 +53,7 @@ bool is_gguf_file(const std::filesystem::path& path);
 std::unique_ptr<SourceModel> open_gguf_source(const std::filesystem::path& path);
 
 // Writes a GGUF v3 file. Metadata values: JSON strings, booleans, integers (written as u32, or
-// i32 when negative), floats (f32), or arrays of one of those.
+// i32 when negative), floats (f32), or arrays of one of those (integer arrays as i32).
 class GgufWriter {
  public:
   void add_metadata(const std::string& key, const nlohmann::json& value);
