@@ -104,12 +104,14 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
     std::copy(act.cos.begin(), act.cos.end(), &batch.cos[t * half]);
     std::copy(act.sin.begin(), act.sin.end(), &batch.sin[t * half]);
   }
-  // Each projection once for all the tokens.
+  // Each projection once for rows [first, n) of the batch.
+  std::size_t first = 0;
   auto project_all = [&](const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
-    matmul(w, kind, x.data(), y.data(), n, compute, batch.packed_x);
+    const std::size_t in = in_features(w), out = out_features(w);
+    matmul(w, kind, &x[first * in], &y[first * out], n - first, compute, batch.packed_x);
   };
   auto norm_rows = [&](const std::vector<float>& weight) {
-    for (std::size_t t = 0; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
+    for (std::size_t t = first; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
   };
   const std::size_t group = std::size_t(config_.num_attention_heads / config_.num_key_value_heads);
   const float scale = 1.0f / std::sqrt(float(head_dim));
@@ -117,22 +119,25 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     const LayerWeights& layer = weights_.layers[std::size_t(l)];
     norm_rows(layer.input_layernorm);
-    project_all(layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
     project_all(layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
     project_all(layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
     float* keys = cache.keys(l);
     float* values = cache.values(l);
     for (std::size_t t = 0; t < n; ++t) {
-      for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
-        k.rope(&batch.q[t * q_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
       for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
         k.rope(&batch.k[t * kv_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
       const std::size_t slot = std::size_t(cache.slot(start + int(t)));
       std::copy_n(&batch.k[t * kv_dim], kv_dim, keys + slot * kv_dim);
       std::copy_n(&batch.v[t * kv_dim], kv_dim, values + slot * kv_dim);
     }
+    // The last layer's keys and values are needed for every token, the rest of it only for the
+    // last token, whose logits are the result.
+    if (l == config_.num_hidden_layers - 1) first = n - 1;
+    project_all(layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
     // Token t sees the cache up to its own position: the later tokens' keys are in later slots.
-    for (std::size_t t = 0; t < n; ++t) {
+    for (std::size_t t = first; t < n; ++t) {
+      for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
+        k.rope(&batch.q[t * q_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
       const std::size_t n_keys = std::size_t(cache.visible(start + int(t)));
       const std::size_t head_grain = std::max<std::size_t>(1, 16384 / (n_keys * head_dim));
       compute.pool.parallel_for(std::size_t(config_.num_attention_heads), head_grain, [&](std::size_t begin, std::size_t end) {
@@ -144,13 +149,13 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
       });
     }
     project_all(layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
-    for (std::size_t t = 0; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+    for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
     norm_rows(layer.post_attention_layernorm);
     project_all(layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
     project_all(layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
-    for (std::size_t t = 0; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
+    for (std::size_t t = first; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
     project_all(layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
-    for (std::size_t t = 0; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+    for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
   }
   std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# compare-llama.sh: llama.cpp's llama-bench and our effort-bench on the same GGUF, same threads,
+# one after the other, printed as one table (and kept as JSON).
+#
+#   bench/compare-llama.sh [--model F16.gguf | --layers N] [-t THREADS] [-r REPS] [-p N] [-n N]
+#                          [--efforts LIST] [--out DIR]
+#
+# Without --model it writes a synthetic Mistral-7B-shaped GGUF (F16, random weights) with N
+# layers (default 8). llama.cpp's F16 file is quantized to Q8_0 and Q4_0 with its own
+# llama-quantize; ours is converted with effort-convert and run at each effort.
+#
+# llama.cpp comes from the npm registry: the node-llama-cpp package carries the llama.cpp
+# sources as a git bundle (llama/gitRelease.bundle), which is cloned and built with CMake in the
+# cache folder ($EFFORT_CACHE, default ~/.cache/effort), never in this repository. Set
+# LLAMA_CPP_DIR to use a llama.cpp checkout of your own (built in LLAMA_CPP_DIR/build). Where
+# llama.cpp cannot be had (no npm, no network, a failed build), the script says why and
+# benchmarks ours alone.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${EFFORT_BIN:-$here/build/bin}
+cache=${EFFORT_CACHE:-$HOME/.cache/effort}
+node_llama_cpp_version=${NODE_LLAMA_CPP_VERSION:-3.22.1}
+model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out=""
+
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model=$2; shift 2 ;;
+    --layers) layers=$2; shift 2 ;;
+    -t) threads=$2; shift 2 ;;
+    -r) reps=$2; shift 2 ;;
+    -p) n_prompt=$2; shift 2 ;;
+    -n) n_gen=$2; shift 2 ;;
+    --efforts) efforts=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "compare-llama.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+for tool in effort-bench effort-convert effort-synthetic-model; do
+  [ -x "$bin/$tool" ] || { echo "compare-llama.sh: $bin/$tool not found: build the project first (README)" >&2; exit 1; }
+done
+mkdir -p "$cache/models"
+out=${out:-$cache/results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+
+# --- llama.cpp ------------------------------------------------------------------------------
+skip_llama=""
+llama_version=""
+get_llama() {
+  local dir=${LLAMA_CPP_DIR:-$cache/llama.cpp}
+  llama_bin=$dir/build/bin
+  if [ ! -x "$llama_bin/llama-bench" ] || [ ! -x "$llama_bin/llama-quantize" ]; then
+    if [ -z "${LLAMA_CPP_DIR:-}" ] && [ ! -d "$dir" ]; then
+      command -v npm >/dev/null || { skip_llama="npm not found (Debian: apt-get install nodejs npm)"; return; }
+      command -v git >/dev/null || { skip_llama="git not found"; return; }
+      local npm_dir=$cache/npm
+      mkdir -p "$npm_dir"
+      echo "[compare] fetching node-llama-cpp@$node_llama_cpp_version from the npm registry" >&2
+      (cd "$npm_dir" && npm pack --silent "node-llama-cpp@$node_llama_cpp_version" >/dev/null 2>"$out/npm.log") ||
+        { skip_llama="npm pack node-llama-cpp@$node_llama_cpp_version failed (see $out/npm.log)"; return; }
+      tar -xzf "$npm_dir/node-llama-cpp-$node_llama_cpp_version.tgz" -C "$npm_dir" \
+        package/llama/gitRelease.bundle package/llama/llama.cpp.info.json ||
+        { skip_llama="the package has no llama/gitRelease.bundle"; return; }
+      git clone -q "$npm_dir/package/llama/gitRelease.bundle" "$dir" 2>"$out/clone.log" ||
+        { skip_llama="cloning the bundle failed (see $out/clone.log)"; rm -rf "$dir"; return; }
+      cp "$npm_dir/package/llama/llama.cpp.info.json" "$dir/node-llama-cpp.info.json"
+    fi
+    echo "[compare] building llama.cpp in $dir (a few minutes)" >&2
+    { cmake -S "$dir" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF &&
+      cmake --build "$dir/build" -j"$(nproc)" --target llama-bench llama-quantize; } >"$out/llama-build.log" 2>&1 ||
+      { skip_llama="building llama.cpp failed (see $out/llama-build.log)"; return; }
+  fi
+  llama_version="llama.cpp $(git -C "$dir" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  [ -f "$dir/node-llama-cpp.info.json" ] && llama_version+=" (node-llama-cpp@$node_llama_cpp_version bundle)"
+}
+get_llama || true
+[ -n "$skip_llama" ] && echo "[compare] skipping llama.cpp: $skip_llama" >&2
+
+# --- the model ------------------------------------------------------------------------------
+if [ -z "$model" ]; then
+  model=$cache/models/synthetic-7b-shape-${layers}layer-f16.gguf
+  [ -f "$model" ] || "$bin/effort-synthetic-model" -o "$model" --layers "$layers"
+fi
+[ -f "$model" ] || { echo "compare-llama.sh: --model $model: no such file" >&2; exit 1; }
+stem=$cache/models/$(basename "$model" .gguf)
+effort_model=$stem.effort
+[ -f "$effort_model" ] || "$bin/effort-convert" "$model" -o "$effort_model"
+
+# --- runs -----------------------------------------------------------------------------------
+if [ -z "$skip_llama" ]; then
+  for q in Q8_0 Q4_0; do
+    [ -f "$stem-$q.gguf" ] || "$llama_bin/llama-quantize" "$model" "$stem-$q.gguf" "$q" >"$out/quantize-$q.log" 2>&1
+  done
+  for f in "$model" "$stem-Q8_0.gguf" "$stem-Q4_0.gguf"; do
+    echo "[compare] llama-bench $(basename "$f")" >&2
+    "$llama_bin/llama-bench" -m "$f" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json \
+      >"$out/llama-$(basename "$f" .gguf).json" 2>"$out/llama-bench.log"
+  done
+fi
+echo "[compare] effort-bench $(basename "$effort_model")" >&2
+"$bin/effort-bench" -m "$effort_model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" --effort "$efforts" -o json \
+  >"$out/effort.json"
+printf '%s\n' "${llama_version:-llama.cpp: skipped ($skip_llama)}" >"$out/versions.txt"
+
+# --- one table ------------------------------------------------------------------------------
+python3 - "$out" "$llama_version" "$(basename "$model")" <<'EOF'
+import glob, json, os, sys
+out, version, model = sys.argv[1:4]
+rows = []
+for path in sorted(glob.glob(os.path.join(out, "llama-*.json"))):
+    for r in json.load(open(path)):
+        test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
+        rows.append(("llama.cpp " + r["model_type"].split()[-1], r["model_size"] / 2**30, r["n_threads"], test,
+                     r["avg_ts"], r["stddev_ts"], r["samples_ts"]))
+for r in json.load(open(os.path.join(out, "effort.json"))):
+    rows.append((f"effort {r['effort']:g}", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
+                 r["tps_sd"], r["reps"]))
+base = {row[3]: row[4] for row in rows if row[0] == "llama.cpp F16"}
+print(f"{model}; {version or 'llama.cpp: skipped'}\n")
+print("| engine | size GiB | threads | test | t/s | vs llama.cpp F16 |")
+print("| --- | ---: | ---: | --- | ---: | ---: |")
+for name, size, threads, test, mean, sd, _ in rows:
+    ratio = f"{mean / base[test]:.2f}x" if test in base else "-"
+    print(f"| {name} | {size:.2f} | {threads} | {test} | {mean:.2f} ± {sd:.2f} | {ratio} |")
+EOF
+echo "[compare] JSON and logs in $out" >&2
