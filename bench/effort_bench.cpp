@@ -23,7 +23,7 @@ namespace {
 using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
-  -m, --model PATH       a .effort file or a Hugging Face checkpoint folder
+  -m, --model PATH       a .effort file, a GGUF file or a Hugging Face checkpoint folder
   -p, --n-prompt LIST    prompt lengths, one pp test each (default 512; 0: none)
   -n, --n-gen LIST       generated tokens, one tg test each (default 128; 0: none)
   -d, --depth LIST       tokens already in the context before each test (default 0)

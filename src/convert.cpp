@@ -127,7 +127,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
                                                                                 {"max_tokens", options.calibration_tokens}}}};
   header["matrices"] = nlohmann::json::object();
   const DenseBytes embed = source->dense("model.embed_tokens.weight", {vocab, hidden});
-  writer.plan("model.embed_tokens.weight", embed.dtype, {vocab, hidden});
+  writer.plan("model.embed_tokens.weight", std::string(kernels::dtype_name(embed.dtype)), {vocab, hidden});
   std::size_t total = 1;
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -153,7 +153,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   std::optional<DenseBytes> lm_head;
   if (!c.tie_word_embeddings) {
     lm_head = source->dense("lm_head.weight", {vocab, hidden});
-    writer.plan("lm_head.weight", lm_head->dtype, {vocab, hidden});
+    writer.plan("lm_head.weight", std::string(kernels::dtype_name(lm_head->dtype)), {vocab, hidden});
     ++total;
   }
   const auto tokenizer = source->tokenizer_model();
@@ -173,7 +173,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   auto progress = [&](const std::string& name) {
     if (options.progress) options.progress(++done, total, name);
   };
-  writer.write("model.embed_tokens.weight", embed.bytes.data(), embed.bytes.size());
+  writer.write("model.embed_tokens.weight", embed.data, embed.num_bytes);
   progress("model.embed_tokens.weight");
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -202,7 +202,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   write_vector(writer, "model.norm.weight", source->floats("model.norm.weight", {hidden}));
   progress("model.norm.weight");
   if (lm_head) {
-    writer.write("lm_head.weight", lm_head->bytes.data(), lm_head->bytes.size());
+    writer.write("lm_head.weight", lm_head->data, lm_head->num_bytes);
     progress("lm_head.weight");
   }
   if (tokenizer) writer.write("tokenizer.model", tokenizer->data(), tokenizer->size());

@@ -347,34 +347,45 @@ class GgufSource : public SourceModel {
   std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const GgufTensor& t = tensor(name, shape);
     const std::size_t n = std::size_t(t.num_bytes ? elements(t) : 0);
-    std::vector<float> out(n);
+    std::vector<float> values(n);
     switch (GgufType(t.type)) {
-      case GgufType::f32: std::memcpy(out.data(), t.data, n * 4); break;
+      case GgufType::f32: std::memcpy(values.data(), t.data, n * 4); break;
       case GgufType::f16:
       case GgufType::bf16:
         for (std::size_t i = 0; i < n; ++i) {
           std::uint16_t h;
           std::memcpy(&h, t.data + 2 * i, 2);
-          out[i] = t.type == std::uint32_t(GgufType::f16) ? kernels::half_to_float(h) : kernels::bf16_to_float(h);
+          values[i] = t.type == std::uint32_t(GgufType::f16) ? kernels::half_to_float(h) : kernels::bf16_to_float(h);
         }
         break;
-      case GgufType::q8_0: dequantize_q8_0(t.data, n, out.data()); break;
+      case GgufType::q8_0: dequantize_q8_0(t.data, n, values.data()); break;
     }
-    return unpermute(name, std::move(out), shape);
+    if (!permuted(name)) return values;
+    std::vector<float> out(n);
+    unpermute_rows(name, reinterpret_cast<const std::uint8_t*>(values.data()), reinterpret_cast<std::uint8_t*>(out.data()),
+                   std::size_t(shape[1]) * sizeof(float));
+    return out;
   }
 
+  // F32/F16/BF16 in place, q/k rows reordered into a copy, Q8_0 dequantized to an F16 copy.
   DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const GgufTensor& t = tensor(name, shape);
-    if (t.type == std::uint32_t(GgufType::f32) || t.type == std::uint32_t(GgufType::f16) ||
-        t.type == std::uint32_t(GgufType::bf16))
-      return DenseBytes{type_name(t.type).substr(0, type_name(t.type).find(' ')), {t.data, t.data + t.num_bytes}};
-    const auto values = floats(name, shape);
-    DenseBytes out{"F16", std::vector<std::uint8_t>(values.size() * 2)};
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      const std::uint16_t h = kernels::float_to_half(values[i]);
-      std::memcpy(out.bytes.data() + 2 * i, &h, 2);
+    const GgufType type = GgufType(t.type);
+    if (type == GgufType::q8_0) {
+      const auto values = floats(name, shape);
+      auto copy = aligned_bytes(values.size() * 2);
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const std::uint16_t h = kernels::float_to_half(values[i]);
+        std::memcpy(copy.get() + 2 * i, &h, 2);
+      }
+      return DenseBytes{kernels::DType::f16, copy.get(), values.size() * 2, copy};
     }
-    return out;
+    const kernels::DType dtype = type == GgufType::f32 ? kernels::DType::f32
+                                 : type == GgufType::f16 ? kernels::DType::f16 : kernels::DType::bf16;
+    if (!permuted(name)) return DenseBytes{dtype, t.data, std::size_t(t.num_bytes), nullptr};
+    auto copy = aligned_bytes(t.num_bytes);
+    unpermute_rows(name, t.data, copy.get(), std::size_t(shape[1]) * kernels::dtype_size(dtype));
+    return DenseBytes{dtype, copy.get(), std::size_t(t.num_bytes), copy};
   }
 
  private:
@@ -404,18 +415,18 @@ class GgufSource : public SourceModel {
   }
 
   // llama.cpp's converter interleaves the rotary pairs of q_proj/k_proj rows (GGUF row
-  // h*hd + 2i + j holds HF row h*hd + j*hd/2 + i); undo it so RoPE pairs (i, i + hd/2).
-  std::vector<float> unpermute(const std::string& name, std::vector<float> w, const std::vector<std::int64_t>& shape) const {
-    const bool q = name.find("self_attn.q_proj") != std::string::npos, k = name.find("self_attn.k_proj") != std::string::npos;
-    if (!q && !k) return w;
+  // h*hd + 2i + j holds HF row h*hd + j*hd/2 + i); these are undone so RoPE pairs (i, i + hd/2).
+  static bool permuted(const std::string& name) {
+    return name.find("self_attn.q_proj") != std::string::npos || name.find("self_attn.k_proj") != std::string::npos;
+  }
+  void unpermute_rows(const std::string& name, const std::uint8_t* in, std::uint8_t* out, std::size_t row_bytes) const {
+    const bool q = name.find("self_attn.q_proj") != std::string::npos;
     const std::size_t heads = std::size_t(q ? config_.num_attention_heads : config_.num_key_value_heads);
-    const std::size_t hd = std::size_t(config_.head_dim), half = hd / 2, cols = std::size_t(shape[1]);
-    std::vector<float> out(w.size());
+    const std::size_t hd = std::size_t(config_.head_dim), half = hd / 2;
     for (std::size_t h = 0; h < heads; ++h)
       for (std::size_t i = 0; i < half; ++i)
         for (std::size_t j = 0; j < 2; ++j)
-          std::memcpy(&out[(h * hd + j * half + i) * cols], &w[(h * hd + 2 * i + j) * cols], cols * sizeof(float));
-    return out;
+          std::memcpy(out + (h * hd + j * half + i) * row_bytes, in + (h * hd + 2 * i + j) * row_bytes, row_bytes);
   }
 
   GgufFile file_;

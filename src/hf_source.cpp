@@ -1,5 +1,7 @@
 // hf_source.cpp: a Hugging Face checkpoint folder as a converter source.
+#include <cstring>
 #include <fstream>
+#include <new>
 #include <sstream>
 
 #include "effort/error.h"
@@ -30,10 +32,18 @@ class HfSource : public SourceModel {
     return checkpoint_.get(name, shape).to_floats();
   }
 
+  // Kernels read weights as typed arrays, so a tensor at an offset that is not a multiple of its
+  // element size (legal in safetensors) is copied once into aligned memory.
   DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const TensorView& t = checkpoint_.get(name, shape);
-    t.dtype();  // throws for dtypes the runtime cannot read
-    return DenseBytes{t.dtype_name, std::vector<std::uint8_t>(t.data, t.data + t.num_bytes)};
+    DenseBytes out{t.dtype(), t.data, t.num_bytes, nullptr};  // dtype() throws for the unreadable ones
+    if (reinterpret_cast<std::uintptr_t>(t.data) % kernels::dtype_size(out.dtype) != 0) {
+      auto copy = aligned_bytes(t.num_bytes);
+      std::memcpy(copy.get(), t.data, t.num_bytes);
+      out.data = copy.get();
+      out.copy = std::move(copy);
+    }
+    return out;
   }
 
  private:
@@ -46,6 +56,11 @@ class HfSource : public SourceModel {
 
 std::unique_ptr<SourceModel> open_hf_source(const std::filesystem::path& folder) {
   return std::make_unique<HfSource>(folder);
+}
+
+std::shared_ptr<std::uint8_t[]> aligned_bytes(std::size_t n) {
+  return std::shared_ptr<std::uint8_t[]>(new (std::align_val_t(64)) std::uint8_t[n],
+                                         [](std::uint8_t* p) { operator delete[](p, std::align_val_t(64)); });
 }
 
 }  // namespace effort

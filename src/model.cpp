@@ -5,7 +5,8 @@
 #include "effort/effort.h"
 #include "effort_checkpoint.h"
 #include "effort_file.h"
-#include "hf_checkpoint.h"
+#include "dense_weights.h"
+#include "gguf.h"
 #include "model_impl.h"
 
 namespace effort {
@@ -22,14 +23,16 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   if (!std::filesystem::exists(path))
     throw Error(ErrorCode::io, "[load] " + path.string() + ": no such file or folder");
   auto impl = std::make_unique<Impl>();
-  if (std::filesystem::is_directory(path)) {
+  const bool folder = std::filesystem::is_directory(path), gguf = !folder && is_gguf_file(path);
+  if (folder || gguf) {
     if (options.mem_fraction != 1.0f)
       throw Error(ErrorCode::invalid_argument, "[load] " + path.string() +
                                                    ": mem_fraction below 1 needs a .effort model (convert it with effort-convert)");
-    impl->config = ModelConfig::from_file(path / "config.json");
-    impl->weights = load_hf_weights(path, impl->config);
-    const auto tokenizer_path = path / "tokenizer.model";
-    if (std::filesystem::exists(tokenizer_path)) impl->tokenizer = Tokenizer::from_file(tokenizer_path);
+    std::shared_ptr<const SourceModel> source = folder ? open_hf_source(path) : open_gguf_source(path);
+    impl->config = source->config();
+    if (auto tokenizer = source->tokenizer_model())
+      impl->tokenizer = Tokenizer::from_bytes(std::move(*tokenizer), path.string() + " (tokenizer)");
+    impl->weights = load_dense_weights(std::move(source));
   } else if (is_effort_file(path)) {
     auto checkpoint = load_effort_checkpoint(path, options.mem_fraction);
     impl->config = std::move(checkpoint.config);
@@ -38,8 +41,8 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
       impl->tokenizer = Tokenizer::from_bytes(std::move(*checkpoint.tokenizer_model), path.string() + " (tokenizer)");
   } else {
     throw Error(ErrorCode::invalid_argument, "[load] " + path.string() +
-                                                 ": expected a .effort file or a Hugging Face checkpoint folder "
-                                                 "(config.json + *.safetensors)");
+                                                 ": expected a .effort file, a GGUF file (F32, F16, BF16 or Q8_0) or a "
+                                                 "Hugging Face checkpoint folder (config.json + *.safetensors)");
   }
   if (impl->tokenizer && impl->tokenizer->vocab_size() > impl->config.vocab_size)
     throw Error(ErrorCode::format, "[load] " + path.string() + ": the tokenizer has " +

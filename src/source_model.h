@@ -1,5 +1,6 @@
-// source_model.h: what the converter reads from a checkpoint, whatever its format: config,
-// tokenizer, and tensors by their Hugging Face names in HF layout ([out, in] row-major).
+// source_model.h: what the converter and the dense loader read from a checkpoint, whatever its
+// format: config, tokenizer, and tensors by their Hugging Face names in HF layout ([out, in]
+// row-major).
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -9,13 +10,18 @@
 #include <vector>
 
 #include "effort/config.h"
+#include "kernels/kernels.h"
 
 namespace effort {
 
-// A tensor to store densely: its dtype name ("F32", "F16", "BF16") and bytes.
+// A tensor in a dtype the runtime reads: a view of the source's mapped bytes when it is stored
+// that way, else a converted copy (reordered rows, dequantized values) that it owns. A view is
+// valid while the source lives.
 struct DenseBytes {
-  std::string dtype;
-  std::vector<std::uint8_t> bytes;
+  kernels::DType dtype = kernels::DType::f32;
+  const std::uint8_t* data = nullptr;
+  std::size_t num_bytes = 0;
+  std::shared_ptr<const std::uint8_t[]> copy;  // owns data when it is not a view
 };
 
 class SourceModel {
@@ -26,11 +32,15 @@ class SourceModel {
   virtual std::string format() const = 0;                          // "hf" or "gguf"
   // Throw effort::Error naming the tensor when it is missing or its shape differs.
   virtual std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const = 0;
-  // In a dtype the runtime reads (F32/F16/BF16 as stored; quantized types as F16).
+  // In a dtype the runtime reads (F32/F16/BF16 as stored; quantized types as F16), in place
+  // when possible.
   virtual DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const = 0;
 };
 
-// A Hugging Face checkpoint folder.
+// A Hugging Face checkpoint folder: config.json, *.safetensors [+ tokenizer.model].
 std::unique_ptr<SourceModel> open_hf_source(const std::filesystem::path& folder);
+
+// A copy of n bytes in 64-byte aligned memory, for DenseBytes::copy.
+std::shared_ptr<std::uint8_t[]> aligned_bytes(std::size_t n);
 
 }  // namespace effort

@@ -21,7 +21,7 @@ namespace {
 using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-eval -m MODEL (--text FILE | --ids FILE) [options]
-  -m, --model PATH     the model to evaluate (.effort file or HF checkpoint folder)
+  -m, --model PATH     the model to evaluate (.effort file, GGUF file or HF checkpoint folder)
       --text FILE      text to evaluate on (tokenized with BOS)
       --ids FILE       token ids, separated by commas or white space (fed as given)
       --effort LIST    effort settings to evaluate (default 1,0.5,0.25)

@@ -16,7 +16,8 @@ namespace {
 using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-run [options]
-  -m, --model PATH       a .effort file or a Hugging Face checkpoint folder
+  -m, --model PATH       a .effort file, a GGUF file (F32/F16/BF16/Q8_0: runs dense) or a Hugging
+                         Face checkpoint folder
                          (default: $EFFORT_MODEL, else the fixture model)
       --effort E         fraction of each projection's multiply-adds to do, in (0, 1] (default 1;
                          below 1 needs a .effort model)

@@ -125,8 +125,9 @@ class Session;
 // (each session keeps the model's data alive, so a session may outlive its Model object).
 class Model {
  public:
-  // path: a .effort file (from effort-convert) or a Hugging Face checkpoint folder
-  // (config.json + *.safetensors [+ tokenizer.model]), which runs dense (effort 1 only).
+  // path: a .effort file (from effort-convert), or a checkpoint that runs dense (effort 1
+  // only): a Hugging Face folder (config.json + *.safetensors [+ tokenizer.model]) or a
+  // llama/mistral GGUF file (F32, F16, BF16 memory-mapped; q/k rows and Q8_0 converted copies).
   // Throws effort::Error naming the file and what was expected.
   static Model load(const std::filesystem::path& path, const LoadOptions& options = {});
   ~Model();
