@@ -32,6 +32,7 @@ constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
       --effort LIST      generation efforts, one tg test each (default 1; below 1 needs .effort)
       --prompt-effort E  effort of the pp tests, in (0, 1] (default 1: batched)
       --mem-fraction F   map only the leading F of each bucketed matrix (default 1)
+      --no-mmap          copy the weights into memory (huge pages), as llama-bench -mmp 0
       --arch NAME        kernels: scalar, avx2 or avx512 (default: the best this CPU runs)
       --early-exit       tg tests with early exit; --exit-threshold T, --exit-calibration FILE,
                          --exit-layers, --exit-patience, --exit-warmup, --exit-max-consecutive as
@@ -79,6 +80,7 @@ Options parse(int argc, char** argv) {
       for (const auto& e : cli::split_list(args.value())) o.efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
       if (o.efforts.empty()) throw cli::UsageError(f + ": expected a comma-separated list");
     } else if (f == "--prompt-effort") o.prompt_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--no-mmap") o.load.use_mmap = false;
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--arch") o.arch = args.value();
     else if (f == "--early-exit") o.early_exit.enabled = true;
@@ -249,6 +251,7 @@ int run(int argc, char** argv) {
                      {"threads", r.threads},
                      {"effort", r.test.effort},
                      {"mem_fraction", o.load.mem_fraction},
+                     {"mmap", o.load.use_mmap},
                      {"early_exit", r.test.n_gen > 0 && o.early_exit.enabled},
                      {"test", r.test.name},
                      {"n_prompt", r.test.n_prompt},

@@ -1,12 +1,14 @@
 // model.cpp: Model::load: picks the loader for the path, owns config, weights and tokenizer.
 
 #include <cmath>
+#include <map>
 
 #include "effort/effort.h"
 #include "effort_checkpoint.h"
 #include "effort_file.h"
 #include "dense_weights.h"
 #include "gguf.h"
+#include "mapped_file.h"
 #include "model_impl.h"
 
 namespace effort {
@@ -15,6 +17,38 @@ Model::Model(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
+
+namespace {
+
+// Moves what the kernels stream per token (dense matrices, the loaded units of bucketed ones)
+// into process memory; the rest stays mapped. Nothing reads the old places afterwards.
+void copy_into_memory(ModelWeights& w) {
+  std::map<const void*, const void*> copied;  // tied embeddings are copied once
+  auto copy = [&](const void* data, std::size_t bytes) {
+    if (!copied.count(data)) {
+      auto resident = move_into_memory(data, bytes);
+      copied[data] = resident.get();
+      w.storage.push_back(std::move(resident));
+    }
+    return copied[data];
+  };
+  auto dense = [&](DenseMatrix& m) { m.data = copy(m.data, m.rows * m.cols * kernels::dtype_size(m.dtype)); };
+  dense(w.embed_tokens);
+  dense(w.lm_head);
+  for (auto& layer : w.layers)
+    for (Matrix* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj, &layer.up_proj,
+                      &layer.down_proj}) {
+      if (auto* d = std::get_if<DenseMatrix>(m)) {
+        dense(*d);
+      } else {
+        auto& b = std::get<BucketMatrix>(*m);
+        const std::size_t bytes = b.loaded_units * b.view.group * b.view.num_buckets * sizeof(std::uint16_t);
+        b.view.units = static_cast<const std::uint16_t*>(copy(b.view.units, bytes));
+      }
+    }
+}
+
+}  // namespace
 
 Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
   if (!(options.mem_fraction > 0.0f && options.mem_fraction <= 1.0f))
@@ -48,6 +82,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
     throw Error(ErrorCode::format, "[load] " + path.string() + ": the tokenizer has " +
                                        std::to_string(impl->tokenizer->vocab_size()) +
                                        " pieces, more than the model's vocab_size " + std::to_string(impl->config.vocab_size));
+  if (!options.use_mmap) copy_into_memory(impl->weights);
   impl->transformer.emplace(impl->config, impl->weights);
   return Model(std::shared_ptr<const Impl>(std::move(impl)));
 }

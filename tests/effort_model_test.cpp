@@ -294,3 +294,18 @@ TEST_CASE("batched prompts of a .effort model give the token-by-token logits at 
   REQUIRE_THROWS_WITH(Model::load(test::fixture_model()).new_session().set_prompt_effort(0.5f),
                       Contains("prompt effort below 1 needs a bucketed .effort model"));
 }
+
+TEST_CASE("weights copied into memory (no mmap) give the mapped model's logits bit for bit", "[effort][model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const std::vector<int> ids = {1, 403, 407, 261, 500, 300};
+  for (const auto& [path, mem_fraction] : {std::pair{fixture_effort(), 1.0f}, {fixture_effort(), 0.75f},
+                                            {test::fixture_model(), 1.0f}}) {
+    CAPTURE(path, mem_fraction);
+    const Model mapped = Model::load(path, {.mem_fraction = mem_fraction});
+    const Model copied = Model::load(path, {.mem_fraction = mem_fraction, .use_mmap = false});
+    Session a = mapped.new_session(), b = copied.new_session();
+    a.set_effort(mapped.bucketed() ? 0.5f : 1.0f);
+    b.set_effort(mapped.bucketed() ? 0.5f : 1.0f);
+    REQUIRE(logits(a, ids) == logits(b, ids));
+  }
+}

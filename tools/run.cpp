@@ -25,6 +25,8 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
                          (kinds: q, k, v, o, gate, up, down)
       --effort-layers LIST  per-layer efforts overriding the above, e.g. 8-23=0.4,24=0.6 (0-based)
       --prompt-effort E  effort while the prompt runs, in (0, 1] (default 1: batched, full quality)
+      --no-mmap          copy the weights into memory (huge pages) instead of mapping the file:
+                         slower to load, faster to run where TLB misses are costly
       --mem-fraction F   map only the leading F of each bucketed matrix, in (0, 1] (default 1)
   -p, --prompt TEXT      prompt text (BOS is added); default: generate from BOS alone
       --prompt-ids LIST  prompt as comma-separated token ids, fed as given
@@ -125,6 +127,7 @@ Options parse(int argc, char** argv) {
         o.effort_layers.emplace_back(first, last, float(cli::parse_number(f, item.substr(eq + 1), 0, 1, true)));
       }
     }
+    else if (f == "--no-mmap") o.load.use_mmap = false;
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--early-exit") o.early_exit.enabled = true;
     else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
