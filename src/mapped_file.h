@@ -26,6 +26,10 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
+// Maps the pages of [data, data + n) in now (MADV_POPULATE_READ) rather than on first touch;
+// a hint: kernels without it (before Linux 5.14) fault them in later.
+void populate(const void* data, std::size_t n);
+
 // n bytes moved into anonymous memory that asks for transparent huge pages: weights read from
 // there cost far fewer TLB misses than file pages mapped 4 KiB at a time. The source's whole
 // pages are dropped from the process as they are copied (MADV_DONTNEED), so that the peak

@@ -20,19 +20,16 @@ Model& Model::operator=(Model&&) noexcept = default;
 
 namespace {
 
-// Moves what the kernels stream per token (dense matrices, the loaded units of bucketed ones)
-// into process memory; the rest stays mapped. Nothing reads the old places afterwards.
-void copy_into_memory(ModelWeights& w) {
-  std::map<const void*, const void*> copied;  // tied embeddings are copied once
-  auto copy = [&](const void* data, std::size_t bytes) {
-    if (!copied.count(data)) {
-      auto resident = move_into_memory(data, bytes);
-      copied[data] = resident.get();
-      w.storage.push_back(std::move(resident));
-    }
-    return copied[data];
+// Calls place(data, bytes) for what the kernels stream per token: dense matrices (tied
+// embeddings once) and the loaded units of bucketed ones. place may move the bytes.
+template <class Place>
+void for_each_streamed(ModelWeights& w, Place place) {
+  std::map<const void*, const void*> placed;
+  auto once = [&](const void* data, std::size_t bytes) {
+    if (!placed.count(data)) placed[data] = place(data, bytes);
+    return placed[data];
   };
-  auto dense = [&](DenseMatrix& m) { m.data = copy(m.data, m.rows * m.cols * kernels::dtype_size(m.dtype)); };
+  auto dense = [&](DenseMatrix& m) { m.data = once(m.data, m.rows * m.cols * kernels::dtype_size(m.dtype)); };
   dense(w.embed_tokens);
   dense(w.lm_head);
   for (auto& layer : w.layers)
@@ -43,7 +40,7 @@ void copy_into_memory(ModelWeights& w) {
       } else {
         auto& b = std::get<BucketMatrix>(*m);
         const std::size_t bytes = b.loaded_units * b.view.group * b.view.num_buckets * sizeof(std::uint16_t);
-        b.view.units = static_cast<const std::uint16_t*>(copy(b.view.units, bytes));
+        b.view.units = static_cast<const std::uint16_t*>(once(b.view.units, bytes));
       }
     }
 }
@@ -82,7 +79,14 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
     throw Error(ErrorCode::format, "[load] " + path.string() + ": the tokenizer has " +
                                        std::to_string(impl->tokenizer->vocab_size()) +
                                        " pieces, more than the model's vocab_size " + std::to_string(impl->config.vocab_size));
-  if (!options.use_mmap) copy_into_memory(impl->weights);
+  // Mapped weights get their page tables filled now (as llama.cpp's MAP_POPULATE, but only for
+  // the part in use), not by faults during the first tokens; or they move into process memory.
+  for_each_streamed(impl->weights, [&](const void* data, std::size_t bytes) -> const void* {
+    if (options.use_mmap) return populate(data, bytes), data;
+    auto moved = move_into_memory(data, bytes);
+    impl->weights.storage.push_back(moved);
+    return moved.get();
+  });
   impl->transformer.emplace(impl->config, impl->weights);
   return Model(std::shared_ptr<const Impl>(std::move(impl)));
 }
