@@ -37,6 +37,7 @@ constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
       --early-exit       tg tests with early exit; --exit-threshold T, --exit-calibration FILE,
                          --exit-layers, --exit-patience, --exit-warmup, --exit-max-consecutive as
                          for effort-run
+      --stages           after the table, where a generated token's time goes (also in JSON)
   -o, --output FORMAT    md (a llama-bench-shaped table, default) or json (a list of objects with
                          model, threads, effort, test, tps_mean, tps_sd, reps, peak_rss_mb, ...)
   -h, --help             this text
@@ -55,6 +56,7 @@ struct Options {
   std::string arch;
   EarlyExitOptions early_exit;
   bool json = false;
+  bool stages = false;
 };
 
 std::vector<int> parse_counts(const std::string& flag, const std::string& text, int min) {
@@ -87,6 +89,7 @@ Options parse(int argc, char** argv) {
     else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
     else if (f == "--exit-calibration") cli::apply_exit_calibration(args.value(), o.early_exit);
     else if (cli::read_exit_schedule_flag(f, args, o.early_exit)) continue;
+    else if (f == "--stages") o.stages = true;
     else if (f == "-o" || f == "--output") {
       const std::string format = args.value();
       if (format != "md" && format != "json") throw cli::UsageError(f + ": expected md or json, got '" + format + "'");
@@ -144,11 +147,18 @@ struct Test {
   float effort = 1.0f;
 };
 
+// Milliseconds per generated token in each stage (EffortStats), summed over repetitions.
+struct Stages {
+  double multiply = 0, dispatch = 0, attention = 0, head = 0, total = 0;
+  double other() const { return total - multiply - dispatch - attention - head; }
+};
+
 struct Result {
   Test test;
   int threads = 0;
   std::vector<double> tps;
   double peak_rss_mb = 0, mult = 0, layers = 0;
+  Stages stages;  // per token, averaged over repetitions (tg tests)
 };
 
 double mean(const std::vector<double>& v) {
@@ -223,14 +233,21 @@ int run(int argc, char** argv) {
     for (const Test& t : tests) {
       session.set_effort(t.n_gen ? t.effort : 1.0f);
       session.set_early_exit(t.n_gen ? o.early_exit : EarlyExitOptions{});
-      Result r{t, threads, {}, 0, 0, 0};
+      Result r{t, threads, {}, 0, 0, 0, {}};
       run_once(session, t, model.config());  // warm-up: pages mapped, caches and pool warm
       double mult = 0, layers = 0;
       for (int i = 0; i < o.repetitions; ++i) {
         const double seconds = run_once(session, t, model.config());
         r.tps.push_back(double(t.n_prompt + t.n_gen) / seconds);
-        mult += session.effort_stats().overall();
+        const EffortStats& e = session.effort_stats();
+        mult += e.overall();
         layers += session.average_layers();
+        const double per_token = 1e3 / double(std::max(1, t.n_gen) * o.repetitions);
+        r.stages.multiply += e.multiply_seconds * per_token;
+        r.stages.dispatch += e.dispatch_seconds * per_token;
+        r.stages.attention += e.attention_seconds * per_token;
+        r.stages.head += e.head_seconds * per_token;
+        r.stages.total += seconds * per_token;
       }
       r.mult = t.n_gen ? mult / o.repetitions : t.effort;
       r.layers = t.n_gen ? layers / o.repetitions : model.config().num_hidden_layers;
@@ -242,7 +259,7 @@ int run(int argc, char** argv) {
 
   if (o.json) {
     nlohmann::json out = nlohmann::json::array();
-    for (const Result& r : results)
+    for (const Result& r : results) {
       out.push_back({{"model", facts.name},
                      {"model_path", o.model},
                      {"size_bytes", facts.size_bytes},
@@ -263,6 +280,11 @@ int run(int argc, char** argv) {
                      {"mult_fraction", r.mult},
                      {"avg_layers", r.layers},
                      {"peak_rss_mb", r.peak_rss_mb}});
+      if (r.test.n_gen)
+        out.back()["stages_ms_per_token"] = {{"multiply", r.stages.multiply}, {"dispatch", r.stages.dispatch},
+                                             {"attention", r.stages.attention}, {"head", r.stages.head},
+                                             {"other", r.stages.other()}, {"total", r.stages.total}};
+    }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
@@ -278,6 +300,19 @@ int run(int argc, char** argv) {
                 facts.size_bytes / double(gib ? 1 << 30 : 1 << 20), gib ? "GiB" : "MiB", facts.params >= 1e9 ? facts.params / 1e9 : facts.params / 1e6,
                 facts.params >= 1e9 ? "B" : "M", backend.c_str(), r.threads, effort, r.test.name.c_str(),
                 mean(r.tps), sd(r.tps), r.peak_rss_mb);
+  }
+  if (!o.stages) return 0;
+  std::printf("\nms per generated token (projections = multiply + dispatch; head = output projection; other =\n"
+              "embedding, norms, residuals, SwiGLU, exit checks, sampling):\n\n");
+  std::printf("| threads | effort | test | total | multiply | dispatch | attention | head | other |\n");
+  std::printf("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const Result& r : results) {
+    if (!r.test.n_gen) continue;
+    const Stages& s = r.stages;
+    auto part = [&](double ms) { return std::to_string(ms).substr(0, 6) + " (" + std::to_string(int(std::lround(100 * ms / s.total))) + "%)"; };
+    std::printf("| %d | %g | %s | %.2f | %s | %s | %s | %s | %s |\n", r.threads, r.test.effort, r.test.name.c_str(), s.total,
+                part(s.multiply).c_str(), part(s.dispatch).c_str(), part(s.attention).c_str(), part(s.head).c_str(),
+                part(s.other()).c_str());
   }
   return 0;
 }

@@ -38,14 +38,18 @@ void bucket_matvec(const BucketMatrix& w, int layer, MatrixKind kind, const floa
     for (std::size_t g = 0; g < G; ++g) c = std::fma(s.abs_xg[g * T + t], w.probe_stats[i * G + g], c);
     s.products[i] = c;
   }
+  const auto start = Clock::now();
   const float cutoff = effort_cutoff(s.products, n, state.effort[std::size_t(layer)][std::size_t(kind)]);
   const std::size_t count = compute.kernels.bucket_dispatch(s.units.data(), v, s.abs_xg.data(), w.loaded_units, cutoff);
+  const auto dispatched = Clock::now();
   const std::size_t unit_macs = G * kBucketTile;
   const std::size_t grain = std::max(kBucketTile, (kMinMacsPerThread / std::max<std::size_t>(count * unit_macs, 1) + 1) * kBucketTile);
   compute.pool.parallel_for(v.num_buckets, grain, [&](std::size_t begin, std::size_t end) {
     compute.kernels.bucket_matvec(s.padded_out.data(), v, s.xg.data(), s.units.data(), count, begin, end);
   });
   std::copy(s.padded_out.begin(), s.padded_out.begin() + std::ptrdiff_t(w.out_features), y);
+  state.stats.dispatch_seconds += std::chrono::duration<double>(dispatched - start).count();
+  state.stats.multiply_seconds += seconds_since(dispatched);
   state.stats.done[int(kind)] += double(count) * double(G * v.num_buckets);
   state.stats.dense[int(kind)] += double(v.bucket_size * slots) * double(v.num_buckets);
 }
@@ -151,8 +155,10 @@ void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::siz
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute) {
   if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) return bucket_matvec(*bucketed, layer, kind, x, y, compute);
   const auto& dense = std::get<DenseMatrix>(w);
+  const auto start = Clock::now();
   matvec(dense, x, y, compute);
   if (compute.effort) {
+    compute.effort->stats.multiply_seconds += seconds_since(start);
     const double macs = double(dense.rows) * double(dense.cols);
     compute.effort->stats.done[int(kind)] += macs;
     compute.effort->stats.dense[int(kind)] += macs;

@@ -2,6 +2,7 @@
 // session's threads.
 #pragma once
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "effort/effort.h"
@@ -10,6 +11,11 @@
 #include "weights.h"
 
 namespace effort {
+
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 // Buffers of the effort product, sized once per session for the model's largest matrix.
 struct BucketScratch {
@@ -37,7 +43,7 @@ struct EffortState {
 struct Compute {
   const kernels::KernelTable& kernels;
   ThreadPool& pool;
-  EffortState* effort = nullptr;
+  EffortState* effort = nullptr;  // required by the transformer, which times its stages there
   BucketScratch* scratch = nullptr;
   const ActivationObserver* observer = nullptr;  // sees projection inputs when set
 };

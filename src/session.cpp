@@ -66,9 +66,6 @@ void check_effort(float effort) {
     throw Error(ErrorCode::invalid_argument, "[session] effort must be in (0, 1], got " + std::to_string(effort));
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 }  // namespace
 
@@ -222,7 +219,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
   Impl& s = *impl_;
   GenerateResult result;
 
-  const auto prompt_start = std::chrono::steady_clock::now();
+  const auto prompt_start = Clock::now();
   prefill(prompt);
   result.stats.prompt_tokens = int(prompt.size());
   result.stats.prompt_seconds = seconds_since(prompt_start);
@@ -234,7 +231,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
   if (tokenizer) decoder.emplace(*tokenizer, at_start);
   const auto& eos = s.model.config.eos_token_ids;
 
-  const auto gen_start = std::chrono::steady_clock::now();
+  const auto gen_start = Clock::now();
   for (int i = 0; i < options.max_new_tokens; ++i) {
     if (i > 0) {
       if (int(s.history.size()) >= s.context_length) {

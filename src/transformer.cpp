@@ -81,7 +81,9 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
     }
   }
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), act.residual.size(), eps);
+  const auto head_start = Clock::now();
   matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
+  compute.effort->stats.head_seconds += seconds_since(head_start);
   if (exit && exit->options.enabled) {
     exit->consecutive_exits = layers < n ? exit->consecutive_exits + 1 : 0;
     exit->layers_run += layers;
@@ -174,12 +176,11 @@ void ExitState::take_candidates(std::span<const float> logits) {
 
 bool Transformer::should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak,
                               const Activations& act, const Compute& compute) const {
-  const auto start = std::chrono::steady_clock::now();
   struct AddTime {
     ExitState& e;
-    std::chrono::steady_clock::time_point start;
-    ~AddTime() { e.check_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
-  } add_time{exit, start};
+    Clock::time_point start;
+    ~AddTime() { e.check_seconds += seconds_since(start); }
+  } add_time{exit, Clock::now()};
   const std::size_t n = act.residual.size();
   if (exit.options.min_saturation > 0) {
     double ab = 0, aa = 0, bb = 0;
@@ -245,6 +246,7 @@ void Transformer::attention_block(const LayerWeights& layer, int l, int position
   project(layer.q_proj, l, MatrixKind::q_proj, act.normed, act.q, compute);
   project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
   project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
+  const auto attention_start = Clock::now();
   for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
     k.rope(act.q.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
   for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
@@ -270,6 +272,7 @@ void Transformer::attention_block(const LayerWeights& layer, int l, int position
                   values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
     }
   });
+  compute.effort->stats.attention_seconds += seconds_since(attention_start);
   project(layer.o_proj, l, MatrixKind::o_proj, act.attended, act.normed, compute);
   k.add(act.residual.data(), act.normed.data(), act.residual.size());
 }

@@ -109,6 +109,11 @@ struct EffortStats {
   double dense[kNumMatrixKinds] = {};
   double fraction(MatrixKind kind) const;
   double overall() const;  // over all kinds
+  // Seconds per stage of the same tokens: choosing units (cutoff and dispatch), multiplying
+  // (every projection, dense or bucketed), attention (RoPE, KV write, scores, softmax, sum) and
+  // the output head. What a token takes beyond their sum is the rest: embedding, norms,
+  // residual adds, SwiGLU, exit checks, and the caller's sampling.
+  double dispatch_seconds = 0, multiply_seconds = 0, attention_seconds = 0, head_seconds = 0;
 };
 
 struct GenerateResult {
