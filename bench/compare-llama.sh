@@ -3,11 +3,12 @@
 # one after the other, printed as one table (and kept as JSON).
 #
 #   bench/compare-llama.sh [--model F16.gguf | --layers N] [-t THREADS] [-r REPS] [-p N] [-n N]
-#                          [--efforts LIST] [--out DIR]
+#                          [--efforts LIST] [--no-mmap] [--out DIR]
 #
 # Without --model it writes a synthetic Mistral-7B-shaped GGUF (F16, random weights) with N
-# layers (default 8). llama.cpp's F16 file is quantized to Q8_0 and Q4_0 with its own
-# llama-quantize; ours is converted with effort-convert and run at each effort.
+# layers (default 8). llama.cpp runs the F16 file and its own Q8_0 and Q4_0 quantizations of it;
+# we run the F16 file directly (dense) and its effort-convert'ed .effort at each effort.
+# --no-mmap loads weights into process memory in both engines (llama-bench -lm none).
 #
 # llama.cpp comes from the npm registry: the node-llama-cpp package carries the llama.cpp
 # sources as a git bundle (llama/gitRelease.bundle), which is cloned and built with CMake in the
@@ -21,9 +22,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${EFFORT_BIN:-$here/build/bin}
 cache=${EFFORT_CACHE:-$HOME/.cache/effort}
 node_llama_cpp_version=${NODE_LLAMA_CPP_VERSION:-3.22.1}
-model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out=""
+model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out="" no_mmap=""
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
@@ -34,6 +35,7 @@ while [ $# -gt 0 ]; do
     -n) n_gen=$2; shift 2 ;;
     --efforts) efforts=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --no-mmap) no_mmap=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "compare-llama.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -97,12 +99,15 @@ if [ -z "$skip_llama" ]; then
   for f in "$model" "$stem-Q8_0.gguf" "$stem-Q4_0.gguf"; do
     echo "[compare] llama-bench $(basename "$f")" >&2
     "$llama_bin/llama-bench" -m "$f" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json \
+      -lm "$([ -n "$no_mmap" ] && echo none || echo mmap)" \
       >"$out/llama-$(basename "$f" .gguf).json" 2>"$out/llama-bench.log"
   done
 fi
+ours=(-p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json ${no_mmap:+--no-mmap})
+echo "[compare] effort-bench $(basename "$model") (dense)" >&2
+"$bin/effort-bench" -m "$model" "${ours[@]}" >"$out/effort-dense.json"
 echo "[compare] effort-bench $(basename "$effort_model")" >&2
-"$bin/effort-bench" -m "$effort_model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" --effort "$efforts" -o json \
-  >"$out/effort.json"
+"$bin/effort-bench" -m "$effort_model" "${ours[@]}" --effort "$efforts" --stages >"$out/effort.json"
 printf '%s\n' "${llama_version:-llama.cpp: skipped ($skip_llama)}" >"$out/versions.txt"
 
 # --- one table ------------------------------------------------------------------------------
@@ -115,15 +120,27 @@ for path in sorted(glob.glob(os.path.join(out, "llama-*.json"))):
         test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
         rows.append(("llama.cpp " + r["model_type"].split()[-1], r["model_size"] / 2**30, r["n_threads"], test,
                      r["avg_ts"], r["stddev_ts"], r["samples_ts"]))
+for r in json.load(open(os.path.join(out, "effort-dense.json"))):
+    rows.append(("effort, GGUF as is (dense)", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
+                 r["tps_sd"], r["reps"]))
 for r in json.load(open(os.path.join(out, "effort.json"))):
-    rows.append((f"effort {r['effort']:g}", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
+    rows.append((f"effort .effort at {r['effort']:g}", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
                  r["tps_sd"], r["reps"]))
 base = {row[3]: row[4] for row in rows if row[0] == "llama.cpp F16"}
-print(f"{model}; {version or 'llama.cpp: skipped'}\n")
+mmap = "weights in process memory (no mmap)" if json.load(open(os.path.join(out, "effort.json")))[0]["mmap"] is False else "weights memory-mapped"
+print(f"{model}; {version or 'llama.cpp: skipped'}; {mmap}\n")
 print("| engine | size GiB | threads | test | t/s | vs llama.cpp F16 |")
 print("| --- | ---: | ---: | --- | ---: | ---: |")
 for name, size, threads, test, mean, sd, _ in rows:
     ratio = f"{mean / base[test]:.2f}x" if test in base else "-"
     print(f"| {name} | {size:.2f} | {threads} | {test} | {mean:.2f} ± {sd:.2f} | {ratio} |")
+print("\nour generation, ms per token by stage:\n")
+print("| effort | test | total | multiply | dispatch | attention | head | other |")
+print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in json.load(open(os.path.join(out, "effort.json"))):
+    s = r.get("stages_ms_per_token")
+    if s:
+        cells = " | ".join(f"{s[k]:.1f} ({100 * s[k] / s['total']:.0f}%)" for k in ("multiply", "dispatch", "attention", "head", "other"))
+        print(f"| {r['effort']:g} | {r['test']} | {s['total']:.1f} | {cells} |")
 EOF
 echo "[compare] JSON and logs in $out" >&2
