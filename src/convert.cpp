@@ -49,12 +49,33 @@ std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input) {
 }
 
 // Removes the temporary file unless the conversion completed.
-struct TempFile {
-  std::filesystem::path path;
-  bool keep = false;
-  ~TempFile() {
-    if (!keep && !path.empty()) std::filesystem::remove(path);
+// A temporary file beside `output` (announced to options.on_temp_file before use), renamed onto
+// it by commit() and removed if never committed: a failed conversion leaves nothing behind.
+class PendingOutput {
+ public:
+  PendingOutput(const std::filesystem::path& output, const ConvertOptions& options) : output_(output) {
+    if (std::filesystem::exists(output) && !options.force)
+      throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
+    std::mt19937_64 name_rng(std::random_device{}());
+    std::string name = "." + output.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                       std::to_string(name_rng() % 1000000);
+    path_ = output.parent_path() / name;
+    if (options.on_temp_file) options.on_temp_file(path_);
   }
+  ~PendingOutput() {
+    if (!committed_) std::filesystem::remove(path_);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  void commit() {
+    std::error_code ec;
+    std::filesystem::rename(path_, output_, ec);
+    if (ec) throw Error(ErrorCode::io, "[convert] cannot rename " + path_.string() + " to " + output_.string() + ": " + ec.message());
+    committed_ = true;
+  }
+
+ private:
+  std::filesystem::path output_, path_;
+  bool committed_ = false;
 };
 
 // FNV-1a: a name hash that is the same for every standard library, so files are reproducible.
@@ -101,13 +122,12 @@ std::map<std::string, std::vector<float>> calibrate(const std::filesystem::path&
 
 void convert_to_effort(const std::filesystem::path& input, const std::filesystem::path& output,
                        const ConvertOptions& options) {
-  if (std::filesystem::exists(output) && !options.force)
-    throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
   if (options.max_probes == 0) throw Error(ErrorCode::invalid_argument, "[convert] max_probes must be at least 1");
   if (options.bucket_size != 8 && options.bucket_size != 16)
     throw Error(ErrorCode::invalid_argument, "[convert] bucket_size must be 8 or 16, got " + std::to_string(options.bucket_size));
   if (options.group == 0 || options.group > 64)
     throw Error(ErrorCode::invalid_argument, "[convert] group must be in [1, 64], got " + std::to_string(options.group));
+  PendingOutput pending(output, options);
   const auto source = open_source(input);
   std::map<std::string, std::vector<float>> input_scales;
   if (!options.calibration_text.empty()) input_scales = calibrate(input, options);
@@ -161,14 +181,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   if (tokenizer) writer.plan("tokenizer.model", "U8", {std::int64_t(tokenizer->size())});
 
   // Write into a temporary file beside the output, then rename.
-  TempFile temp;
-  std::mt19937_64 name_rng(std::random_device{}());
-  std::string temp_name = output.filename().string();
-  temp_name.insert(0, 1, '.');
-  temp_name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(name_rng() % 1000000);
-  temp.path = output.parent_path() / temp_name;
-  if (options.on_temp_file) options.on_temp_file(temp.path);
-  writer.open(temp.path);
+  writer.open(pending.path());
   std::size_t done = 0;
   auto progress = [&](const std::string& name) {
     if (options.progress) options.progress(++done, total, name);
@@ -207,10 +220,65 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   }
   if (tokenizer) writer.write("tokenizer.model", tokenizer->data(), tokenizer->size());
   writer.finish();
-  std::error_code ec;
-  std::filesystem::rename(temp.path, output, ec);
-  if (ec) throw Error(ErrorCode::io, "[convert] cannot rename " + temp.path.string() + " to " + output.string() + ": " + ec.message());
-  temp.keep = true;
+  pending.commit();
+}
+
+void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::path& output, GgufType type,
+                     const ConvertOptions& options) {
+  if (type != GgufType::f32 && type != GgufType::f16 && type != GgufType::q8_0)
+    throw Error(ErrorCode::invalid_argument, "[convert] GGUF output type must be F32, F16 or Q8_0");
+  PendingOutput pending(output, options);
+  const std::shared_ptr<const SourceModel> source = open_source(input);
+  const ModelConfig& c = source->config();
+  GgufWriter gguf;
+  gguf.add_metadata("general.architecture", "llama");
+  gguf.add_metadata("general.name", input.filename().string());
+  gguf.add_metadata("general.file_type", type == GgufType::f32 ? 0 : type == GgufType::f16 ? 1 : 7);
+  gguf.add_metadata("llama.context_length", c.max_position_embeddings);
+  gguf.add_metadata("llama.embedding_length", c.hidden_size);
+  gguf.add_metadata("llama.block_count", c.num_hidden_layers);
+  gguf.add_metadata("llama.feed_forward_length", c.intermediate_size);
+  gguf.add_metadata("llama.attention.head_count", c.num_attention_heads);
+  gguf.add_metadata("llama.attention.head_count_kv", c.num_key_value_heads);
+  gguf.add_metadata("llama.attention.key_length", c.head_dim);
+  gguf.add_metadata("llama.attention.value_length", c.head_dim);
+  gguf.add_metadata("llama.rope.dimension_count", c.head_dim);
+  gguf.add_metadata("llama.rope.freq_base", float(c.rope_theta));
+  gguf.add_metadata("llama.attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
+  if (const auto tokenizer = source->tokenizer_model())
+    add_sentencepiece_vocabulary(gguf, *tokenizer, input.string() + " (tokenizer)");
+  else
+    gguf.add_metadata("llama.vocab_size", c.vocab_size);
+  // Produced one at a time while writing: never the whole model in memory.
+  auto matrix = [&](const std::string& gguf_name, const std::string& hf_name, std::int64_t rows, std::int64_t cols) {
+    // Q8_0 blocks need rows of a multiple of 32; like llama.cpp, other matrices stay F16.
+    const GgufType t = type == GgufType::q8_0 && cols % 32 != 0 ? GgufType::f16 : type;
+    gguf.add_tensor(gguf_name, t, {std::uint64_t(cols), std::uint64_t(rows)}, [=, &c] {
+      std::vector<float> values = source->floats(hf_name, {rows, cols});
+      const bool q = hf_name.find("q_proj") != std::string::npos, k = hf_name.find("k_proj") != std::string::npos;
+      if (q || k) values = interleave_rotary_rows(values, std::size_t(q ? c.num_attention_heads : c.num_key_value_heads),
+                                                  std::size_t(c.head_dim), std::size_t(cols));
+      return encode_gguf(t, values);
+    });
+  };
+  auto norm = [&](const std::string& gguf_name, const std::string& hf_name) {
+    gguf.add_tensor(gguf_name, GgufType::f32, {std::uint64_t(c.hidden_size)},
+                    [=, &c] { return encode_gguf(GgufType::f32, source->floats(hf_name, {c.hidden_size})); });
+  };
+  matrix("token_embd.weight", "model.embed_tokens.weight", c.vocab_size, c.hidden_size);
+  static const char* gguf_names[kNumMatrixKinds] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string g = "blk." + std::to_string(l) + ".", p = "model.layers." + std::to_string(l) + ".";
+    norm(g + "attn_norm.weight", p + "input_layernorm.weight");
+    norm(g + "ffn_norm.weight", p + "post_attention_layernorm.weight");
+    const auto layer = projections(c, l);
+    for (int k = 0; k < kNumMatrixKinds; ++k)
+      matrix(g + gguf_names[k] + ".weight", layer[std::size_t(k)].name, layer[std::size_t(k)].out, layer[std::size_t(k)].in);
+  }
+  norm("output_norm.weight", "model.norm.weight");
+  if (!c.tie_word_embeddings) matrix("output.weight", "lm_head.weight", c.vocab_size, c.hidden_size);
+  gguf.write(pending.path());
+  pending.commit();
 }
 
 }  // namespace effort

@@ -27,10 +27,20 @@ struct ConvertOptions {
   std::function<void(const std::filesystem::path&)> on_temp_file;
 };
 
+enum class GgufType : std::uint32_t;
+
 // input: a Hugging Face checkpoint folder or a GGUF file. Writes to a temporary file beside
 // `output` and renames it only when complete; on any error the temporary file is removed and
 // effort::Error is thrown. Refuses an existing output unless options.force.
 void convert_to_effort(const std::filesystem::path& input, const std::filesystem::path& output,
                        const ConvertOptions& options);
+
+// input as above -> a GGUF file that llama.cpp loads (architecture "llama"): matrices in `type`
+// (F32, F16, or Q8_0 where rows are a multiple of 32 and F16 elsewhere, as llama.cpp does), norms
+// in F32, q/k rows with their rotary pairs interleaved as llama.cpp expects, and the SentencePiece
+// vocabulary when there is a tokenizer. Same temporary-file discipline; options.force and
+// options.on_temp_file apply, the bucket options do not.
+void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::path& output, GgufType type,
+                     const ConvertOptions& options);
 
 }  // namespace effort

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <sentencepiece_processor.h>
 
 #include "effort/error.h"
 #include "kernels/fp16.h"
@@ -414,19 +415,14 @@ class GgufSource : public SourceModel {
     return out + "]";
   }
 
-  // llama.cpp's converter interleaves the rotary pairs of q_proj/k_proj rows (GGUF row
-  // h*hd + 2i + j holds HF row h*hd + j*hd/2 + i); these are undone so RoPE pairs (i, i + hd/2).
   static bool permuted(const std::string& name) {
     return name.find("self_attn.q_proj") != std::string::npos || name.find("self_attn.k_proj") != std::string::npos;
   }
+  // Back to HF order, so that RoPE pairs (i, i + hd/2).
   void unpermute_rows(const std::string& name, const std::uint8_t* in, std::uint8_t* out, std::size_t row_bytes) const {
     const bool q = name.find("self_attn.q_proj") != std::string::npos;
-    const std::size_t heads = std::size_t(q ? config_.num_attention_heads : config_.num_key_value_heads);
-    const std::size_t hd = std::size_t(config_.head_dim), half = hd / 2;
-    for (std::size_t h = 0; h < heads; ++h)
-      for (std::size_t i = 0; i < half; ++i)
-        for (std::size_t j = 0; j < 2; ++j)
-          std::memcpy(out + (h * hd + j * half + i) * row_bytes, in + (h * hd + 2 * i + j) * row_bytes, row_bytes);
+    reorder_rotary_rows(in, out, std::size_t(q ? config_.num_attention_heads : config_.num_key_value_heads),
+                        std::size_t(config_.head_dim), row_bytes, false);
   }
 
   GgufFile file_;
@@ -441,6 +437,54 @@ std::unique_ptr<SourceModel> open_gguf_source(const std::filesystem::path& path)
 }
 
 void GgufWriter::add_metadata(const std::string& key, const json& value) { metadata_.emplace_back(key, value); }
+
+void reorder_rotary_rows(const std::uint8_t* in, std::uint8_t* out, std::size_t heads, std::size_t hd,
+                         std::size_t row_bytes, bool to_gguf) {
+  const std::size_t half = hd / 2;
+  for (std::size_t h = 0; h < heads; ++h)
+    for (std::size_t i = 0; i < half; ++i)
+      for (std::size_t j = 0; j < 2; ++j) {
+        const std::size_t hf = h * hd + j * half + i, gguf = h * hd + 2 * i + j;
+        std::memcpy(out + (to_gguf ? gguf : hf) * row_bytes, in + (to_gguf ? hf : gguf) * row_bytes, row_bytes);
+      }
+}
+
+std::vector<float> interleave_rotary_rows(const std::vector<float>& w, std::size_t heads, std::size_t hd, std::size_t cols) {
+  std::vector<float> out(w.size());
+  reorder_rotary_rows(reinterpret_cast<const std::uint8_t*>(w.data()), reinterpret_cast<std::uint8_t*>(out.data()), heads,
+                      hd, cols * sizeof(float), true);
+  return out;
+}
+
+std::vector<std::uint8_t> encode_gguf(GgufType type, const std::vector<float>& values) {
+  if (type == GgufType::q8_0) return quantize_q8_0(values.data(), values.size());
+  if (type == GgufType::f32) {
+    std::vector<std::uint8_t> bytes(values.size() * 4);
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+    return bytes;
+  }
+  if (type != GgufType::f16) throw Error(ErrorCode::invalid_argument, "[gguf] cannot encode this tensor type");
+  std::vector<std::uint8_t> bytes(values.size() * 2);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const std::uint16_t h = kernels::float_to_half(values[i]);
+    std::memcpy(bytes.data() + 2 * i, &h, 2);
+  }
+  return bytes;
+}
+
+void add_sentencepiece_vocabulary(GgufWriter& gguf, const std::string& serialized_model, const std::string& context) {
+  sentencepiece::SentencePieceProcessor sp;
+  if (!sp.LoadFromSerializedProto(serialized_model).ok())
+    throw Error(ErrorCode::format, "[gguf] " + context + ": not a SentencePiece model");
+  json tokens = json::array(), scores = json::array(), types = json::array();
+  for (int i = 0; i < sp.GetPieceSize(); ++i) {
+    tokens.push_back(sp.IdToPiece(i));
+    scores.push_back(sp.GetScore(i));
+    // llama.cpp's token types: 1 normal, 2 unknown, 3 control, 6 byte.
+    types.push_back(sp.IsUnknown(i) ? 2 : sp.IsControl(i) ? 3 : sp.IsByte(i) ? 6 : 1);
+  }
+  gguf.add_llama_vocabulary(tokens, scores, types, std::max(0, sp.bos_id()), std::max(0, sp.eos_id()), std::max(0, sp.unk_id()));
+}
 
 void GgufWriter::add_llama_vocabulary(const json& tokens, const json& scores, const json& types, int bos, int eos,
                                       int unk) {

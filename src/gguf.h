@@ -81,6 +81,22 @@ class GgufWriter {
   std::vector<Tensor> tensors_;
 };
 
+// Adds the vocabulary of a serialized SentencePiece model (add_llama_vocabulary); errors name
+// `context`.
+void add_sentencepiece_vocabulary(GgufWriter& gguf, const std::string& serialized_model, const std::string& context);
+
+// values in a GGUF tensor type: F32, F16 or Q8_0.
+std::vector<std::uint8_t> encode_gguf(GgufType type, const std::vector<float>& values);
+
+// llama.cpp's converter interleaves the rotary pairs of q_proj/k_proj rows: GGUF row h*hd + 2i + j
+// holds HF row h*hd + j*hd/2 + i. Reorders rows of row_bytes bytes from HF order to GGUF order
+// (to_gguf) or back.
+void reorder_rotary_rows(const std::uint8_t* in, std::uint8_t* out, std::size_t heads, std::size_t head_dim,
+                         std::size_t row_bytes, bool to_gguf);
+// The float rows of an HF q/k matrix in GGUF order.
+std::vector<float> interleave_rotary_rows(const std::vector<float>& w, std::size_t heads, std::size_t head_dim,
+                                          std::size_t cols);
+
 // Q8_0: blocks of 32 weights as an fp16 scale d and 32 int8 q; weight = d * q.
 std::vector<std::uint8_t> quantize_q8_0(const float* values, std::size_t n);
 void dequantize_q8_0(const std::uint8_t* blocks, std::size_t n, float* out);

@@ -170,3 +170,52 @@ TEST_CASE("effort-eval reports effort and early-exit settings, and calibrates th
   REQUIRE(r.exit_code == 1);
   REQUIRE(r.output.find("--exit-calibration: cannot open /nonexistent.json") != std::string::npos);
 }
+
+TEST_CASE("effort-bench reports llama-bench-shaped tests, every repetition, and clear errors", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const std::string bench = std::string(EFFORT_BIN_DIR) + "/effort-bench";
+  auto r = test::run_command(bench + model_arg() + " -p 16 -n 8 -d 0,8 -r 3 -t 1,2 -o json 2>/dev/null");
+  REQUIRE(r.exit_code == 0);
+  const auto results = nlohmann::json::parse(r.output);
+  REQUIRE(results.size() == 8);  // (pp16, tg8) x (depth 0, 8) x (1, 2 threads)
+  std::vector<std::string> names;
+  for (const auto& x : results) {
+    names.push_back(x["test"].get<std::string>() + "/" + std::to_string(x["threads"].get<int>()));
+    for (const char* key : {"model", "threads", "effort", "test", "tps_mean", "tps_sd", "reps", "peak_rss_mb"})
+      REQUIRE(x.contains(key));
+    const auto reps = x["reps"].get<std::vector<double>>();
+    REQUIRE(reps.size() == 3);
+    // The summary is the mean and the sample standard deviation of the repetitions listed.
+    double mean = 0, ss = 0;
+    for (double v : reps) mean += v / 3;
+    for (double v : reps) ss += (v - mean) * (v - mean);
+    REQUIRE(x["tps_mean"].get<double>() == Approx(mean).epsilon(1e-12));
+    REQUIRE(x["tps_sd"].get<double>() == Approx(std::sqrt(ss / 2)).epsilon(1e-9).margin(1e-12));
+    REQUIRE(mean > 0);
+    REQUIRE(x["peak_rss_mb"].get<double>() > 0);
+    if (x["n_gen"].get<int>() > 0) REQUIRE(x.contains("stages_ms_per_token"));
+  }
+  REQUIRE(names == std::vector<std::string>{"pp16/1", "tg8/1", "pp16@d8/1", "tg8@d8/1", "pp16/2", "tg8/2", "pp16@d8/2", "tg8@d8/2"});
+
+  r = test::run_command(bench + model_arg() + " -p 8 -n 4 -r 1 --stages 2>/dev/null");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("| model | size | params | backend | threads | effort | test | t/s | peak RSS |") != std::string::npos);
+  REQUIRE(r.output.find("| 1 | pp8 |") != std::string::npos);
+  REQUIRE(r.output.find("| multiply | dispatch | attention | head | other |") != std::string::npos);
+
+  const std::pair<std::string, std::string> cases[] = {
+      {" -o xml", "-o: expected md or json, got 'xml'"},
+      {" -r 0", "-r: expected an integer"},
+      {" --effort 0.5", "effort below 1 needs a bucketed .effort model"},
+      {" -p 600", "need 600 positions; the model has 512"},
+  };
+  for (const auto& [args, message] : cases) {
+    CAPTURE(args);
+    r = test::run_command(bench + model_arg() + args);
+    REQUIRE(r.exit_code != 0);
+    REQUIRE(r.output.find(message) != std::string::npos);
+  }
+  r = test::run_command(bench + " -p 8");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.output.find("missing -m MODEL") != std::string::npos);
+}

@@ -169,6 +169,41 @@ TEST_CASE("a GGUF runs directly, dense, with the HF checkpoint's logits", "[mode
   }
 }
 
+TEST_CASE("effort-convert writes the GGUF llama.cpp reads: the tensors and vocabulary of an independent writer", "[model][gguf]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  const auto c = ModelConfig::from_file(test::fixture_model() / "config.json");
+  std::vector<std::string> names = {"token_embd.weight", "output_norm.weight"};
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"})
+      names.push_back("blk." + std::to_string(l) + "." + t + ".weight");
+  for (GgufType type : {GgufType::f32, GgufType::f16, GgufType::q8_0}) {
+    CAPTURE(int(type));
+    convert_to_gguf(test::fixture_model(), dir / "ours.gguf", type, {.force = true});
+    write_fixture_gguf(dir / "theirs.gguf", type);
+    const GgufFile ours(dir / "ours.gguf"), theirs(dir / "theirs.gguf");
+    for (const auto& name : names) {
+      CAPTURE(name);
+      const GgufTensor* a = ours.find(name);
+      const GgufTensor* b = theirs.find(name);
+      REQUIRE(a != nullptr);
+      REQUIRE(a->type == b->type);
+      REQUIRE(a->dims == b->dims);
+      REQUIRE(std::equal(a->data, a->data + a->num_bytes, b->data, b->data + b->num_bytes));
+    }
+    for (const char* key : {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "llama.block_count",
+                            "llama.attention.head_count_kv", "tokenizer.ggml.bos_token_id"})
+      REQUIRE(ours.metadata(key) == theirs.metadata(key));
+  }
+  // An existing output is refused and left as it is; nothing else is written beside it.
+  test::write_text(dir / "taken.gguf", "keep");
+  REQUIRE_THROWS_WITH(convert_to_gguf(test::fixture_model(), dir / "taken.gguf", GgufType::f16, {}), Contains("exists (use --force"));
+  REQUIRE(test::read_bytes(dir / "taken.gguf").size() == 4);
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path)) ++files;
+  REQUIRE(files == 3);  // ours.gguf, theirs.gguf, taken.gguf
+}
+
 TEST_CASE("a Q8_0 GGUF is dequantized, bucketed and runs", "[model][gguf]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;

@@ -1,4 +1,5 @@
-// effort-convert: a Hugging Face checkpoint folder or a GGUF file -> one .effort file.
+// effort-convert: a Hugging Face checkpoint folder or a GGUF file -> one .effort file, or a GGUF
+// file for llama.cpp.
 #include <unistd.h>
 
 #include <chrono>
@@ -10,13 +11,16 @@
 
 #include "cli.h"
 #include "convert.h"
+#include "gguf.h"
 
 namespace {
 
 constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [options]
+       effort-convert INPUT -o OUT.gguf [--type f16|f32|q8_0] [--force]
   INPUT             a Hugging Face checkpoint folder (config.json + *.safetensors [+ tokenizer.model])
                     or a GGUF file of a llama/mistral model (F32, F16, BF16 or Q8_0 tensors)
-  -o, --output PATH the .effort file to write
+  -o, --output PATH the .effort file to write; a PATH ending in .gguf writes a GGUF file that
+                    llama.cpp loads instead (matrices in --type, default f16), for side-by-side runs
       --force       replace PATH if it exists
       --bucket-size S  outputs per bucket: 8 (3 position bits, cheaper routing; the best
                     quality at equal time) or 16 (the canonical layout) (default 8)
@@ -52,6 +56,8 @@ void draw_progress(std::size_t done, std::size_t total) {
 int run(int argc, char** argv) {
   std::string input, output;
   effort::ConvertOptions options;
+  effort::GgufType gguf_type = effort::GgufType::f16;
+  bool type_given = false;
   effort::cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
     const std::string f = args.next_flag();
@@ -65,6 +71,14 @@ int run(int argc, char** argv) {
     else if (f == "--calibration-tokens") options.calibration_tokens = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 20));
     else if (f == "--probes") options.max_probes = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 24));
     else if (f == "--seed") options.seed = effort::cli::parse_u64(f, args.value());
+    else if (f == "--type") {
+      const std::string t = args.value();
+      if (t == "f16") gguf_type = effort::GgufType::f16;
+      else if (t == "f32") gguf_type = effort::GgufType::f32;
+      else if (t == "q8_0") gguf_type = effort::GgufType::q8_0;
+      else throw effort::cli::UsageError("--type: expected f16, f32 or q8_0, got '" + t + "'");
+      type_given = true;
+    }
     else if (!f.empty() && f[0] == '-') throw effort::cli::UsageError("unknown option '" + f + "' (see --help)");
     else if (input.empty()) input = f;
     else throw effort::cli::UsageError("more than one INPUT: '" + input + "' and '" + f + "'");
@@ -77,8 +91,11 @@ int run(int argc, char** argv) {
   };
   if (isatty(STDERR_FILENO)) options.progress = [](std::size_t done, std::size_t total, const std::string&) { draw_progress(done, total); };
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
+  const bool to_gguf = std::filesystem::path(output).extension() == ".gguf";
+  if (type_given && !to_gguf) throw effort::cli::UsageError("--type applies to a .gguf output only");
   const auto start = std::chrono::steady_clock::now();
-  effort::convert_to_effort(input, output, options);
+  if (to_gguf) effort::convert_to_gguf(input, output, gguf_type, options);
+  else effort::convert_to_effort(input, output, options);
   g_temp_path[0] = '\0';
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "wrote %s: %.1f MB in %.2f s\n", output.c_str(), double(std::filesystem::file_size(output)) / 1e6, seconds);
