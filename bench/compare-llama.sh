@@ -129,11 +129,12 @@ for r in json.load(open(os.path.join(out, "effort.json"))):
 base = {row[3]: row[4] for row in rows if row[0] == "llama.cpp F16"}
 mmap = "weights in process memory (no mmap)" if json.load(open(os.path.join(out, "effort.json")))[0]["mmap"] is False else "weights memory-mapped"
 print(f"{model}; {version or 'llama.cpp: skipped'}; {mmap}\n")
-print("| engine | size GiB | threads | test | t/s | vs llama.cpp F16 |")
+print("| engine | size | threads | test | t/s | vs llama.cpp F16 |")
 print("| --- | ---: | ---: | --- | ---: | ---: |")
 for name, size, threads, test, mean, sd, _ in rows:
     ratio = f"{mean / base[test]:.2f}x" if test in base else "-"
-    print(f"| {name} | {size:.2f} | {threads} | {test} | {mean:.2f} ± {sd:.2f} | {ratio} |")
+    size_text = f"{size:.2f} GiB" if size >= 1 else f"{size * 1024:.2f} MiB"
+    print(f"| {name} | {size_text} | {threads} | {test} | {mean:.2f} ± {sd:.2f} | {ratio} |")
 print("\nour generation, ms per token by stage:\n")
 print("| effort | test | total | multiply | dispatch | attention | head | other |")
 print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
