@@ -1,7 +1,10 @@
-// bench_util.h: timing helpers for the benchmarks: interleaved repetitions after a warm-up, medians.
+// bench_util.h: what the benchmarks share: interleaved repetitions after a warm-up, medians, and a
+// seeded random stream.
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -24,6 +27,29 @@ inline std::pair<std::vector<double>, std::vector<double>> time_interleaved(int 
     tb.push_back(seconds(b));
   }
   return {ta, tb};
+}
+
+// splitmix64: fast, and the same stream on every platform.
+inline std::uint64_t splitmix64(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+inline double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+// Sample standard deviation, as llama-bench reports it.
+inline double sd(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
 }
 
 inline double median(std::vector<double> v) {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "effort/effort.h"
 #include "exit_flags.h"
@@ -132,12 +133,7 @@ ModelFacts describe(const std::string& path, const Model& model) {
 std::vector<Token> bench_tokens(const ModelConfig& c, std::size_t n, std::uint64_t seed) {
   std::vector<Token> ids;
   if (n) ids.push_back(c.bos_token_id);
-  while (ids.size() < n) {
-    std::uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    ids.push_back(Token((z ^ (z >> 31)) % std::uint64_t(c.vocab_size)));
-  }
+  while (ids.size() < n) ids.push_back(Token(bench::splitmix64(seed) % std::uint64_t(c.vocab_size)));
   return ids;
 }
 
@@ -160,21 +156,6 @@ struct Result {
   double peak_rss_mb = 0, mult = 0, layers = 0;
   Stages stages;  // per token, averaged over repetitions (tg tests)
 };
-
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / double(v.size());
-}
-
-// Sample standard deviation, as llama-bench reports it.
-double sd(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
 
 // One run of a test: seconds for its timed part.
 double run_once(Session& session, const Test& t, const ModelConfig& c) {
@@ -274,8 +255,8 @@ int run(int argc, char** argv) {
                      {"n_prompt", r.test.n_prompt},
                      {"n_gen", r.test.n_gen},
                      {"depth", r.test.depth},
-                     {"tps_mean", mean(r.tps)},
-                     {"tps_sd", sd(r.tps)},
+                     {"tps_mean", bench::mean(r.tps)},
+                     {"tps_sd", bench::sd(r.tps)},
                      {"reps", r.tps},
                      {"mult_fraction", r.mult},
                      {"avg_layers", r.layers},
@@ -299,7 +280,7 @@ int run(int argc, char** argv) {
     std::printf("| %s | %.2f %s | %.2f %s | %s | %d | %s | %s | %.2f ± %.2f | %.0f MB |\n", facts.name.c_str(),
                 facts.size_bytes / double(gib ? 1 << 30 : 1 << 20), gib ? "GiB" : "MiB", facts.params >= 1e9 ? facts.params / 1e9 : facts.params / 1e6,
                 facts.params >= 1e9 ? "B" : "M", backend.c_str(), r.threads, effort, r.test.name.c_str(),
-                mean(r.tps), sd(r.tps), r.peak_rss_mb);
+                bench::mean(r.tps), bench::sd(r.tps), r.peak_rss_mb);
   }
   if (!o.stages) return 0;
   std::printf("\nms per generated token (projections = multiply + dispatch; head = output projection; other =\n"

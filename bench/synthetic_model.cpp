@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "gguf.h"
 #include "kernels/fp16.h"
@@ -24,15 +25,9 @@ vocab 32000, rope theta 1e6. Weights are random with per-matrix and per-layer sc
 trained model's and heavy tails; the model generates meaningless text, and says so in its name.
 )";
 
-// splitmix64: fast, and the same stream on every platform.
 struct Random {
   std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  std::uint64_t next() { return bench::splitmix64(state); }
   // Approximately standard normal (Irwin-Hall of 4 uniforms), with a heavy tail: one value in
   // 64 is scaled up 4x, as outlier weights are in trained models.
   float normal() {

@@ -18,14 +18,6 @@ std::vector<int> story_ids(std::size_t n) {
   return ids;
 }
 
-std::vector<std::vector<float>> run(Session& s, const std::vector<int>& ids) {
-  std::vector<std::vector<float>> rows;
-  for (int id : ids) {
-    const auto z = s.forward(id);
-    rows.emplace_back(z.begin(), z.end());
-  }
-  return rows;
-}
 
 }  // namespace
 
@@ -34,7 +26,7 @@ TEST_CASE("a check that never fires gives bit-identical logits", "[model][early-
   const Model model = Model::load(test::fixture_model());
   const auto ids = story_ids(40);
   Session plain = model.new_session();
-  const auto expected = run(plain, ids);
+  const auto expected = test::forward_each(plain, ids);
   Session checked = model.new_session();
   EarlyExitOptions o;
   o.enabled = true;
@@ -43,7 +35,7 @@ TEST_CASE("a check that never fires gives bit-identical logits", "[model][early-
   o.patience = 1;
   o.warmup = 0;
   checked.set_early_exit(o);
-  REQUIRE(run(checked, ids) == expected);
+  REQUIRE(test::forward_each(checked, ids) == expected);
   REQUIRE(checked.average_layers() == 5.0);
 }
 
@@ -62,7 +54,7 @@ TEST_CASE("a forced exit equals the first layers, the final norm and the head, w
     o.warmup = 3;
     o.max_consecutive = 2;
     s.set_early_exit(o);
-    const auto logits = run(s, ids);
+    const auto logits = test::forward_each(s, ids);
     // Who exits: not before position 3 (warm-up), then two exits and one forced full pass.
     std::vector<int> exit_after(ids.size(), 4);
     int run_of_exits = 0;

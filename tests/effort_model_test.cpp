@@ -37,14 +37,6 @@ std::vector<int> reference_ids(const char* name) {
       .get<std::vector<int>>();
 }
 
-std::vector<std::vector<float>> logits(Session& s, const std::vector<int>& ids) {
-  std::vector<std::vector<float>> rows;
-  for (int id : ids) {
-    const auto z = s.forward(id);
-    rows.emplace_back(z.begin(), z.end());
-  }
-  return rows;
-}
 
 // The projection named by its HF tensor name.
 const Matrix& matrix_of(const EffortCheckpoint& c, const std::string& name) {
@@ -89,7 +81,7 @@ TEST_CASE("at effort 1 the .effort model is the dense model of its decoded weigh
   const Model dense = Model::load(decoded.path);
   const auto ids = reference_ids("greedy_bos64");
   Session a = bucketed.new_session(), b = dense.new_session();
-  const auto za = logits(a, ids), zb = logits(b, ids);
+  const auto za = test::forward_each(a, ids), zb = test::forward_each(b, ids);
   // Same weights, same fp32 math up to summation order (bucket rows vs matrix rows): the
   // reorder tolerance used against run.c.
   for (std::size_t t = 0; t < ids.size(); ++t) REQUIRE(test::max_abs_diff(za[t].data(), zb[t].data(), za[t].size()) < 1e-4f);
@@ -103,7 +95,7 @@ TEST_CASE("at effort 1 the .effort model stays close to the original and keeps i
   const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_greedy_bos64.json");
   const auto expected = test::read_f32_file(test::reference_dir() / "stories260K" / "logits_greedy_bos64.f32");
   Session s = model.new_session();
-  const auto z = logits(s, meta["prompt_ids"].get<std::vector<int>>());
+  const auto z = test::forward_each(s, meta["prompt_ids"].get<std::vector<int>>());
   float worst = 0, largest = 0;
   int same_top1 = 0;
   for (std::size_t t = 0; t < z.size(); ++t) {
@@ -134,12 +126,12 @@ TEST_CASE("lower effort does less work, stays finite, and degrades smoothly", "[
   const Model model = Model::load(fixture_effort());
   const auto ids = reference_ids("greedy_bos64");
   Session full = model.new_session();
-  const auto z1 = logits(full, ids);
+  const auto z1 = test::forward_each(full, ids);
   double previous_kl = 0;
   for (float effort : {0.75f, 0.5f, 0.25f, 0.125f}) {
     Session s = model.new_session();
     s.set_effort(effort);
-    const auto z = logits(s, ids);
+    const auto z = test::forward_each(s, ids);
     double kl = 0;
     for (std::size_t t = 0; t < ids.size(); ++t) {
       REQUIRE(std::all_of(z[t].begin(), z[t].end(), [](float v) { return std::isfinite(v); }));
@@ -189,7 +181,7 @@ TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", 
   const Model dense = Model::load(decoded.path);
   const auto ids = reference_ids("mixed");
   Session a = partial.new_session(), b = dense.new_session();
-  const auto za = logits(a, ids), zb = logits(b, ids);
+  const auto za = test::forward_each(a, ids), zb = test::forward_each(b, ids);
   for (std::size_t t = 0; t < ids.size(); ++t) REQUIRE(test::max_abs_diff(za[t].data(), zb[t].data(), 512) < 1e-4f);
   REQUIRE(a.effort_stats().overall() == Approx(0.75));
 }
@@ -231,7 +223,7 @@ TEST_CASE("with sampled probes the work done still tracks effort on real layers"
   for (float effort : {0.75f, 0.5f, 0.25f, 0.125f}) {
     Session s = model.new_session();
     s.set_effort(effort);
-    logits(s, ids);
+    test::forward_each(s, ids);
     for (int k = 0; k < kNumMatrixKinds; ++k) {
       CAPTURE(effort, matrix_kind_name(MatrixKind(k)));
       REQUIRE(std::fabs(s.effort_stats().fraction(MatrixKind(k)) - effort) < 0.05);
@@ -247,7 +239,7 @@ TEST_CASE("a per-layer effort schedule combines with kinds and early exit", "[mo
   REQUIRE(s.layer_effort(2, MatrixKind::up_proj) == 0.5f);
   REQUIRE(s.layer_effort(1, MatrixKind::up_proj) == 1.0f);
   const auto ids = reference_ids("greedy_bos64");
-  logits(s, ids);
+  test::forward_each(s, ids);
   // Every layer has the same size, so the work done is (4 x 1 + 0.5) / 5 of dense, per kind.
   for (int k = 0; k < kNumMatrixKinds; ++k) REQUIRE(s.effort_stats().fraction(MatrixKind(k)) == Approx(0.9).margin(0.01));
   REQUIRE_THROWS_WITH(s.set_layer_effort(5, 0.5f), Contains("layer 5 is outside [0, 5)"));
@@ -261,7 +253,7 @@ TEST_CASE("a per-layer effort schedule combines with kinds and early exit", "[mo
   exit.patience = 1;
   exit.warmup = 4;
   combined.set_early_exit(exit);
-  const auto z = logits(combined, ids);
+  const auto z = test::forward_each(combined, ids);
   REQUIRE(combined.average_layers() < 5.0);
   for (const auto& row : z) REQUIRE(std::all_of(row.begin(), row.end(), [](float v) { return std::isfinite(v); }));
 }
@@ -289,7 +281,7 @@ TEST_CASE("batched prompts of a .effort model give the token-by-token logits at 
   prompt_effort.set_prompt_effort(0.5f);
   prompt_effort.set_effort(0.25f);
   plain.set_effort(0.5f);
-  const auto expected = logits(plain, ids).back();
+  const auto expected = test::forward_each(plain, ids).back();
   const auto z = prompt_effort.prefill(ids);
   REQUIRE(std::vector<float>(z.begin(), z.end()) == expected);
   REQUIRE(prompt_effort.effort(MatrixKind::up_proj) == 0.25f);   // restored for generation
@@ -309,6 +301,6 @@ TEST_CASE("weights copied into memory (no mmap) give the mapped model's logits b
     Session a = mapped.new_session(), b = copied.new_session();
     a.set_effort(mapped.bucketed() ? 0.5f : 1.0f);
     b.set_effort(mapped.bucketed() ? 0.5f : 1.0f);
-    REQUIRE(logits(a, ids) == logits(b, ids));
+    REQUIRE(test::forward_each(a, ids) == test::forward_each(b, ids));
   }
 }

@@ -31,12 +31,7 @@ std::vector<Arch> all_arches() {
 // Row-by-row logits of a session fed the prompt one token at a time.
 std::vector<std::vector<float>> engine_logits(const Model& model, const std::vector<int>& ids, SessionOptions options = {}) {
   Session session = model.new_session(options);
-  std::vector<std::vector<float>> rows;
-  for (int id : ids) {
-    const auto logits = session.forward(id);
-    rows.emplace_back(logits.begin(), logits.end());
-  }
-  return rows;
+  return test::forward_each(session, ids);
 }
 
 float max_diff_to(const std::vector<std::vector<float>>& ours, const Eigen::MatrixXd& ref) {

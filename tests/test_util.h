@@ -131,6 +131,16 @@ inline float max_abs_diff(const float* a, const float* b, std::size_t n) {
   return m;
 }
 
+// The logits after each token, fed one at a time.
+inline std::vector<std::vector<float>> forward_each(effort::Session& s, const std::vector<int>& ids) {
+  std::vector<std::vector<float>> rows;
+  for (int id : ids) {
+    const auto z = s.forward(id);
+    rows.emplace_back(z.begin(), z.end());
+  }
+  return rows;
+}
+
 // A prompt longer than one batch (256 tokens) of the fixture: the reference greedy story from
 // BOS, continued with itself.
 inline std::vector<int> long_prompt(std::size_t length) {
@@ -145,11 +155,7 @@ inline std::vector<int> long_prompt(std::size_t length) {
 inline float batched_vs_one_by_one(const effort::Model& model, const std::vector<int>& ids,
                                    const effort::SessionOptions& options) {
   effort::Session one_by_one = model.new_session(options), batched = model.new_session(options);
-  std::vector<float> expected;
-  for (int t : ids) {
-    const auto z = one_by_one.forward(t);
-    expected.assign(z.begin(), z.end());
-  }
+  std::vector<float> expected = forward_each(one_by_one, ids).back();
   const auto z = batched.prefill(ids);
   float diff = max_abs_diff(z.data(), expected.data(), expected.size());
   if (batched.position() != one_by_one.position()) return INFINITY;
