@@ -40,6 +40,7 @@ while [ $# -gt 0 ]; do
     *) echo "compare-llama.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+command -v python3 >/dev/null || { echo "compare-llama.sh: python3 not found (Debian: apt-get install python3); it prints the table" >&2; exit 1; }
 for tool in effort-bench effort-convert effort-synthetic-model; do
   [ -x "$bin/$tool" ] || { echo "compare-llama.sh: $bin/$tool not found: build the project first (README)" >&2; exit 1; }
 done
