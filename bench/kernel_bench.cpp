@@ -21,17 +21,20 @@ using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   --shapes LIST   out x in shapes (default 4096x4096,1024x4096,14336x4096,4096x14336)
-  --efforts LIST  (default 1,0.5,0.25,0.125)
-  --layouts LIST  bucket size:group pairs (default 16:1, the canonical layout; e.g. 16:1,8:1,16:8)
+  --efforts LIST  (default 1,0.75,0.5,0.375,0.25,0.125)
+  --buckets LIST  bucket sizes (default 1,2,4,8,16; 16 is the original's layout)
   -t LIST         thread counts (default 1)
   -r N            timed repetitions per point, after one warm-up (default 7)
   --arch NAME     scalar, avx2 or avx512 (default: the best this CPU runs)
   --json          print a JSON list instead of a markdown table
-  --plot FILE     also write an SVG plot: cosine similarity against time relative to dense,
-                  one line per layout, shape and thread count
-Weights are random N(0, 0.02) (fp16), inputs heavy-tailed (Student t, 3 degrees of freedom).
-Several copies of each matrix are cycled so that every product streams from memory; dense and
-effort products alternate, so a slow phase of a shared machine affects both alike.
+  --plot FILE     also write an SVG plot: cosine similarity (Gaussian inputs) against time
+                  relative to dense, one line per layout, shape and thread count
+Weights are N(0, 0.02) in fp16, with 0.5% of rows and 0.5% of columns 4x larger. Quality is the
+cosine similarity to the exact product for Gaussian inputs and for heavy-tailed ones (Student t
+with 3 degrees of freedom, 8 channels 20x larger). Several copies of each matrix are cycled so
+that every product streams from memory; dense and effort products alternate, so a slow phase of
+a shared machine affects both alike. A * marks the points on the quality/time frontier of each
+shape and thread count: no other point is both faster and better (Gaussian cos).
 )";
 
 // Working set per shape: enough copies that no product finds its weights in cache.
@@ -41,11 +44,17 @@ struct Shape {
   std::size_t out, in;
 };
 
+double cosine(const std::vector<double>& exact, const std::vector<float>& y) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t o = 0; o < y.size(); ++o) ab += exact[o] * y[o], aa += exact[o] * exact[o], bb += double(y[o]) * y[o];
+  return ab / std::sqrt(aa * bb);
+}
+
 int run(int argc, char** argv) {
   std::vector<Shape> shapes = {{4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}};
-  std::vector<float> efforts = {1.0f, 0.5f, 0.25f, 0.125f};
+  std::vector<float> efforts = {1.0f, 0.75f, 0.5f, 0.375f, 0.25f, 0.125f};
   std::vector<int> threads = {1};
-  std::vector<std::pair<std::size_t, std::size_t>> layouts = {{16, 1}};
+  std::vector<std::size_t> bucket_sizes = {1, 2, 4, 8, 16};
   int reps = 7;
   bool json_out = false;
   std::string plot;
@@ -64,8 +73,8 @@ int run(int argc, char** argv) {
     } else if (f == "--efforts") {
       efforts.clear();
       for (const auto& e : cli::split_list(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
-    } else if (f == "--layouts") {
-      layouts = cli::parse_layouts(f, args.value());
+    } else if (f == "--buckets") {
+      bucket_sizes = cli::parse_bucket_sizes(f, args.value());
     } else if (f == "-t") {
       threads.clear();
       for (const auto& t : cli::split_list(args.value())) threads.push_back(int(cli::parse_int(f, t, 1, 1024)));
@@ -83,82 +92,112 @@ int run(int argc, char** argv) {
   }
 
   nlohmann::json results = nlohmann::json::array();
-  if (!json_out)
-    std::printf("| shape | layout | effort | threads | dense ms | ms | speedup | GB/s | cos |\n|---|---|---|---|---|---|---|---|---|\n");
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
     const std::size_t out = shape.out, in = shape.in;
+    const std::string name = std::to_string(out) + "x" + std::to_string(in);
+    if (!json_out) std::fprintf(stderr, "[kernel-bench] %s: building the matrices\n", name.c_str());
     std::normal_distribution<float> weight(0.0f, 0.02f);
+    std::vector<float> row_scale(out, 1.0f), col_scale(in, 1.0f);
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, out / 200); ++i) row_scale[rng() % out] = 4.0f;
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, in / 200); ++i) col_scale[rng() % in] = 4.0f;
     std::vector<float> w(out * in);
-    for (auto& v : w) v = kernels::half_to_float(kernels::float_to_half(weight(rng)));
+    for (std::size_t o = 0; o < out; ++o)
+      for (std::size_t j = 0; j < in; ++j)
+        w[o * in + j] = kernels::half_to_float(kernels::float_to_half(weight(rng) * row_scale[o] * col_scale[j]));
     std::vector<std::uint16_t> w16(w.size());
     for (std::size_t i = 0; i < w.size(); ++i) w16[i] = kernels::float_to_half(w[i]);
+    std::normal_distribution<float> gaussian(0.0f, 1.0f);
     std::student_t_distribution<float> heavy(3.0f);
-    std::vector<float> x(in);
-    for (auto& v : x) v = heavy(rng);
-    std::vector<double> exact(out, 0.0);
-    for (std::size_t o = 0; o < out; ++o)
-      for (std::size_t j = 0; j < in; ++j) exact[o] += double(w[o * in + j]) * x[j];
+    std::vector<float> x_gauss(in), x_heavy(in);
+    for (auto& v : x_gauss) v = gaussian(rng);
+    for (auto& v : x_heavy) v = heavy(rng);
+    for (int c = 0; c < 8; ++c) x_heavy[rng() % in] *= 20.0f;
+    auto exact_product = [&](const std::vector<float>& x) {
+      std::vector<double> y(out, 0.0);
+      for (std::size_t o = 0; o < out; ++o)
+        for (std::size_t j = 0; j < in; ++j) y[o] += double(w[o * in + j]) * x[j];
+      return y;
+    };
+    const auto exact_gauss = exact_product(x_gauss), exact_heavy = exact_product(x_heavy);
 
     const double weight_bytes = double(out) * double(in) * 2;
     const std::size_t copies = std::max<std::size_t>(1, std::size_t(std::ceil(kMinWorkingSetBytes / weight_bytes)));
     std::vector<std::vector<std::uint16_t>> dense_copies(copies, w16);
     std::vector<float> y(out);
-    const std::string name = std::to_string(out) + "x" + std::to_string(in);
-    for (const auto& [bucket_size, group] : layouts) {
+    std::vector<nlohmann::json> shape_results;
+    for (std::size_t bucket_size : bucket_sizes) {
       BucketizeOptions options;
       options.bucket_size = bucket_size;
-      options.group = group;
       const BucketizedMatrix b = bucketize(w.data(), out, in, options, "bench");
       std::vector<std::vector<std::uint16_t>> unit_copies(copies, b.units);
       std::vector<Matrix> bucketed;
       for (std::size_t c = 0; c < copies; ++c) {
-        BucketMatrix m = as_matrix(b, bucket_size * b.num_tiles);
+        BucketMatrix m = as_matrix(b, b.num_units());
         m.view.units = unit_copies[c].data();
         bucketed.push_back(std::move(m));
       }
       BucketScratch scratch({&std::get<BucketMatrix>(bucketed[0])});
-      const std::string layout = layout_name(bucket_size, group);
+      const std::string layout = layout_name(bucket_size);
       for (int t : threads) {
         ThreadPool pool(t);
         EffortState state;
         const Compute compute{kernels::kernel_table(arch), pool, &state, &scratch};
         // One pass over every copy first: fresh allocations pay for page faults and compaction.
         for (std::size_t c = 0; c < copies; ++c) {
-          matvec(DenseMatrix{kernels::DType::f16, dense_copies[c].data(), out, in}, x.data(), y.data(), compute);
-          matvec(bucketed[c], 0, MatrixKind::up_proj, x.data(), y.data(), compute);
+          matvec(DenseMatrix{kernels::DType::f16, dense_copies[c].data(), out, in}, x_gauss.data(), y.data(), compute);
+          matvec(bucketed[c], 0, MatrixKind::up_proj, x_gauss.data(), y.data(), compute);
         }
         std::size_t next = 0;
         for (float effort : efforts) {
           state.set_all(effort);
+          matvec(bucketed[0], 0, MatrixKind::up_proj, x_heavy.data(), y.data(), compute);
+          const double cos_heavy = cosine(exact_heavy, y);
           state.stats = EffortStats{};
           const auto [dense_reps, effort_reps] = bench::time_interleaved(
               reps,
               [&] {
                 const DenseMatrix dense{kernels::DType::f16, dense_copies[next % copies].data(), out, in};
-                matvec(dense, x.data(), y.data(), compute);
+                matvec(dense, x_gauss.data(), y.data(), compute);
               },
-              [&] { matvec(bucketed[next++ % copies], 0, MatrixKind::up_proj, x.data(), y.data(), compute); });
+              [&] { matvec(bucketed[next++ % copies], 0, MatrixKind::up_proj, x_gauss.data(), y.data(), compute); });
           const double dense_s = bench::median(dense_reps), s = bench::median(effort_reps);
           const double fraction = state.stats.fraction(MatrixKind::up_proj);
           // Bytes read per product: the dispatched units, every unit's stats, the probes.
           const double bytes = fraction * weight_bytes + double(b.stats.size()) * 4 + double(b.probe_stats.size()) * 4;
-          double ab = 0, aa = 0, bb = 0;
-          for (std::size_t o = 0; o < out; ++o) ab += exact[o] * y[o], aa += exact[o] * exact[o], bb += double(y[o]) * y[o];
-          const double cos = ab / std::sqrt(aa * bb);
-          results.push_back({{"shape", name}, {"layout", layout}, {"effort", effort}, {"threads", t},
-                             {"dense_ms", dense_s * 1e3}, {"ms", s * 1e3}, {"speedup", dense_s / s},
-                             {"gbps", bytes / s / 1e9}, {"cos", cos}, {"dispatched", fraction},
-                             {"arch", std::string(kernels::arch_name(arch))}});
+          shape_results.push_back({{"shape", name}, {"layout", layout}, {"bucket_size", bucket_size}, {"effort", effort},
+                                   {"threads", t}, {"dense_ms", dense_s * 1e3}, {"ms", s * 1e3}, {"time_ratio", s / dense_s},
+                                   {"speedup", dense_s / s}, {"gbps", bytes / s / 1e9}, {"cos_gauss", cosine(exact_gauss, y)},
+                                   {"cos_heavy", cos_heavy}, {"dispatched", fraction},
+                                   {"arch", std::string(kernels::arch_name(arch))}});
           if (!json_out)
-            std::printf("| %s | %s | %.3g | %d | %.3f | %.3f | %.2fx | %.1f | %.5f |\n", name.c_str(), layout.c_str(), effort,
-                        t, dense_s * 1e3, s * 1e3, dense_s / s, bytes / s / 1e9, cos);
-          std::fflush(stdout);
+            std::fprintf(stderr, "[kernel-bench] %s %s effort %.3g, %d threads: %.2fx\n", name.c_str(), layout.c_str(), effort,
+                         t, dense_s / s);
         }
       }
     }
+    // The frontier, per thread count: no other point is faster and better.
+    for (auto& r : shape_results) {
+      bool dominated = false;
+      for (const auto& other : shape_results)
+        dominated |= other["threads"] == r["threads"] && other["time_ratio"].get<double>() < r["time_ratio"].get<double>() &&
+                     other["cos_gauss"].get<double>() > r["cos_gauss"].get<double>();
+      r["frontier"] = !dominated;
+      results.push_back(r);
+    }
   }
-  if (json_out) std::printf("%s\n", results.dump(2).c_str());
+  if (json_out) {
+    std::printf("%s\n", results.dump(2).c_str());
+  } else {
+    std::printf("| shape | layout | effort | threads | dense ms | ms | time / dense | speed-up | GB/s | cos Gaussian | cos heavy | frontier |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (const auto& r : results)
+      std::printf("| %s | %s | %.3g | %d | %.3f | %.3f | %.3f | %.2fx | %.1f | %.4f | %.4f | %s |\n",
+                  r["shape"].get<std::string>().c_str(), r["layout"].get<std::string>().c_str(), r["effort"].get<double>(),
+                  r["threads"].get<int>(), r["dense_ms"].get<double>(), r["ms"].get<double>(), r["time_ratio"].get<double>(),
+                  r["speedup"].get<double>(), r["gbps"].get<double>(), r["cos_gauss"].get<double>(),
+                  r["cos_heavy"].get<double>(), r["frontier"].get<bool>() ? "*" : "");
+  }
   if (!plot.empty()) {
     std::map<std::string, cli::PlotSeries> series;
     for (const auto& r : results) {
@@ -166,16 +205,16 @@ int run(int argc, char** argv) {
                               std::to_string(r["threads"].get<int>());
       auto& line = series[key];
       line.name = key;
-      line.x.push_back(r["ms"].get<double>() / r["dense_ms"].get<double>());
-      line.y.push_back(r["cos"].get<double>());
+      line.x.push_back(r["time_ratio"].get<double>());
+      line.y.push_back(r["cos_gauss"].get<double>());
       char label[16];
-      std::snprintf(label, sizeof label, "%.3g", r["effort"].get<double>());
+      std::snprintf(label, sizeof label, "%.3g%s", r["effort"].get<double>(), r["frontier"].get<bool>() ? "*" : "");
       line.labels.push_back(label);
     }
     std::vector<cli::PlotSeries> lines;
     for (auto& [key, line] : series) lines.push_back(std::move(line));
-    if (!cli::write_svg_plot(plot, "effort matvec: quality against time (labels: effort)",
-                             "time relative to our dense fp16 matvec", "cosine similarity to the exact product", lines))
+    if (!cli::write_svg_plot(plot, "effort matvec: quality against time (labels: effort, * on the frontier)",
+                             "time relative to our dense fp16 matvec", "cosine similarity to the exact product (Gaussian x)", lines))
       throw std::runtime_error("--plot: cannot write " + plot);
   }
   return 0;

@@ -1,24 +1,21 @@
 // bucket_matvec.h: the effort product y ~= W x over a bucketed matrix.
 //
-// Layout (built by src/bucketize.cpp), for W [out, in], bucket size S (16 or 8) and group size
-// G: the inputs, in the order input_order gives, are cut into T = ceil(in/G) tiles of G inputs
-// (padded with zero inputs). Outputs are cut into B = ceil(out/S) buckets of S neighbours. For
-// every tile t and bucket b, the S positions of the bucket are sorted once, by the tile's
-// combined |w| descending; rank k names the k-th position. A unit (k, t) holds G rows of B
-// entries: entry [g][b] is the weight of the tile's input g at the bucket's rank-k position, as
-// fp16. The g = 0 entry keeps that position in its log2(S) low mantissa bits (decoded with those
-// bits set to their midpoint, 0b1000 or 0b100); the other entries are plain fp16. Units are
-// stored rank-major, unit u = k*T+t, so the least important units come last. stats [S][G][T]:
-// stats[k][g][t] = mean over buckets of |entry [g][b]| of unit (k, t). S = 16, G = 1 with the
-// identity order is the canonical layout of the original: one row per (rank, input), position
-// bits in every weight.
+// Layout (built by src/bucketize.cpp), for W [out, in] and bucket size S (1, 2, 4, 8 or 16):
+// outputs are cut into B = ceil(out/S) buckets of S neighbours. For every input j and bucket b
+// the bucket's S weights of column j are sorted by |w| descending; rank k names the k-th. Unit
+// u = k*in + j is a row of B fp16 entries: entry b is the rank-k weight of bucket b in column j,
+// stored as the fp16 nearest to it whose log2(S) low bits are its position in the bucket (so
+// decoding is a plain fp16 convert, with no bias). Units are rank-major, so the least important
+// come last. stats[u] = mean over buckets of |entry b of unit u|. S = 16 is the original's
+// canonical layout; S = 1 keeps whole input columns.
 //
-// A product runs in two steps. Dispatch picks the units whose importance
-// sum_g |xg[g][t]| * stats[k][g][t] (xg = the inputs in tile order, by group slot) exceeds the
-// cutoff, in ascending unit order; bucket_matvec multiplies them: per unit and bucket,
-// s = sum_g x * w (fused multiply-adds in g order), then y[b*S + position] += s.
+// A product runs in two steps. Dispatch lists the units whose importance |x_j| * stats[u]
+// exceeds the cutoff, in ascending unit order, with their inputs x_j. bucket_matvec multiplies
+// a list: every listed unit's entry b, times its x, is added to output b*S + position. For
+// S = 2 it sums a bucket's total and its position-1 part, and position 0 is their difference:
+// one plain and one masked multiply-add per weight instead of two masked ones.
 //
-// Legend: S = bucket_size, T = num_tiles, G = group, B = num_buckets, xg = inputs [G][T].
+// Legend: S = bucket_size, B = num_buckets, in = num_inputs, W = SIMD lanes (floats).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -29,196 +26,227 @@
 
 namespace effort::kernels {
 
-// The weight of a g = 0 entry of a bucket of `size` outputs: its bits with the position bits set
-// to their midpoint, so the rounding from dropping them has no bias that depends on the position.
-static inline float bucket_weight(std::uint16_t entry, std::size_t size) {
-  return half_to_float(std::uint16_t((entry & ~(size - 1)) | (size / 2)));
-}
 static inline unsigned bucket_position(std::uint16_t entry, std::size_t size) { return entry & unsigned(size - 1); }
 
 struct BucketView {
-  const std::uint16_t* units;  // [S*T][G][B]
-  const float* stats;          // [S][G][T]
+  const std::uint16_t* units;  // [S*in][B]
+  const float* stats;          // [S*in]
   std::size_t num_buckets;     // B
-  std::size_t num_tiles;       // T
-  std::size_t group;           // G
-  std::size_t bucket_size;     // S: 16 or 8
+  std::size_t num_inputs;      // in
+  std::size_t bucket_size;     // S: 1, 2, 4, 8 or 16
 };
+
+inline constexpr bool valid_bucket_size(std::size_t s) { return s == 1 || s == 2 || s == 4 || s == 8 || s == 16; }
 
 namespace reference {
 
-// Importance of unit u = k*T + t.
-static inline float unit_importance(const BucketView& m, const float* abs_xg, std::size_t u) {
-  const std::size_t k = u / m.num_tiles, t = u % m.num_tiles;
-  float c = 0.0f;
-  for (std::size_t g = 0; g < m.group; ++g)
-    c = std::fma(abs_xg[g * m.num_tiles + t], m.stats[(k * m.group + g) * m.num_tiles + t], c);
-  return c;
-}
-
-// Appends the units u < num_units whose importance exceeds the cutoff; returns how many.
-static inline std::size_t bucket_dispatch(std::uint32_t* units, const BucketView& m, const float* abs_xg,
+// Appends the units u < num_units whose importance exceeds the cutoff, and their inputs;
+// returns how many.
+static inline std::size_t bucket_dispatch(std::uint32_t* units, float* xs, const BucketView& m, const float* x,
                                           std::size_t num_units, float cutoff) {
   std::size_t count = 0;
-  for (std::size_t u = 0; u < num_units; ++u)
-    if (unit_importance(m, abs_xg, u) > cutoff) units[count++] = std::uint32_t(u);
+  for (std::size_t u = 0; u < num_units; ++u) {
+    const float xj = x[u % m.num_inputs];
+    if (std::fabs(xj) * m.stats[u] > cutoff) {
+      units[count] = std::uint32_t(u);
+      xs[count++] = xj;
+    }
+  }
   return count;
 }
 
-// y[b*16 .. b*16+16) for buckets b in [bucket_begin, bucket_end) = the listed units' products,
-// added in list order. Other outputs are untouched.
-static inline void bucket_matvec(float* y, const BucketView& m, const float* xg, const std::uint32_t* units,
-                                 std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
-  const std::size_t B = m.num_buckets, T = m.num_tiles, G = m.group, S = m.bucket_size;
+// Outputs of buckets [bucket_begin, bucket_end), summed over the listed units in list order.
+static inline void bucket_matvec_range(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
+                                       std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
+  const std::size_t B = m.num_buckets, S = m.bucket_size;
   for (std::size_t o = bucket_begin * S; o < bucket_end * S; ++o) y[o] = 0.0f;
   for (std::size_t i = 0; i < count; ++i) {
-    const std::uint16_t* unit = m.units + std::size_t(units[i]) * G * B;
-    const std::size_t t = units[i] % T;
+    const std::uint16_t* unit = m.units + std::size_t(units[i]) * B;
     for (std::size_t b = bucket_begin; b < bucket_end; ++b) {
-      float s = xg[t] * bucket_weight(unit[b], S);
-      for (std::size_t g = 1; g < G; ++g) s = std::fma(xg[g * T + t], half_to_float(unit[g * B + b]), s);
-      y[b * S + bucket_position(unit[b], S)] += s;
+      const float w = half_to_float(unit[b]);
+      if (S == 2) {
+        y[b * 2] = std::fma(w, xs[i], y[b * 2]);  // the total, until the end
+        if (unit[b] & 1) y[b * 2 + 1] = std::fma(w, xs[i], y[b * 2 + 1]);
+      } else {
+        float& out = y[b * S + bucket_position(unit[b], S)];
+        out = std::fma(w, xs[i], out);
+      }
     }
   }
+  if (S == 2)
+    for (std::size_t b = bucket_begin; b < bucket_end; ++b) y[b * 2] -= y[b * 2 + 1];
+}
+
+// y[0 .. B*S) = the listed units' products (outputs past out are padding).
+static inline void bucket_matvec(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
+                                 std::size_t count) {
+  bucket_matvec_range(y, m, units, xs, count, 0, m.num_buckets);
 }
 
 }  // namespace reference
 
 namespace simd {
 
-// Floats<A>::size entries of a g = 0 row of buckets of S outputs: midpoint-decoded weights and
-// positions.
+// Position routing of W entries: acc[q] += w * x where the entry's position is q (for S = 2:
+// acc[0] += w * x everywhere, acc[1] where the position bit is set).
 template <class A, std::size_t S>
-struct LeadEntries;
+struct Router;
 
 #if defined(__AVX512F__)
 template <std::size_t S>
-struct LeadEntries<Avx512, S> {
-  Floats<Avx512> weights;
-  __m256i positions;  // 16-bit lanes: compared as they are (AVX-512BW), no widening
-  explicit LeadEntries(const std::uint16_t* p) {
+struct Router<Avx512, S> {
+  using F = Floats<Avx512>;
+  static void route(F* acc, const std::uint16_t* p, F x) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i mid = _mm256_or_si256(_mm256_and_si256(raw, _mm256_set1_epi16(short(~(S - 1)))), _mm256_set1_epi16(S / 2));
-    weights = _mm512_cvtph_ps(mid);
-    positions = _mm256_and_si256(raw, _mm256_set1_epi16(short(S - 1)));
-  }
-  // acc + s where the entry's position is q, acc elsewhere: one masked add.
-  Floats<Avx512> add_at(int q, Floats<Avx512> acc, Floats<Avx512> s) const {
-    return _mm512_mask_add_ps(acc, _mm256_cmpeq_epi16_mask(positions, _mm256_set1_epi16(short(q))), acc, s);
+    const F w = _mm512_cvtph_ps(raw);
+    if constexpr (S == 1) {
+      acc[0] = _mm512_fmadd_ps(w, x, acc[0]);
+    } else if constexpr (S == 2) {
+      acc[0] = _mm512_fmadd_ps(w, x, acc[0]);
+      acc[1] = _mm512_mask3_fmadd_ps(w, x, acc[1], _mm256_test_epi16_mask(raw, _mm256_set1_epi16(1)));
+    } else {
+      const __m256i positions = _mm256_and_si256(raw, _mm256_set1_epi16(short(S - 1)));
+      for (std::size_t q = 0; q < S; ++q)
+        acc[q] = _mm512_mask3_fmadd_ps(w, x, acc[q], _mm256_cmpeq_epi16_mask(positions, _mm256_set1_epi16(short(q))));
+    }
   }
 };
 #elif defined(__AVX2__)
 template <std::size_t S>
-struct LeadEntries<Avx2, S> {
-  Floats<Avx2> weights;
-  __m256i positions;
-  explicit LeadEntries(const std::uint16_t* p) {
+struct Router<Avx2, S> {
+  using F = Floats<Avx2>;
+  // Without mask registers a masked multiply-add is one of weights zeroed elsewhere: the same
+  // result, since acc + 0*x == acc for finite x.
+  static void route(F* acc, const std::uint16_t* p, F x) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m128i mid = _mm_or_si128(_mm_and_si128(raw, _mm_set1_epi16(short(~(S - 1)))), _mm_set1_epi16(S / 2));
-    weights = _mm256_cvtph_ps(mid);
-    positions = _mm256_and_si256(_mm256_cvtepu16_epi32(raw), _mm256_set1_epi32(S - 1));
-  }
-  Floats<Avx2> add_at(int q, Floats<Avx2> acc, Floats<Avx2> s) const {
-    return acc + Floats<Avx2>(_mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(q))), s));
+    const __m256 w = _mm256_cvtph_ps(raw);
+    if constexpr (S == 1) {
+      acc[0] = _mm256_fmadd_ps(w, x, acc[0]);
+    } else {
+      const __m256i positions = _mm256_and_si256(_mm256_cvtepu16_epi32(raw), _mm256_set1_epi32(int(S - 1)));
+      if constexpr (S == 2) {
+        acc[0] = _mm256_fmadd_ps(w, x, acc[0]);
+        const __m256 odd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(1)));
+        acc[1] = _mm256_fmadd_ps(_mm256_and_ps(w, odd), x, acc[1]);
+      } else {
+        for (std::size_t q = 0; q < S; ++q) {
+          const __m256 at = _mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(int(q))));
+          acc[q] = _mm256_fmadd_ps(_mm256_and_ps(w, at), x, acc[q]);
+        }
+      }
+    }
   }
 };
 #endif
 
-// W = Floats<A>::size units' importances at a time, for units of one rank: same fused
-// multiply-adds in the same order as the reference, so the same units pass.
-template <class A>
-std::size_t bucket_dispatch(std::uint32_t* units, const BucketView& m, const float* abs_xg, std::size_t num_units,
-                            float cutoff) {
+// The stream kernel. Units go kGroup at a time; each is streamed along its whole row, so kGroup
+// memory streams are in flight, and the next group's rows are prefetched at the same offsets.
+// A tile of W buckets keeps its S accumulators [S][W] in y while the group passes (y is L1/L2
+// sized: out floats), loaded and stored once per group; y is put in output order at the end.
+// Each output sums its units in list order, as the reference does, so the results are equal.
+inline constexpr std::size_t kGroup = 8;
+
+template <class A, std::size_t S, std::size_t N>
+inline void stream_group(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
+                         const std::uint32_t* next, std::size_t num_next, std::size_t tiles_end) {
   constexpr std::size_t W = Floats<A>::size;
-  const std::size_t T = m.num_tiles, G = m.group;
-  std::size_t count = 0;
-  for (std::size_t rank_start = 0; rank_start < num_units; rank_start += T) {
-    const std::size_t k = rank_start / T, n = std::min(T, num_units - rank_start);
-    const float* stats = m.stats + k * G * T;
-    std::size_t t = 0;
-    for (; t + W <= n; t += W) {
-      Floats<A> c(0.0f);
-      for (std::size_t g = 0; g < G; ++g)
-        c = fmadd<A>(Floats<A>::load_unaligned(abs_xg + g * T + t), Floats<A>::load_unaligned(stats + g * T + t), c);
-      std::uint64_t pass = greater_mask<A>(c, Floats<A>(cutoff));
-      while (pass) {
-        units[count++] = std::uint32_t(rank_start + t + unsigned(__builtin_ctzll(pass)));
-        pass &= pass - 1;
-      }
-    }
-    for (; t < n; ++t)
-      if (reference::unit_importance(m, abs_xg, rank_start + t) > cutoff) units[count++] = std::uint32_t(rank_start + t);
+  constexpr std::size_t kLine = 64 / sizeof(std::uint16_t);  // entries per cache line
+  const std::size_t B = m.num_buckets;
+  const std::uint16_t* rows[N];
+  Floats<A> x[N];
+  for (std::size_t r = 0; r < N; ++r) {
+    rows[r] = m.units + std::size_t(units[r]) * B;
+    x[r] = Floats<A>(xs[r]);
   }
-  return count;
+  for (std::size_t b = 0; b < tiles_end; b += W) {
+    float* parked = y + b * S;  // [S][W]
+    Floats<A> acc[S];
+    for (std::size_t q = 0; q < S; ++q) acc[q] = Floats<A>::load_unaligned(parked + q * W);
+    for (std::size_t r = 0; r < N; ++r) Router<A, S>::route(acc, rows[r] + b, x[r]);
+    for (std::size_t q = 0; q < S; ++q) acc[q].store_unaligned(parked + q * W);
+    if (b % kLine == 0)
+      for (std::size_t r = 0; r < num_next; ++r) __builtin_prefetch(m.units + std::size_t(next[r]) * B + b);
+  }
 }
 
-// Units are taken in chunks of kChunkUnits (their bytes fit in L2); within a chunk, tile by tile
-// of W = Floats<A>::size buckets, S accumulators acc[q] whose lane l sums what lands on output
-// (tile + l)*S + q. Per unit: s = sum_g x_g * w_g over the G rows (dense fused multiply-adds),
-// then s goes to the accumulator its position selects: one routing step per G weights. Between
-// chunks a tile's accumulators wait in y (as [q][l]), transposed to y's order at the end. Each
-// weight byte is read once; each output sums its units in list order, as in the reference.
-inline constexpr std::size_t kChunkUnits = 64;
-
-template <class A, std::size_t G, std::size_t S>
-void bucket_matvec_group(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
-                         std::size_t bucket_begin, std::size_t bucket_end) {
+template <class A, std::size_t S>
+void bucket_matvec_sized(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count) {
   constexpr std::size_t W = Floats<A>::size;
-  const std::size_t B = m.num_buckets, T = m.num_tiles;
-  const std::size_t tiles_end = bucket_begin + (bucket_end - bucket_begin) / W * W;
-  for (std::size_t o = bucket_begin * S; o < tiles_end * S; ++o) y[o] = 0.0f;
-  for (std::size_t chunk = 0; chunk < count; chunk += kChunkUnits) {
-    const std::size_t chunk_end = std::min(count, chunk + kChunkUnits);
-    const std::size_t next_end = std::min(count, chunk_end + kChunkUnits);
-    for (std::size_t tile = bucket_begin; tile < tiles_end; tile += W) {
-      float* parked = y + tile * S;  // [S][W] while accumulating
-      Floats<A> acc[S];
-      for (std::size_t q = 0; q < S; ++q) acc[q] = Floats<A>::load_unaligned(parked + q * W);
-      for (std::size_t i = chunk; i < chunk_end; ++i) {
-        const std::uint16_t* unit = m.units + std::size_t(units[i]) * G * B + tile;
-        const std::size_t t = units[i] % T;
-        const LeadEntries<A, S> lead(unit);
-        Floats<A> s = lead.weights * Floats<A>(xg[t]);
-        for (std::size_t g = 1; g < G; ++g)
-          s = fmadd<A>(Floats<A>(xg[g * T + t]), load_weights<A, DType::f16>(unit + g * B), s);
-        for (std::size_t q = 0; q < S; ++q) acc[q] = lead.add_at(int(q), acc[q], s);
-      }
-      for (std::size_t q = 0; q < S; ++q) acc[q].store_unaligned(parked + q * W);
-      // The next chunk's units, the same part of each of their G rows: one chunk ahead of use.
-      for (std::size_t i = chunk_end; i < next_end; ++i)
-        for (std::size_t g = 0; g < G; ++g) __builtin_prefetch(m.units + (std::size_t(units[i]) * G + g) * B + tile);
+  const std::size_t B = m.num_buckets, tiles_end = B / W * W;
+  std::fill(y, y + tiles_end * S, 0.0f);
+  for (std::size_t i = 0; i < count; i += kGroup) {
+    const std::size_t next = std::min(count, i + kGroup), num_next = std::min(count, next + kGroup) - next;
+    if (i + kGroup <= count) {
+      stream_group<A, S, kGroup>(y, m, units + i, xs + i, units + next, num_next, tiles_end);
+    } else {
+      for (std::size_t r = i; r < count; ++r) stream_group<A, S, 1>(y, m, units + r, xs + r, nullptr, 0, tiles_end);
     }
   }
+  // [S][W] per tile -> output order; for S = 2 position 0 is the total less position 1.
   alignas(64) float lanes[S * W];
-  for (std::size_t tile = bucket_begin; tile < tiles_end; tile += W) {
-    float* region = y + tile * S;
+  for (std::size_t b = 0; b < tiles_end; b += W) {
+    float* region = y + b * S;
     std::copy(region, region + S * W, lanes);
+    if constexpr (S == 2)
+      for (std::size_t l = 0; l < W; ++l) lanes[l] -= lanes[W + l];
     for (std::size_t q = 0; q < S; ++q)
       for (std::size_t l = 0; l < W; ++l) region[l * S + q] = lanes[q * W + l];
   }
-  if (tiles_end < bucket_end) reference::bucket_matvec(y, m, xg, units, count, tiles_end, bucket_end);
-}
-
-// Group and bucket sizes are template parameters so that the G rows and S accumulators unroll;
-// other group sizes use the reference.
-template <class A, std::size_t S>
-void bucket_matvec_sized(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
-                         std::size_t bucket_begin, std::size_t bucket_end) {
-  switch (m.group) {
-    case 1: return bucket_matvec_group<A, 1, S>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 2: return bucket_matvec_group<A, 2, S>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 4: return bucket_matvec_group<A, 4, S>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 8: return bucket_matvec_group<A, 8, S>(y, m, xg, units, count, bucket_begin, bucket_end);
-    case 16: return bucket_matvec_group<A, 16, S>(y, m, xg, units, count, bucket_begin, bucket_end);
-    default: return reference::bucket_matvec(y, m, xg, units, count, bucket_begin, bucket_end);
-  }
+  if (tiles_end < B) reference::bucket_matvec_range(y, m, units, xs, count, tiles_end, B);
 }
 
 template <class A>
-void bucket_matvec(float* y, const BucketView& m, const float* xg, const std::uint32_t* units, std::size_t count,
-                   std::size_t bucket_begin, std::size_t bucket_end) {
-  if (m.bucket_size == 8) return bucket_matvec_sized<A, 8>(y, m, xg, units, count, bucket_begin, bucket_end);
-  bucket_matvec_sized<A, 16>(y, m, xg, units, count, bucket_begin, bucket_end);
+void bucket_matvec(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count) {
+  switch (m.bucket_size) {
+    case 1: return bucket_matvec_sized<A, 1>(y, m, units, xs, count);
+    case 2: return bucket_matvec_sized<A, 2>(y, m, units, xs, count);
+    case 4: return bucket_matvec_sized<A, 4>(y, m, units, xs, count);
+    case 8: return bucket_matvec_sized<A, 8>(y, m, units, xs, count);
+    default: return bucket_matvec_sized<A, 16>(y, m, units, xs, count);
+  }
+}
+
+// W inputs' importances at a time, rank by rank; the same float products as the reference, so
+// the same units pass. AVX-512 writes the passing units and inputs with compress stores.
+template <class A>
+std::size_t bucket_dispatch(std::uint32_t* units, float* xs, const BucketView& m, const float* x, std::size_t num_units,
+                            float cutoff) {
+  constexpr std::size_t W = Floats<A>::size;
+  const std::size_t in = m.num_inputs;
+  std::size_t count = 0;
+  for (std::size_t rank_start = 0; rank_start < num_units; rank_start += in) {
+    const std::size_t n = std::min(in, num_units - rank_start);
+    const float* stats = m.stats + rank_start;
+    std::size_t j = 0;
+    for (; j + W <= n; j += W) {
+      const auto xv = Floats<A>::load_unaligned(x + j);
+      const auto importance = xsimd::abs(xv) * Floats<A>::load_unaligned(stats + j);
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<A, Avx512>) {
+        const __mmask16 pass = _mm512_cmp_ps_mask(importance, _mm512_set1_ps(cutoff), _CMP_GT_OQ);
+        const __m512i ids = _mm512_add_epi32(_mm512_set1_epi32(int(rank_start + j)),
+                                             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        _mm512_mask_compressstoreu_epi32(units + count, pass, ids);
+        _mm512_mask_compressstoreu_ps(xs + count, pass, xv);
+        count += std::size_t(__builtin_popcount(pass));
+        continue;
+      }
+#endif
+      std::uint64_t pass = greater_mask<A>(importance, Floats<A>(cutoff));
+      while (pass) {
+        const unsigned l = unsigned(__builtin_ctzll(pass));
+        units[count] = std::uint32_t(rank_start + j + l);
+        xs[count++] = x[j + l];
+        pass &= pass - 1;
+      }
+    }
+    for (; j < n; ++j)
+      if (std::fabs(x[j]) * stats[j] > cutoff) {
+        units[count] = std::uint32_t(rank_start + j);
+        xs[count++] = x[j];
+      }
+  }
+  return count;
 }
 
 }  // namespace simd

@@ -44,14 +44,14 @@ struct KernelTable {
   void (*silu_mul)(float* out, const float* gate, const float* up, std::size_t n);
   // y[i] += x[i]
   void (*add)(float* y, const float* x, std::size_t n);
-  // Effort product over a bucketed matrix (bucket_matvec.h): pick the units, then multiply them.
-  std::size_t (*bucket_dispatch)(std::uint32_t* units, const BucketView& m, const float* abs_xg,
+  // Effort product over a bucketed matrix (bucket_matvec.h): list the units and their inputs,
+  // then multiply a list into y [B*S] (outputs in order, padding included).
+  std::size_t (*bucket_dispatch)(std::uint32_t* units, float* xs, const BucketView& m, const float* x,
                                  std::size_t num_units, float cutoff);
-  void (*bucket_matvec)(float* y, const BucketView& m, const float* xg, const std::uint32_t* units,
-                        std::size_t count, std::size_t bucket_begin, std::size_t bucket_end);
-  // The panels of a block of buckets and tiles (bucket_panel.h), for panel_matmul.
+  void (*bucket_matvec)(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count);
+  // The panels of a block of buckets and inputs (bucket_panel.h), for panel_matmul.
   void (*bucket_panel)(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
-                       std::size_t buckets, std::size_t tile0, std::size_t tiles);
+                       std::size_t buckets, std::size_t col0, std::size_t k_len);
   // out[i] = float(src[i]) for a row of a weight matrix, indexed by DType.
   void (*to_float[kNumDTypes])(float* out, const void* src, std::size_t n);
 };

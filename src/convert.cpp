@@ -90,47 +90,15 @@ void write_vector(EffortFileWriter& writer, const std::string& name, const std::
   writer.write(name, v.data(), v.size() * sizeof(T));
 }
 
-// Mean |x| of every projection input over the calibration text, keyed by matrix name.
-std::map<std::string, std::vector<float>> calibrate(const std::filesystem::path& input, const ConvertOptions& options) {
-  if (!std::filesystem::is_directory(input))
-    throw Error(ErrorCode::invalid_argument, "[convert] calibration needs a Hugging Face checkpoint folder input (" +
-                                                 input.string() + " is not one)");
-  std::ifstream in(options.calibration_text, std::ios::binary);
-  if (!in) throw Error(ErrorCode::io, "[convert] calibration text " + options.calibration_text.string() + ": cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  const Model model = Model::load(input);
-  if (!model.tokenizer()) throw Error(ErrorCode::invalid_argument, "[convert] calibration needs the model's tokenizer.model");
-  auto tokens = model.tokenizer()->encode(text.str(), true);
-  tokens.resize(std::min(tokens.size(), options.calibration_tokens));
-  const auto& c = model.config();
-  std::map<std::string, std::vector<double>> sums;
-  Session session = model.new_session({.context_length = std::min(c.max_position_embeddings, int(tokens.size()) + 1)});
-  session.set_activation_observer([&](int layer, MatrixKind kind, std::span<const float> x) {
-    auto& sum = sums[projection_name(layer, kind)];
-    sum.resize(x.size(), 0.0);
-    for (std::size_t j = 0; j < x.size(); ++j) sum[j] += std::fabs(x[j]);
-  });
-  for (Token t : tokens) session.forward(t);
-  std::map<std::string, std::vector<float>> means;
-  for (const auto& [name, sum] : sums)
-    for (double v : sum) means[name].push_back(float(v / double(tokens.size())));
-  return means;
-}
-
 }  // namespace
 
 void convert_to_effort(const std::filesystem::path& input, const std::filesystem::path& output,
                        const ConvertOptions& options) {
   if (options.max_probes == 0) throw Error(ErrorCode::invalid_argument, "[convert] max_probes must be at least 1");
-  if (options.bucket_size != 8 && options.bucket_size != 16)
-    throw Error(ErrorCode::invalid_argument, "[convert] bucket_size must be 8 or 16, got " + std::to_string(options.bucket_size));
-  if (options.group == 0 || options.group > 64)
-    throw Error(ErrorCode::invalid_argument, "[convert] group must be in [1, 64], got " + std::to_string(options.group));
+  if (!kernels::valid_bucket_size(options.bucket_size))
+    throw Error(ErrorCode::invalid_argument, "[convert] bucket size must be 1, 2, 4, 8 or 16, got " + std::to_string(options.bucket_size));
   PendingOutput pending(output, options);
   const auto source = open_source(input);
-  std::map<std::string, std::vector<float>> input_scales;
-  if (!options.calibration_text.empty()) input_scales = calibrate(input, options);
   const ModelConfig& c = source->config();
   const std::int64_t hidden = c.hidden_size, vocab = c.vocab_size;
 
@@ -139,12 +107,8 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   auto& header = writer.header();
   header["config"] = config_to_json(c);
   header["conversion"] = {{"source", input.filename().string()}, {"source_format", source->format()},
-                          {"layout", "buckets"}, {"bucket_size", options.bucket_size}, {"group", options.group}, {"max_probes", options.max_probes},
-                          {"seed", options.seed}, {"converter", "effort-convert 0.1"},
-                          {"tile_order", input_scales.empty() ? "weight column norms" : "calibrated mean |x|"},
-                          {"calibration", input_scales.empty() ? nlohmann::json(nullptr)
-                                                               : nlohmann::json{{"text", options.calibration_text.filename().string()},
-                                                                                {"max_tokens", options.calibration_tokens}}}};
+                          {"layout", "buckets"}, {"bucket_size", options.bucket_size}, {"max_probes", options.max_probes},
+                          {"seed", options.seed}, {"converter", "effort-convert 0.1"}};
   header["matrices"] = nlohmann::json::object();
   const DenseBytes embed = source->dense("model.embed_tokens.weight", {vocab, hidden});
   writer.plan("model.embed_tokens.weight", std::string(kernels::dtype_name(embed.dtype)), {vocab, hidden});
@@ -155,16 +119,14 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     writer.plan(p + "post_attention_layernorm.weight", "F32", {hidden});
     total += 2;
     for (const auto& m : projections(c, l)) {
-      const std::int64_t S = std::int64_t(options.bucket_size), G = std::int64_t(options.group);
-      const std::int64_t T = (m.in + G - 1) / G, B = (m.out + S - 1) / S;
-      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * T);
+      const std::int64_t S = std::int64_t(options.bucket_size), B = (m.out + S - 1) / S;
+      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * m.in);
       header["matrices"][m.name] = {{"layout", "buckets"}, {"out_features", m.out}, {"in_features", m.in},
-                                    {"bucket_size", S}, {"group", G}};
-      writer.plan(m.name + ".units", "U16", {S * T, G, B});
-      writer.plan(m.name + ".stats", "F32", {S, G, T});
-      writer.plan(m.name + ".input_order", "U32", {T * G});
+                                    {"bucket_size", S}};
+      writer.plan(m.name + ".units", "U16", {S * m.in, B});
+      writer.plan(m.name + ".stats", "F32", {S * m.in});
       writer.plan(m.name + ".probe_units", "U32", {probes});
-      writer.plan(m.name + ".probe_stats", "F32", {probes, G});
+      writer.plan(m.name + ".probe_stats", "F32", {probes});
       ++total;
     }
   }
@@ -198,15 +160,12 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
       const auto w = source->floats(m.name, {m.out, m.in});
       BucketizeOptions bucketing;
       bucketing.bucket_size = options.bucket_size;
-      bucketing.group = options.group;
       bucketing.max_probes = options.max_probes;
       // Each matrix gets its own probe seed, so that matrices of equal shape sample different units.
       bucketing.seed = options.seed ^ name_hash(m.name);
-      if (const auto it = input_scales.find(m.name); it != input_scales.end()) bucketing.input_scale = it->second;
       const BucketizedMatrix b = bucketize(w.data(), std::size_t(m.out), std::size_t(m.in), bucketing, m.name);
       write_vector(writer, m.name + ".units", b.units);
       write_vector(writer, m.name + ".stats", b.stats);
-      write_vector(writer, m.name + ".input_order", b.input_order);
       write_vector(writer, m.name + ".probe_units", b.probe_units);
       write_vector(writer, m.name + ".probe_stats", b.probe_stats);
       progress(m.name);

@@ -8,15 +8,9 @@
 namespace effort {
 
 struct ConvertOptions {
-  // Outputs per bucket: 8 or 16 (the canonical layout). 8 is the default: at equal time it gives
-  // the best quality (cheaper position routing; see the README's measurements).
-  std::size_t bucket_size = 8;
-  std::size_t group = 1;          // inputs per tile sharing a sort order (1: the canonical layout)
-  // A text to calibrate the tiles on: the source model runs over its first calibration_tokens
-  // tokens and each input's mean |x| orders the tiles. Needs a Hugging Face folder input (the
-  // model runs dense); without it, inputs are ordered by their weight column norms.
-  std::filesystem::path calibration_text;
-  std::size_t calibration_tokens = 256;
+  // Outputs per bucket: 1, 2, 4, 8 or 16 (16: the original's layout). 2 is the default: the
+  // stream kernel is memory-bound for 1 and 2, and 2 loses the least quality of those (README).
+  std::size_t bucket_size = 2;
   std::size_t max_probes = 4096;  // probe units sampled per matrix (all units when fewer)
   std::uint64_t seed = 1;         // probe sampling seed: same input, same options, same file
   bool force = false;             // replace an existing output

@@ -34,34 +34,29 @@ BucketMatrix bucketed(const EffortFile& file, const std::string& name, std::int6
                                             " is not one this build reads (buckets)");
   if (m.value("out_features", -1) != out || m.value("in_features", -1) != in)
     throw Error(ErrorCode::format, context + ": expected " + std::to_string(out) + "x" + std::to_string(in) + " (out x in)");
-  const std::int64_t G = m.value("group", std::int64_t(0)), S = m.value("bucket_size", std::int64_t(0));
-  if (G < 1 || G > 64) throw Error(ErrorCode::format, context + ": group must be in [1, 64]");
-  if (S != 8 && S != 16) throw Error(ErrorCode::format, context + ": bucket_size must be 8 or 16");
-  const std::int64_t B = (out + S - 1) / S, T = (in + G - 1) / G, units = S * T;
+  const std::int64_t S = m.value("bucket_size", std::int64_t(0));
+  if (!kernels::valid_bucket_size(std::size_t(std::max<std::int64_t>(S, 0))))
+    throw Error(ErrorCode::format, context + ": bucket_size must be 1, 2, 4, 8 or 16, got " + std::to_string(S));
+  const std::int64_t B = (out + S - 1) / S, units = S * in;
   BucketMatrix w;
   w.out_features = std::size_t(out);
   w.in_features = std::size_t(in);
   w.view.num_buckets = std::size_t(B);
-  w.view.num_tiles = std::size_t(T);
-  w.view.group = std::size_t(G);
+  w.view.num_inputs = std::size_t(in);
   w.view.bucket_size = std::size_t(S);
-  w.view.units = reinterpret_cast<const std::uint16_t*>(file.get(name + ".units", "U16", {units, G, B}).data);
-  w.view.stats = reinterpret_cast<const float*>(file.get(name + ".stats", "F32", {S, G, T}).data);
-  w.input_order = reinterpret_cast<const std::uint32_t*>(file.get(name + ".input_order", "U32", {T * G}).data);
-  for (std::int64_t slot = 0; slot < T * G; ++slot)
-    if (w.input_order[slot] > std::uint64_t(in))
-      throw Error(ErrorCode::format, context + ": input_order names input " + std::to_string(w.input_order[slot]));
+  w.view.units = reinterpret_cast<const std::uint16_t*>(file.get(name + ".units", "U16", {units, B}).data);
+  w.view.stats = reinterpret_cast<const float*>(file.get(name + ".stats", "F32", {units}).data);
   const auto& probes = file.get(name + ".probe_units");
   const std::int64_t n = probes.shape.size() == 1 ? probes.shape[0] : -1;
   const auto* probe_units = reinterpret_cast<const std::uint32_t*>(file.get(name + ".probe_units", "U32", {n}).data);
-  const auto* probe_stats = reinterpret_cast<const float*>(file.get(name + ".probe_stats", "F32", {n, G}).data);
+  const auto* probe_stats = reinterpret_cast<const float*>(file.get(name + ".probe_stats", "F32", {n}).data);
   w.loaded_units = std::max<std::size_t>(1, std::size_t(std::llround(double(mem_fraction) * double(units))));
   for (std::int64_t i = 0; i < n; ++i) {
     if (probe_units[i] >= std::uint64_t(units))
       throw Error(ErrorCode::format, context + ": probe unit " + std::to_string(probe_units[i]) + " out of range");
     if (probe_units[i] < w.loaded_units) {
       w.probe_units.push_back(probe_units[i]);
-      w.probe_stats.insert(w.probe_stats.end(), probe_stats + i * G, probe_stats + (i + 1) * G);
+      w.probe_stats.push_back(probe_stats[i]);
     }
   }
   return w;

@@ -42,7 +42,8 @@ EffortFile::EffortFile(const std::filesystem::path& path) : file_(std::make_uniq
   const auto version = std::uint32_t(read_le(bytes.data() + 8, 4));
   if (version != kEffortFormatVersion)
     throw Error(ErrorCode::unsupported, context + ": format version " + std::to_string(version) + ", this build reads " +
-                                            std::to_string(kEffortFormatVersion) + " (convert the model again)");
+                                            std::to_string(kEffortFormatVersion) +
+                                            ": convert the model again with this build's effort-convert");
   const std::uint64_t header_size = read_le(bytes.data() + 16, 8);
   if (header_size > bytes.size() - kPrefix)
     fail("header size " + std::to_string(header_size) + " runs past the end of the file (" + std::to_string(bytes.size()) +

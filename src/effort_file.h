@@ -22,7 +22,9 @@
 
 namespace effort {
 
-inline constexpr std::uint32_t kEffortFormatVersion = 2;
+// 3: buckets of 1-16 outputs with unbiased position bits, no tile groups (files of version 2
+// must be converted again).
+inline constexpr std::uint32_t kEffortFormatVersion = 3;
 inline constexpr char kEffortMagic[8] = {'E', 'F', 'F', 'O', 'R', 'T', 0, 0};
 
 // True when the file starts with the .effort magic.

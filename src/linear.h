@@ -19,13 +19,19 @@ inline double seconds_since(Clock::time_point start) {
 
 // Buffers of the effort product, sized once per session for the model's largest matrix.
 struct BucketScratch {
-  std::vector<float> xg, abs_xg;     // the input in tile order [G][T], and its magnitudes
   std::vector<std::uint32_t> units;  // dispatched units
+  std::vector<float> xs;             // their inputs
   std::vector<float> products;       // probe importances, for the cutoff
-  std::vector<float> padded_out;     // [num_buckets * 16]
+  std::vector<float> part_out;       // [kBucketParts][num_buckets * S]: each part's sums
+  std::size_t padded_outputs = 0;    // num_buckets * S of the largest matrix
   // Sized for the largest of these matrices.
   explicit BucketScratch(const std::vector<const BucketMatrix*>& matrices = {});
 };
+
+// A dispatched list is cut into this many parts at most (fewer when short), each summed whole
+// by one thread, the parts' sums added in part order: results do not depend on the thread
+// count, and up to this many threads share one product.
+inline constexpr std::size_t kBucketParts = 8;
 
 // The effort of every (layer, matrix kind), and the multiply-adds counted.
 struct EffortState {
@@ -51,9 +57,8 @@ struct Compute {
 // Each output row is computed whole by one thread, so y does not depend on the thread count.
 void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute);
 // A projection at the effort set for its kind. Bucketed: the cutoff is the exact order
-// statistic of the probe units' importances (sum_g |x| * stat), so that a fraction `effort` of
-// the probes clears it; the units clearing it are multiplied. Each output is summed by one thread in row
-// order, so y does not depend on the thread count either.
+// statistic of the probe units' importances (|x| * stat), so that a fraction `effort` of the
+// probes clears it; the units clearing it are multiplied, split into parts (kBucketParts).
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute);
 
 // The cutoff for `effort` over probe importances (reordered in place): the (t+1)-th largest with
@@ -62,7 +67,7 @@ float effort_cutoff(std::vector<float>& products, std::size_t n, float effort);
 
 // Y[j] = W X[j] for a batch of n vectors (X [n, in_features], Y [n, out_features]) at effort 1:
 // every loaded weight, unpacked once for the whole batch (panel_matmul.h). packed_x is scratch.
-// Sums run in input-slot order, not in the single-vector order, so results match matvec to
+// Sums run in input order, not in the single-vector order, so results match matvec to
 // rounding, not bitwise. Outputs are split among threads whole, so Y does not depend on their count.
 void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::size_t n, const Compute& compute,
             std::vector<float>& packed_x);

@@ -39,7 +39,7 @@ void for_each_streamed(ModelWeights& w, Place place) {
         dense(*d);
       } else {
         auto& b = std::get<BucketMatrix>(*m);
-        const std::size_t bytes = b.loaded_units * b.view.group * b.view.num_buckets * sizeof(std::uint16_t);
+        const std::size_t bytes = b.loaded_units * b.view.num_buckets * sizeof(std::uint16_t);
         b.view.units = static_cast<const std::uint16_t*>(once(b.view.units, bytes));
       }
     }

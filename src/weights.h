@@ -27,12 +27,11 @@ struct DenseMatrix {
 
 // A bucketed matrix (layout in kernels/bucket_matvec.h), read in place from a .effort file.
 struct BucketMatrix {
-  kernels::BucketView view;               // units, stats, num_buckets, num_tiles, group
-  const std::uint32_t* input_order = nullptr;  // [T*G]: the input in each tile slot (in_features: padding)
+  kernels::BucketView view;               // units, stats, num_buckets, num_inputs, bucket_size
   std::size_t out_features = 0, in_features = 0;
   std::size_t loaded_units = 0;           // leading units in use (partial loading)
   std::vector<std::uint32_t> probe_units; // the file's probes among the loaded units
-  std::vector<float> probe_stats;         // [P][G]
+  std::vector<float> probe_stats;         // [P]
 };
 
 // One of the seven projection matrices of a layer, dense or bucketed.

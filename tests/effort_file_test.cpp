@@ -52,8 +52,7 @@ TEST_CASE("conversion keeps config and tokenizer, and is reproducible", "[model]
   const auto original = ModelConfig::from_file(test::fixture_model() / "config.json");
   REQUIRE(config_to_json(config) == config_to_json(original));
   REQUIRE(file.header()["conversion"]["layout"] == "buckets");
-  REQUIRE(file.header()["conversion"]["bucket_size"] == 8);  // the default: best quality at equal time
-  REQUIRE(file.header()["conversion"]["group"] == 1);
+  REQUIRE(file.header()["conversion"]["bucket_size"] == 2);  // the default: the fastest at equal quality
   REQUIRE(file.header()["matrices"].size() == 35);
   const auto& tokenizer = file.get("tokenizer.model");
   REQUIRE(std::vector<char>(tokenizer.data, tokenizer.data + tokenizer.num_bytes) ==
@@ -104,7 +103,10 @@ TEST_CASE("damaged .effort files are clear errors", "[effort]") {
   }
   SECTION("wrong version") {
     write_raw_effort(path, minimal_header(), 16, 99);
-    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 99, this build reads 2"));
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 99, this build reads 3"));
+    // A file of the previous layout (tile groups, buckets of 8/16) says what to do.
+    write_raw_effort(path, minimal_header(), 16, 2);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 2, this build reads 3: convert the model again"));
   }
   SECTION("truncated") {
     write_raw_effort(path, minimal_header(), 16);

@@ -88,17 +88,18 @@ inline std::vector<std::string> split_list(std::string_view text) {
   return items;
 }
 
-// "16:1,16:8,8:1" -> bucket size and group pairs (the layouts a benchmark compares).
-inline std::vector<std::pair<std::size_t, std::size_t>> parse_layouts(const std::string& flag, std::string_view text) {
-  std::vector<std::pair<std::size_t, std::size_t>> layouts;
-  for (const auto& item : split_list(text)) {
-    const auto colon = item.find(':');
-    if (colon == std::string::npos) throw UsageError(flag + ": expected BUCKET_SIZE:GROUP items, got '" + item + "'");
-    const auto size = std::size_t(parse_int(flag, item.substr(0, colon), 8, 16));
-    if (size != 8 && size != 16) throw UsageError(flag + ": bucket size must be 8 or 16, got '" + item + "'");
-    layouts.emplace_back(size, std::size_t(parse_int(flag, item.substr(colon + 1), 1, 64)));
-  }
-  return layouts;
+// A bucket size: 1, 2, 4, 8 or 16 outputs.
+inline std::size_t parse_bucket_size(const std::string& flag, std::string_view text) {
+  const auto size = parse_int(flag, text, 1, 16);
+  if (size & (size - 1)) throw UsageError(flag + ": expected a bucket size of 1, 2, 4, 8 or 16, got " + std::to_string(size));
+  return std::size_t(size);
+}
+
+// "1,2,16" -> bucket sizes
+inline std::vector<std::size_t> parse_bucket_sizes(const std::string& flag, std::string_view text) {
+  std::vector<std::size_t> sizes;
+  for (const auto& item : split_list(text)) sizes.push_back(parse_bucket_size(flag, item));
+  return sizes;
 }
 
 // "1,2,3" -> {1, 2, 3}

@@ -22,13 +22,8 @@ constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [opt
   -o, --output PATH the .effort file to write; a PATH ending in .gguf writes a GGUF file that
                     llama.cpp loads instead (matrices in --type, default f16), for side-by-side runs
       --force       replace PATH if it exists
-      --bucket-size S  outputs per bucket: 8 (3 position bits, cheaper routing; the best
-                    quality at equal time) or 16 (the canonical layout) (default 8)
-      --group G     inputs per tile sharing one sort order: 1 is the canonical layout; larger
-                    groups make low effort faster on CPUs at some cost in quality (default 1)
-      --calibration TEXT  order the tiles by the mean |x| of each input over this text (the
-                    model runs dense over it; needs a Hugging Face folder INPUT)
-      --calibration-tokens N  tokens of TEXT to use (default 256)
+      --bucket-size S  outputs per bucket: 1, 2, 4, 8 or 16; small buckets are cheaper per
+                    weight on a CPU, large ones lose less quality at equal effort (default 2)
       --probes N    probe units per matrix for the effort cutoff (default 4096)
       --seed S      probe sampling seed (default 1)
   -h, --help        this text
@@ -63,12 +58,7 @@ int run(int argc, char** argv) {
     const std::string f = args.next_flag();
     if (f == "-o" || f == "--output") output = args.value();
     else if (f == "--force") options.force = true;
-    else if (f == "--bucket-size") {
-      options.bucket_size = std::size_t(effort::cli::parse_int(f, args.value(), 8, 16));
-      if (options.bucket_size != 8 && options.bucket_size != 16) throw effort::cli::UsageError("--bucket-size: expected 8 or 16");
-    } else if (f == "--group") options.group = std::size_t(effort::cli::parse_int(f, args.value(), 1, 64));
-    else if (f == "--calibration") options.calibration_text = args.value();
-    else if (f == "--calibration-tokens") options.calibration_tokens = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 20));
+    else if (f == "--bucket-size") options.bucket_size = effort::cli::parse_bucket_size(f, args.value());
     else if (f == "--probes") options.max_probes = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 24));
     else if (f == "--seed") options.seed = effort::cli::parse_u64(f, args.value());
     else if (f == "--type") {
