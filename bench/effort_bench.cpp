@@ -114,7 +114,7 @@ ModelFacts describe(const std::string& path, const Model& model) {
   ModelFacts facts;
   facts.name = fs::path(path).filename().string();
   if (facts.name.empty()) facts.name = fs::path(path).parent_path().filename().string();
-  facts.name += model.bucketed() ? " (effort)" : " (dense)";
+  facts.name += " (" + model.layout() + ")";
   if (fs::is_directory(path)) {
     for (const auto& entry : fs::directory_iterator(path))
       if (entry.path().extension() == ".safetensors") facts.size_bytes += double(entry.file_size());

@@ -97,7 +97,7 @@ template <std::size_t S>
 struct Router<Avx512, S> {
   using F = Floats<Avx512>;
   static void route(F* acc, const std::uint16_t* p, F x) {
-    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i raw = _mm256_loadu_epi16(p);
     const F w = _mm512_cvtph_ps(raw);
     if constexpr (S == 1) {
       acc[0] = _mm512_fmadd_ps(w, x, acc[0]);
@@ -108,6 +108,21 @@ struct Router<Avx512, S> {
       const __m256i positions = _mm256_and_si256(raw, _mm256_set1_epi16(short(S - 1)));
       for (std::size_t q = 0; q < S; ++q)
         acc[q] = _mm512_mask3_fmadd_ps(w, x, acc[q], _mm256_cmpeq_epi16_mask(positions, _mm256_set1_epi16(short(q))));
+    }
+  }
+  // Two tiles (2W entries) at once: for S = 2 one position test serves both.
+  static void route_pair(F* acc0, F* acc1, const std::uint16_t* p, F x) {
+    if constexpr (S == 2) {
+      const __mmask32 odd = _mm512_test_epi16_mask(_mm512_loadu_si512(p), _mm512_set1_epi16(1));
+      const F w0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      const F w1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
+      acc0[0] = _mm512_fmadd_ps(w0, x, acc0[0]);
+      acc0[1] = _mm512_mask3_fmadd_ps(w0, x, acc0[1], __mmask16(odd));
+      acc1[0] = _mm512_fmadd_ps(w1, x, acc1[0]);
+      acc1[1] = _mm512_mask3_fmadd_ps(w1, x, acc1[1], __mmask16(odd >> 16));
+    } else {
+      route(acc0, p, x);
+      route(acc1, p + 16, x);
     }
   }
 };
@@ -143,30 +158,56 @@ struct Router<Avx2, S> {
 // memory streams are in flight, and the next group's rows are prefetched at the same offsets.
 // A tile of W buckets keeps its S accumulators [S][W] in y while the group passes (y is L1/L2
 // sized: out floats), loaded and stored once per group; y is put in output order at the end.
-// Each output sums its units in list order, as the reference does, so the results are equal.
+// Tiles are taken kTiles at a time so that kTiles * S accumulator chains of fused
+// multiply-adds run side by side: one chain would wait on the FMA latency at every unit. Each
+// output sums its units in list order, as the reference does, so the results are equal.
 inline constexpr std::size_t kGroup = 8;
+inline constexpr bool kPrefetch = true;
+
+template <class A, std::size_t S>
+inline constexpr std::size_t kTiles = std::max<std::size_t>(1, (std::is_same_v<A, Avx512> ? 8 : 4) / S);
+
+// Tiles [b, tiles_end) in steps of T tiles, for the N units of a group; `ahead` are the rows
+// to prefetch at the same offsets.
+template <class A, std::size_t S, std::size_t N, std::size_t T>
+inline std::size_t stream_tiles(float* y, const std::uint16_t* const* rows, const std::uint16_t* const* ahead,
+                                const Floats<A>* x, std::size_t b, std::size_t tiles_end) {
+  constexpr std::size_t W = Floats<A>::size;
+  constexpr std::size_t kLine = 64 / sizeof(std::uint16_t);  // entries per cache line
+  for (; b + T * W <= tiles_end; b += T * W) {
+    Floats<A> acc[T][S];
+    for (std::size_t t = 0; t < T; ++t)
+      for (std::size_t q = 0; q < S; ++q) acc[t][q] = Floats<A>::load_unaligned(y + (b + t * W) * S + q * W);
+    for (std::size_t r = 0; r < N; ++r) {
+      if constexpr (T % 2 == 0 && std::is_same_v<A, Avx512>) {
+        for (std::size_t t = 0; t < T; t += 2) Router<A, S>::route_pair(acc[t], acc[t + 1], rows[r] + b + t * W, x[r]);
+      } else {
+        for (std::size_t t = 0; t < T; ++t) Router<A, S>::route(acc[t], rows[r] + b + t * W, x[r]);
+      }
+    }
+    for (std::size_t t = 0; t < T; ++t)
+      for (std::size_t q = 0; q < S; ++q) acc[t][q].store_unaligned(y + (b + t * W) * S + q * W);
+    if (T * W >= kLine || b % kLine == 0)
+      for (std::size_t e = 0; e < T * W; e += kLine)
+        for (std::size_t r = 0; r < N && kPrefetch; ++r) __builtin_prefetch(ahead[r] + b + e);
+  }
+  return b;
+}
 
 template <class A, std::size_t S, std::size_t N>
 inline void stream_group(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
                          const std::uint32_t* next, std::size_t num_next, std::size_t tiles_end) {
-  constexpr std::size_t W = Floats<A>::size;
-  constexpr std::size_t kLine = 64 / sizeof(std::uint16_t);  // entries per cache line
-  const std::size_t B = m.num_buckets;
   const std::uint16_t* rows[N];
+  const std::uint16_t* ahead[N];
   Floats<A> x[N];
   for (std::size_t r = 0; r < N; ++r) {
-    rows[r] = m.units + std::size_t(units[r]) * B;
+    rows[r] = m.units + std::size_t(units[r]) * m.num_buckets;
+    // The last group has no next one: it prefetches its own rows, already on their way.
+    ahead[r] = r < num_next ? m.units + std::size_t(next[r]) * m.num_buckets : rows[r];
     x[r] = Floats<A>(xs[r]);
   }
-  for (std::size_t b = 0; b < tiles_end; b += W) {
-    float* parked = y + b * S;  // [S][W]
-    Floats<A> acc[S];
-    for (std::size_t q = 0; q < S; ++q) acc[q] = Floats<A>::load_unaligned(parked + q * W);
-    for (std::size_t r = 0; r < N; ++r) Router<A, S>::route(acc, rows[r] + b, x[r]);
-    for (std::size_t q = 0; q < S; ++q) acc[q].store_unaligned(parked + q * W);
-    if (b % kLine == 0)
-      for (std::size_t r = 0; r < num_next; ++r) __builtin_prefetch(m.units + std::size_t(next[r]) * B + b);
-  }
+  const std::size_t b = stream_tiles<A, S, N, kTiles<A, S>>(y, rows, ahead, x, 0, tiles_end);
+  stream_tiles<A, S, N, 1>(y, rows, ahead, x, b, tiles_end);
 }
 
 template <class A, std::size_t S>

@@ -9,6 +9,7 @@
 #include "dense_weights.h"
 #include "gguf.h"
 #include "mapped_file.h"
+#include "bucketize.h"
 #include "model_impl.h"
 
 namespace effort {
@@ -92,6 +93,11 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
 }
 
 bool Model::bucketed() const { return impl_->bucketed(); }
+
+std::string Model::layout() const {
+  if (!bucketed()) return "dense";
+  return layout_name(std::get<BucketMatrix>(impl_->weights.layers[0].q_proj).view.bucket_size);
+}
 
 const ModelConfig& Model::config() const { return impl_->config; }
 const Tokenizer* Model::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }

@@ -244,8 +244,8 @@ int run(int argc, char** argv) {
   nlohmann::json rows = nlohmann::json::array();
   std::map<std::string, cli::PlotSeries> series;
   if (!json_out)
-    std::printf("| effort | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s | time vs reference | check time |\n"
-                "|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| layout | effort | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s | time vs reference | check time |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (std::size_t i = 0; i < settings.size(); ++i) {
     const Setting& st = settings[i];
     const double tps = double(tokens.size()) / seconds[i];
@@ -257,12 +257,12 @@ int run(int argc, char** argv) {
                    {"layer_thresholds", st.exit->layer_thresholds}, {"patience", st.exit->patience},
                    {"warmup", st.exit->warmup}, {"max_consecutive", st.exit->max_consecutive}};
     }
-    rows.push_back({{"effort", st.effort}, {"early_exit", exit_json}, {"ppl", meters[i].perplexity()},
+    rows.push_back({{"layout", model.layout()}, {"effort", st.effort}, {"early_exit", exit_json}, {"ppl", meters[i].perplexity()},
                     {"kl", meters[i].kl()}, {"top1", meters[i].top1()}, {"avg_layers", avg_layers},
                     {"mult_fraction", work[i].overall()}, {"tokens_per_s", tps}, {"time_vs_reference", relative},
                     {"check_seconds", check_seconds[i]}, {"tokens", tokens.size()}});
     if (!json_out)
-      std::printf("| %.3g | %s | %.3f | %.4f | %.1f%% | %.2f | %.1f%% | %.1f | %.2f | %.1f%% |\n", st.effort,
+      std::printf("| %s | %.3g | %s | %.3f | %.4f | %.1f%% | %.2f | %.1f%% | %.1f | %.2f | %.1f%% |\n", model.layout().c_str(), st.effort,
                   st.exit_name.c_str(), meters[i].perplexity(), meters[i].kl(), 100 * meters[i].top1(), avg_layers,
                   100 * work[i].overall(), tps, relative, 100 * check_seconds[i] / seconds[i]);
     auto& line = series[st.exit_name];

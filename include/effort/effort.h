@@ -150,6 +150,8 @@ class Model {
   Session new_session(const SessionOptions& options = {}) const;
   // True for a .effort model, whose projections run at adjustable effort.
   bool bucketed() const;
+  // How the projections are stored: "dense", or "bucketsS" for buckets of S outputs.
+  std::string layout() const;
 
   struct Impl;
 
