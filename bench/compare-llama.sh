@@ -3,11 +3,12 @@
 # one after the other, printed as one table (and kept as JSON).
 #
 #   bench/compare-llama.sh [--model F16.gguf | --layers N] [-t THREADS] [-r REPS] [-p N] [-n N]
-#                          [--efforts LIST] [--no-mmap] [--out DIR]
+#                          [--efforts LIST] [--bucket-size S] [--no-mmap] [--out DIR]
 #
 # Without --model it writes a synthetic Mistral-7B-shaped GGUF (F16, random weights) with N
 # layers (default 8). llama.cpp runs the F16 file and its own Q8_0 and Q4_0 quantizations of it;
-# we run the F16 file directly (dense) and its effort-convert'ed .effort at each effort.
+# we run the F16 file directly (dense) and its effort-convert'ed .effort (buckets of S, default
+# the converter's) at each effort.
 # --no-mmap loads weights into process memory in both engines (llama-bench -lm none).
 #
 # llama.cpp comes from the npm registry: the node-llama-cpp package carries the llama.cpp
@@ -22,7 +23,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${EFFORT_BIN:-$here/build/bin}
 cache=${EFFORT_CACHE:-$HOME/.cache/effort}
 node_llama_cpp_version=${NODE_LLAMA_CPP_VERSION:-3.22.1}
-model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out="" no_mmap=""
+model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out="" no_mmap="" bucket_size=2
 
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -34,6 +35,7 @@ while [ $# -gt 0 ]; do
     -p) n_prompt=$2; shift 2 ;;
     -n) n_gen=$2; shift 2 ;;
     --efforts) efforts=$2; shift 2 ;;
+    --bucket-size) bucket_size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-mmap) no_mmap=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -89,8 +91,9 @@ if [ -z "$model" ]; then
 fi
 [ -f "$model" ] || { echo "compare-llama.sh: --model $model: no such file" >&2; exit 1; }
 stem=$cache/models/$(basename "$model" .gguf)
-effort_model=$stem.effort
-[ -f "$effort_model" ] || "$bin/effort-convert" "$model" -o "$effort_model"
+# Named by layout and file format version, so that a cached file of an older build is not reused.
+effort_model=$stem-buckets$bucket_size-v3.effort
+[ -f "$effort_model" ] || "$bin/effort-convert" "$model" -o "$effort_model" --bucket-size "$bucket_size"
 
 # --- runs -----------------------------------------------------------------------------------
 if [ -z "$skip_llama" ]; then
@@ -128,14 +131,16 @@ for r in json.load(open(os.path.join(out, "effort.json"))):
     rows.append((f"effort .effort at {r['effort']:g}", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
                  r["tps_sd"], r["reps"]))
 base = {row[3]: row[4] for row in rows if row[0] == "llama.cpp F16"}
+dense = {row[3]: row[4] for row in rows if row[0] == "effort, GGUF as is (dense)"}
 mmap = "weights in process memory (no mmap)" if json.load(open(os.path.join(out, "effort.json")))[0]["mmap"] is False else "weights memory-mapped"
 print(f"{model}; {version or 'llama.cpp: skipped'}; {mmap}\n")
-print("| engine | size | threads | test | t/s | vs llama.cpp F16 |")
-print("| --- | ---: | ---: | --- | ---: | ---: |")
+print("| engine | size | threads | test | t/s | vs llama.cpp F16 | vs our dense |")
+print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
 for name, size, threads, test, mean, sd, _ in rows:
     ratio = f"{mean / base[test]:.2f}x" if test in base else "-"
+    ratio_dense = f"{mean / dense[test]:.2f}x" if test in dense else "-"
     size_text = f"{size:.2f} GiB" if size >= 1 else f"{size * 1024:.2f} MiB"
-    print(f"| {name} | {size_text} | {threads} | {test} | {mean:.2f} ± {sd:.2f} | {ratio} |")
+    print(f"| {name} | {size_text} | {threads} | {test} | {mean:.2f} ± {sd:.2f} | {ratio} | {ratio_dense} |")
 print("\nour generation, ms per token by stage:\n")
 print("| effort | test | total | multiply | dispatch | attention | head | other |")
 print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")

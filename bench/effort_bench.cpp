@@ -215,6 +215,8 @@ int run(int argc, char** argv) {
       session.set_effort(t.n_gen ? t.effort : 1.0f);
       session.set_early_exit(t.n_gen ? o.early_exit : EarlyExitOptions{});
       Result r{t, threads, {}, 0, 0, 0, {}};
+      std::fprintf(stderr, "[bench] %s, %d threads, effort %g: %d repetitions after a warm-up\n", t.name.c_str(), threads,
+                   t.effort, o.repetitions);
       run_once(session, t, model.config());  // warm-up: pages mapped, caches and pool warm
       double mult = 0, layers = 0;
       for (int i = 0; i < o.repetitions; ++i) {
@@ -234,7 +236,8 @@ int run(int argc, char** argv) {
       r.layers = t.n_gen ? layers / o.repetitions : model.config().num_hidden_layers;
       r.peak_rss_mb = cli::peak_rss_mb();
       results.push_back(std::move(r));
-      if (!o.json) std::fprintf(stderr, "[bench] %s, %d threads, effort %g: done\n", t.name.c_str(), threads, t.effort);
+      std::fprintf(stderr, "[bench] %s, %d threads, effort %g: %.2f t/s\n", t.name.c_str(), threads, t.effort,
+                   bench::mean(results.back().tps));
     }
   }
 

@@ -2,7 +2,11 @@
 // source tensor by tensor into a temporary file that is renamed only when complete.
 #include "convert.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 #include <cmath>
 #include <cstring>
@@ -48,7 +52,21 @@ std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input) {
               "[convert] " + input.string() + ": expected a Hugging Face checkpoint folder or a GGUF file");
 }
 
-// Removes the temporary file unless the conversion completed.
+// Temporary files of `output` left by conversions that were killed (their process is gone):
+// ".NAME.tmp-PID-N" beside it. A conversion still running keeps its own.
+void remove_stale_temporaries(const std::filesystem::path& output, const ConvertOptions& options) {
+  const std::string prefix = "." + output.filename().string() + ".tmp-";
+  std::error_code ec;
+  const auto folder = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
+  for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno != ESRCH)) continue;  // alive, or not ours to judge
+    if (std::filesystem::remove(entry.path(), ec) && options.on_stale_temp_removed) options.on_stale_temp_removed(entry.path());
+  }
+}
+
 // A temporary file beside `output` (announced to options.on_temp_file before use), renamed onto
 // it by commit() and removed if never committed: a failed conversion leaves nothing behind.
 class PendingOutput {
@@ -56,6 +74,7 @@ class PendingOutput {
   PendingOutput(const std::filesystem::path& output, const ConvertOptions& options) : output_(output) {
     if (std::filesystem::exists(output) && !options.force)
       throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
+    remove_stale_temporaries(output, options);
     std::mt19937_64 name_rng(std::random_device{}());
     std::string name = "." + output.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
                        std::to_string(name_rng() % 1000000);
@@ -179,6 +198,8 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   }
   if (tokenizer) writer.write("tokenizer.model", tokenizer->data(), tokenizer->size());
   writer.finish();
+  // Read back what reached the disk before it takes the output's name.
+  EffortFile(pending.path()).verify();
   pending.commit();
 }
 

@@ -19,6 +19,9 @@ struct ConvertOptions {
   // Called with the temporary file's path before anything is written to it, so that a caller
   // handling signals can remove it.
   std::function<void(const std::filesystem::path&)> on_temp_file;
+  // Called for each temporary file of the same output left by a killed conversion (its process
+  // is gone), after removing it.
+  std::function<void(const std::filesystem::path&)> on_stale_temp_removed;
 };
 
 enum class GgufType : std::uint32_t;

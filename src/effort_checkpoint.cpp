@@ -64,8 +64,9 @@ BucketMatrix bucketed(const EffortFile& file, const std::string& name, std::int6
 
 }  // namespace
 
-EffortCheckpoint load_effort_checkpoint(const std::filesystem::path& path, float mem_fraction) {
+EffortCheckpoint load_effort_checkpoint(const std::filesystem::path& path, float mem_fraction, bool verify) {
   auto file = std::make_shared<EffortFile>(path);
+  if (verify) file->verify();
   EffortCheckpoint result;
   result.config = config_from_json(file->header()["config"], path.string() + " (config)");
   const ModelConfig& c = result.config;

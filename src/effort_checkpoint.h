@@ -17,7 +17,8 @@ struct EffortCheckpoint {
 };
 
 // mem_fraction in (0, 1]: the leading share of each bucketed matrix's rows that is used (and
-// so ever paged in); the probes are restricted to those rows.
-EffortCheckpoint load_effort_checkpoint(const std::filesystem::path& path, float mem_fraction);
+// so ever paged in); the probes are restricted to those rows. verify: check every tensor's
+// checksum first (reads the whole file).
+EffortCheckpoint load_effort_checkpoint(const std::filesystem::path& path, float mem_fraction, bool verify = false);
 
 }  // namespace effort

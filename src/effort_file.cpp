@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cerrno>
 #include <cstring>
@@ -37,6 +38,9 @@ EffortFile::EffortFile(const std::filesystem::path& path) : file_(std::make_uniq
   const std::string context = "[effort-file] " + path.string();
   auto fail = [&](const std::string& what) -> void { throw Error(ErrorCode::format, context + ": " + what); };
   const auto bytes = file_->bytes();
+  if (bytes.empty()) fail("is empty (0 bytes)");
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kEffortMagic, 8) == 0 && bytes.size() < kPrefix)
+    fail("truncated: " + std::to_string(bytes.size()) + " bytes, shorter than the " + std::to_string(kPrefix) + "-byte prefix");
   if (bytes.size() < kPrefix || std::memcmp(bytes.data(), kEffortMagic, 8) != 0)
     fail("not an .effort file (it does not start with the EFFORT magic)");
   const auto version = std::uint32_t(read_le(bytes.data() + 8, 4));
@@ -63,6 +67,28 @@ EffortFile::EffortFile(const std::filesystem::path& path) : file_(std::make_uniq
     if ((view.data - bytes.data()) % kAlign != 0) fail("tensor " + name + " is not 64-byte aligned");
 }
 
+namespace {
+// XXH3-64 of the bytes, as 16 hex digits.
+std::string checksum(const void* data, std::size_t size) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH3_64bits(data, size)));
+  return hex;
+}
+constexpr const char* kNoChecksum = "0000000000000000";  // the placeholder planned, same length
+}  // namespace
+
+void EffortFile::verify() const {
+  for (const auto& [name, view] : tensors_) {
+    const auto& info = header_["tensors"][name];
+    if (!info.contains("xxh3") || !info["xxh3"].is_string())
+      throw Error(ErrorCode::format, "[effort-file] " + path().string() + ": tensor " + name + " has no checksum");
+    const std::string expected = info["xxh3"].get<std::string>(), actual = checksum(view.data, view.num_bytes);
+    if (actual != expected)
+      throw Error(ErrorCode::format, "[effort-file] " + path().string() + ": tensor " + name + ": checksum " + actual +
+                                         ", the header says " + expected + ": the file is damaged (convert it again)");
+  }
+}
+
 const TensorView& EffortFile::get(const std::string& name) const {
   const auto it = tensors_.find(name);
   if (it == tensors_.end())
@@ -83,7 +109,7 @@ const TensorView& EffortFile::get(const std::string& name, const std::string& dt
 void EffortFileWriter::plan(const std::string& name, const std::string& dtype, const std::vector<std::int64_t>& shape) {
   std::uint64_t size = dtype_bytes(dtype);
   for (auto d : shape) size *= std::uint64_t(d);
-  header_["tensors"][name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {0, 0}}};
+  header_["tensors"][name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {0, 0}}, {"xxh3", kNoChecksum}};
   planned_[name].size = size;
   order_.push_back(name);
 }
@@ -97,6 +123,7 @@ void EffortFileWriter::open(const std::filesystem::path& path) {
     offset = align_up(offset + p.size);
   }
   const std::string text = header_.dump();
+  header_bytes_ = text.size();
   data_start_ = align_up(kPrefix + text.size());
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) throw Error(ErrorCode::io, "[effort-file] " + path.string() + ": cannot create: " + std::strerror(errno));
@@ -123,11 +150,17 @@ void EffortFileWriter::write(const std::string& name, const void* data, std::siz
     done += std::uint64_t(n);
   }
   it->second.written = true;
+  it->second.checksum = checksum(data, size);
 }
 
 void EffortFileWriter::finish() {
   for (const auto& [name, p] : planned_)
     if (!p.written) throw Error(ErrorCode::invalid_argument, "[effort-file] " + path_.string() + ": tensor " + name + " was never written");
+  // The checksums replace their placeholders: the header keeps its length.
+  for (const auto& [name, p] : planned_) header_["tensors"][name]["xxh3"] = p.checksum;
+  const std::string text = header_.dump();
+  if (text.size() != header_bytes_ || ::pwrite(fd_, text.data(), text.size(), off_t(kPrefix)) != ssize_t(text.size()))
+    throw Error(ErrorCode::io, "[effort-file] " + path_.string() + ": cannot write the checksums: " + std::strerror(errno));
   if (::fsync(fd_) != 0 || ::close(fd_) != 0)
     throw Error(ErrorCode::io, "[effort-file] " + path_.string() + ": cannot flush: " + std::strerror(errno));
   fd_ = -1;

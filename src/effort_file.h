@@ -6,7 +6,8 @@
 //   bytes 16..23  header size N, u64 little-endian
 //   bytes 24..    N bytes of JSON: {"config": HF config.json fields, "conversion": parameters,
 //                 "tokenizer": tensor name or null, "matrices": {name: {layout, ...}},
-//                 "tensors": {name: {dtype, shape, data_offsets}}}
+//                 "tensors": {name: {dtype, shape, data_offsets, xxh3}}}: xxh3 is the XXH3-64
+//                 checksum of the tensor's bytes, 16 hex digits
 //   then zeros up to a multiple of 64: the data section, every tensor 64-byte aligned in it.
 #pragma once
 #include <cstdint>
@@ -41,6 +42,9 @@ class EffortFile {
   const TensorView& get(const std::string& name) const;
   // Also when its shape differs, or its dtype when one is given.
   const TensorView& get(const std::string& name, const std::string& dtype, const std::vector<std::int64_t>& shape) const;
+  // Reads every tensor and compares its checksum with the header's; throws effort::Error
+  // (format) naming the first damaged tensor. Reads the whole file: not done at load.
+  void verify() const;
 
  private:
   std::unique_ptr<MappedFile> file_;
@@ -65,11 +69,13 @@ class EffortFileWriter {
   struct Planned {
     std::uint64_t offset = 0, size = 0;
     bool written = false;
+    std::string checksum;
   };
   nlohmann::json header_ = nlohmann::json::object();
   std::map<std::string, Planned> planned_;
   std::vector<std::string> order_;
   std::filesystem::path path_;
+  std::size_t header_bytes_ = 0;
   int fd_ = -1;
   std::uint64_t data_start_ = 0;
 };

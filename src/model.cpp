@@ -54,9 +54,14 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                 "[load] mem_fraction must be in (0, 1], got " + std::to_string(options.mem_fraction));
   if (!std::filesystem::exists(path))
     throw Error(ErrorCode::io, "[load] " + path.string() + ": no such file or folder");
+  if (std::filesystem::is_regular_file(path) && std::filesystem::file_size(path) == 0)
+    throw Error(ErrorCode::format, "[load] " + path.string() + " is empty (0 bytes)");
   auto impl = std::make_unique<Impl>();
   const bool folder = std::filesystem::is_directory(path), gguf = !folder && is_gguf_file(path);
   if (folder || gguf) {
+    if (options.verify)
+      throw Error(ErrorCode::invalid_argument, "[load] " + path.string() +
+                                                   ": verify needs a .effort file (GGUF and safetensors files carry no checksums)");
     if (options.mem_fraction != 1.0f)
       throw Error(ErrorCode::invalid_argument, "[load] " + path.string() +
                                                    ": mem_fraction below 1 needs a .effort model (convert it with effort-convert)");
@@ -66,7 +71,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
       impl->tokenizer = Tokenizer::from_bytes(std::move(*tokenizer), path.string() + " (tokenizer)");
     impl->weights = load_dense_weights(std::move(source));
   } else if (is_effort_file(path)) {
-    auto checkpoint = load_effort_checkpoint(path, options.mem_fraction);
+    auto checkpoint = load_effort_checkpoint(path, options.mem_fraction, options.verify);
     impl->config = std::move(checkpoint.config);
     impl->weights = std::move(checkpoint.weights);
     if (checkpoint.tokenizer_model)

@@ -15,6 +15,7 @@ Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(optio
   if (options.top_k < 0) bad("top_k must be >= 0, got " + std::to_string(options.top_k));
   if (!(options.top_p > 0 && options.top_p <= 1))
     bad("top_p must be in (0, 1], got " + std::to_string(options.top_p));
+  if (!(options.min_p >= 0 && options.min_p <= 1)) bad("min_p must be in [0, 1], got " + std::to_string(options.min_p));
   if (!(options.repetition_penalty > 0) || !std::isfinite(options.repetition_penalty))
     bad("repetition_penalty must be a finite number > 0, got " + std::to_string(options.repetition_penalty));
   if (options.repetition_window < 0)
@@ -45,9 +46,15 @@ Token Sampler::sample(std::span<const float> logits, std::span<const Token> rece
   std::size_t keep = candidates_.size();
   if (options_.top_k > 0 && std::size_t(options_.top_k) < keep) keep = std::size_t(options_.top_k);
   std::partial_sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(keep), candidates_.end(), higher);
+  const double max_logit = logits_[std::size_t(candidates_[0])];
+  // min-p, as llama.cpp: keep the tokens at least min_p times as likely as the top one (before
+  // temperature), i.e. whose logit is within log(min_p) of the top logit.
+  if (options_.min_p > 0) {
+    const double floor = max_logit + std::log(double(options_.min_p));
+    while (keep > 1 && logits_[std::size_t(candidates_[keep - 1])] < floor) --keep;
+  }
   candidates_.resize(keep);
 
-  const double max_logit = logits_[std::size_t(candidates_[0])];
   probs_.resize(keep);
   double total = 0;
   for (std::size_t i = 0; i < keep; ++i) {

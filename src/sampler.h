@@ -1,5 +1,5 @@
 // sampler.h: picks the next token from logits: repetition penalty, then greedy or
-// top-k -> temperature -> top-p -> a draw from a seeded generator.
+// top-k -> min-p -> temperature -> top-p -> a draw from a seeded generator.
 #pragma once
 #include <cstdint>
 #include <random>

@@ -31,7 +31,7 @@ kernels::Arch choose_arch(const std::string& requested) {
     kernels::kernel_table(arch);  // throws when this CPU cannot run it
     return arch;
   } catch (const std::invalid_argument& e) {
-    throw Error(ErrorCode::unsupported, std::string("[session] kernel_arch: ") + e.what());
+    throw Error(ErrorCode::invalid_argument, std::string("[session] kernel_arch: ") + e.what());
   }
 }
 
@@ -335,17 +335,26 @@ void Session::set_early_exit(const EarlyExitOptions& options) {
   if (!(options.min_saturation >= 0.0f && options.min_saturation <= 1.0f))
     bad("min_saturation must be in [0, 1], got " + std::to_string(options.min_saturation));
 
-  ExitState& e = impl_->exit;
-  e.options = options;
   std::vector<int> layers = options.check_layers;
   if (layers.empty()) {
-    // Three checks spread over the second half, never after the last two layers.
-    const int first = n / 2, last = n - 3;
-    for (int i = 0; i < 3 && first <= last; ++i) layers.push_back(first + (last - first) * i / 2);
+    // Three checks spread over the second half, never after the last two layers; a model too
+    // shallow for two such checks may check before its last layer too.
+    const int first = n / 2, last = n - first >= 4 ? n - 3 : n - 2;
+    for (int i = 0; i < 3 && first <= last; ++i) {
+      const int l = first + (last - first) * i / 2;
+      if (std::find(layers.begin(), layers.end(), l) == layers.end()) layers.push_back(l);
+    }
   }
-  e.threshold.assign(std::size_t(n), 2.0f);  // > 1: no check
-  for (int l : layers) e.threshold[std::size_t(l)] = options.threshold;
-  for (const auto& [l, t] : options.layer_thresholds) e.threshold[std::size_t(l)] = t;
+  std::vector<float> threshold(std::size_t(n), 2.0f);  // > 1: no check
+  for (int l : layers) threshold[std::size_t(l)] = options.threshold;
+  for (const auto& [l, t] : options.layer_thresholds) threshold[std::size_t(l)] = t;
+  const auto checks = std::count_if(threshold.begin(), threshold.end(), [](float t) { return t <= 1.0f; });
+  if (options.enabled && !options.record_signals && checks < options.patience)
+    bad("patience " + std::to_string(options.patience) + " needs at least that many check layers, and " +
+        std::to_string(checks) + " are set for this " + std::to_string(n) + "-layer model (lower the patience or add check layers)");
+  ExitState& e = impl_->exit;
+  e.options = options;
+  e.threshold = std::move(threshold);
   e.candidates.clear();
   e.consecutive_exits = 0;
 }

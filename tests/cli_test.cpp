@@ -1,6 +1,7 @@
 // cli_test.cpp: effort-run as a user runs it: the reference greedy ids, and clear errors with a
 // non-zero exit for bad input.
 #include <catch2/catch.hpp>
+#include <fstream>
 
 #include "test_util.h"
 
@@ -27,9 +28,59 @@ TEST_CASE("effort-run prints the story and a stats line", "[model][cli]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto r = test::run_command(effort_run() + model_arg() + " -p 'Once upon a time' -n 20 --temp 0");
   REQUIRE(r.exit_code == 0);
-  REQUIRE(r.output.rfind("Once upon a time, there was a little girl named Lily.", 0) == 0);
+  // The model's one-line summary (stderr), then the story.
+  REQUIRE(r.output.rfind("[model] " + test::fixture_model().string() + ": mistral, 5 layers, hidden 64", 0) == 0);
+  REQUIRE(r.output.find("dense\nOnce upon a time, there was a little girl named Lily.") != std::string::npos);
   REQUIRE(r.output.find("[stats] prompt 5 tokens") != std::string::npos);
   REQUIRE(r.output.find("generation 20 tokens") != std::string::npos);
+}
+
+TEST_CASE("effort-run takes prompts from files and stdin, and says what it stops at", "[model][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  const auto prompt_file = dir / "prompt.txt";
+  std::ofstream(prompt_file) << "Once upon a time";
+  const auto greedy = effort_run() + model_arg() + " -n 20 --temp 0 2>/dev/null";
+  const auto from_p = test::run_command(greedy + " -p 'Once upon a time'");
+  const auto from_file = test::run_command(greedy + " -f '" + prompt_file.string() + "'");
+  const auto from_stdin = test::run_command("printf 'Once upon a time' | " + greedy + " -p -");
+  REQUIRE(from_p.exit_code == 0);
+  REQUIRE(from_file.output == from_p.output);
+  REQUIRE(from_stdin.output == from_p.output);
+
+  auto r = test::run_command(effort_run() + " --version");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.rfind("effort-run " EFFORT_VERSION, 0) == 0);
+  for (const char* tool : {"/effort-convert", "/effort-eval"})
+    REQUIRE(test::run_command(std::string(EFFORT_BIN_DIR) + tool + " --version").output.find(EFFORT_VERSION) != std::string::npos);
+
+  // A prompt that does not fit: an error before anything is generated.
+  r = test::run_command(effort_run() + model_arg() + " -c 4 -p 'Once upon a time there was' -n 5");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.output.find("the prompt has 7 tokens; the context holds 4 positions") != std::string::npos);
+  REQUIRE(r.output.find("Once upon") == std::string::npos);
+  // Generation that fills the context says so.
+  r = test::run_command(effort_run() + model_arg() + " -c 16 --prompt-ids 1 -n 100 --temp 0 --ids");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("[context full: generation stopped after 16 tokens, all 16 positions used") != std::string::npos);
+
+  // min-p 1 keeps the top token alone: greedy at any temperature.
+  const auto ids = effort_run() + model_arg() + " --prompt-ids 1 -n 30 --ids 2>/dev/null";
+  REQUIRE(test::run_command(ids + " --temp 5 --min-p 1 --seed 3").output == test::run_command(ids + " --temp 0").output);
+  REQUIRE(test::run_command(ids + " --min-p 2").exit_code == 2);
+
+  // A system prompt opens the first chat message; it changes what the model is given.
+  const auto chat = "printf 'hello\\n' | " + effort_run() + model_arg() + " --chat -n 8 --temp 0 2>/dev/null";
+  const auto plain = test::run_command(chat), with_system = test::run_command(chat + " --system 'Tell a story.'");
+  REQUIRE(plain.exit_code == 0);
+  REQUIRE(with_system.exit_code == 0);
+  REQUIRE(plain.output != with_system.output);
+  REQUIRE(test::run_command(effort_run() + model_arg() + " --system x").exit_code == 2);
+
+  // No model anywhere: say how to give one.
+  r = test::run_command("cd '" + dir.path.string() + "' && EFFORT_MODEL=/nonexistent/model " + effort_run() + " -n 1");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.output.find("pass -m MODEL or set EFFORT_MODEL") != std::string::npos);
 }
 
 TEST_CASE("effort-run --early-exit reports fewer layers per token", "[model][cli]") {
@@ -55,9 +106,9 @@ TEST_CASE("effort-run --chat answers each line of stdin", "[model][cli]") {
 TEST_CASE("effort-run rejects bad input with a clear message and a non-zero exit", "[model][cli]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::pair<std::string, std::string> cases[] = {
-      {" --temp abc", "--temp: expected a number in [0.000000, 1000000.000000], got 'abc'"},
+      {" --temp abc", "--temp: expected a number in [0, 1000000], got 'abc'"},
       {" --temp -1", "--temp: expected a number"},
-      {" --top-p 0", "--top-p: expected a number in (0.000000"},
+      {" --top-p 0", "--top-p: expected a number in (0, 1], got '0'"},
       {" --top-p 1.5", "--top-p"},
       {" -n -3", "-n: expected an integer in [0, 16777216], got '-3'"},
       {" -n 12x", "got '12x'"},
@@ -65,13 +116,13 @@ TEST_CASE("effort-run rejects bad input with a clear message and a non-zero exit
       {" --seed -5", "--seed: expected a non-negative integer"},
       {" --prompt-ids 1,,2", "--prompt-ids: expected an integer"},
       {" --prompt-ids 1,99999", "token id 99999 is outside the vocabulary [0, 512)"},
-      {" -c 4 --prompt-ids 1,2,3,4,5", "5 more tokens do not fit the context: 0 of 4 positions used"},
+      {" -c 4 --prompt-ids 1,2,3,4,5", "the prompt has 5 tokens; the context holds 4 positions"},
       {" -c 100000", "context_length 100000 exceeds the model's max_position_embeddings 512"},
       {" --arch nope", "unknown kernel arch 'nope'"},
       {" --frobnicate", "unknown option '--frobnicate'"},
       {" -n", "-n: missing value"},
       {" -p hi --prompt-ids 1", "either -p or --prompt-ids"},
-      {" --exit-threshold 1.5", "--exit-threshold: expected a number in [0.000000, 1.000000]"},
+      {" --exit-threshold 1.5", "--exit-threshold: expected a number in [0, 1]"},
       {" --early-exit --exit-layers 7", "check layer 7 is outside [0, 4)"},
       {" --exit-patience -1", "--exit-patience: expected an integer"},
       {" --stop-gap -2", "--stop-gap: expected a number"},
@@ -97,7 +148,7 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
   REQUIRE(r.exit_code == 0);
   REQUIRE(r.output.find("wrote " + out) != std::string::npos);
   r = test::run_command(convert + " -o '" + out + "'");
-  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.exit_code == 2);
   REQUIRE(r.output.find("exists (use --force to replace it)") != std::string::npos);
   REQUIRE(test::run_command(convert + " -o '" + out + "' --force").exit_code == 0);
 
@@ -108,12 +159,14 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
   REQUIRE(r.output.find(" up 50.0%") != std::string::npos);
 
   const std::pair<std::string, std::string> cases[] = {
-      {" --effort 0", "--effort: expected a number in (0.000000, 1.000000], got '0'"},
+      {" --effort 0", "--effort: expected a number in (0, 1], got '0'"},
       {" --effort nan", "--effort: expected a number"},
       {" --effort 1.5", "--effort: expected a number"},
       {" --effort-map mlp=0.5", "--effort-map: unknown matrix kind 'mlp' (expected q, k, v, o, gate, up or down)"},
       {" --effort-map down", "--effort-map: expected KIND=EFFORT items, got 'down'"},
-      {" --effort-map down=0", "--effort-map: expected a number in (0.000000"},
+      {" --effort-map down=0", "--effort-map: expected a number in (0, 1]"},
+      {" --arch neon", "unknown kernel arch"},
+      {" --bucket-size 3", "unknown option"},
       {" --mem-fraction 2", "--mem-fraction: expected a number"},
   };
   for (const auto& [args, message] : cases) {
@@ -123,7 +176,7 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
     REQUIRE(r.output.find(message) != std::string::npos);
   }
   r = test::run_command(effort_run() + model_arg() + " -n 1 --effort 0.5");
-  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.exit_code == 2);  // a bad argument for this model
   REQUIRE(r.output.find("effort below 1 needs a bucketed .effort model") != std::string::npos);
 
   const std::string convert_bin = std::string(EFFORT_BIN_DIR) + "/effort-convert";
@@ -133,6 +186,11 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
   r = test::run_command(convert_bin + " '" + test::fixture_model().string() + "'");
   REQUIRE(r.exit_code == 2);
   REQUIRE(r.output.find("missing -o OUT.effort") != std::string::npos);
+  for (const char* size : {"3", "32", "0"}) {
+    r = test::run_command(convert_bin + " '" + test::fixture_model().string() + "' -o x.effort --bucket-size " + size);
+    REQUIRE(r.exit_code == 2);
+    REQUIRE(r.output.find("--bucket-size: expected") != std::string::npos);
+  }
   r = test::run_command(convert_bin + " /nonexistent -o '" + (dir / "x.effort").string() + "'");
   REQUIRE(r.exit_code == 1);
   REQUIRE(r.output.find("/nonexistent: no such file or folder") != std::string::npos);
@@ -152,7 +210,7 @@ TEST_CASE("effort-eval reports effort and early-exit settings, and calibrates th
   for (const auto& [layer, t] : cal["layer_thresholds"].items()) REQUIRE((t.get<double>() >= 0 && t.get<double>() <= 1));
 
   r = test::run_command(eval + " --effort 1 --early-exit --exit-layers 2 --exit-threshold 0.5 --exit-warmup 2"
-                               " --exit-patience 1 --exit-calibration '" + calibration + "' --json --no-plot 2>/dev/null");
+                               " --exit-patience 1 --exit-calibration '" + calibration + "' --json 2>/dev/null");
   REQUIRE(r.exit_code == 0);
   const auto rows = nlohmann::json::parse(r.output);
   REQUIRE(rows.size() == 3);  // effort 1 (a dense model) x {off, t=0.5, calibrated}
@@ -161,10 +219,21 @@ TEST_CASE("effort-eval reports effort and early-exit settings, and calibrates th
       REQUIRE(row.contains(key));
   REQUIRE(rows[0]["early_exit"].is_null());
   REQUIRE(rows[0]["kl"].get<double>() < 1e-9);           // effort 1, no exit: the reference itself
+  REQUIRE(rows[0]["time_vs_reference"].get<double>() == 1.0);
   REQUIRE(rows[0]["avg_layers"].get<double>() == 5.0);
   REQUIRE(rows[1]["early_exit"]["threshold"].get<double>() == 0.5);
   REQUIRE(rows[1]["avg_layers"].get<double>() < 5.0);    // a low threshold exits
   REQUIRE(rows[2]["early_exit"]["name"] == "calibrated");
+
+  // No plot unless asked for; a bad effort for this model is refused before anything runs.
+  r = test::run_command("cd '" + dir.path.string() + "' && " + eval + " --effort 1 2>/dev/null");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(!std::filesystem::exists(dir / "effort-eval.svg"));
+  r = test::run_command(eval + " --effort 1,0.5 --plot '" + (dir / "p.svg").string() + "'");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.output.find("--effort 0.5: effort below 1 needs a .effort model") != std::string::npos);
+  REQUIRE(r.output.find("| 1 |") == std::string::npos);  // nothing evaluated
+  REQUIRE(!std::filesystem::exists(dir / "p.svg"));
 
   r = test::run_command(effort_run() + model_arg() + " --prompt-ids 1 -n 5 --exit-calibration /nonexistent.json");
   REQUIRE(r.exit_code == 1);

@@ -96,5 +96,25 @@ TEST_CASE("bad early-exit options are named", "[model][early-exit]") {
   REQUIRE_THROWS_WITH(s.set_early_exit(with([](auto& o) { o.warmup = -2; })), Contains("warmup must be >= 0"));
   REQUIRE_THROWS_WITH(s.set_early_exit(with([](auto& o) { o.candidates = 1; })), Contains("candidates must be in [2, vocab_size]"));
   REQUIRE_THROWS_WITH(s.set_early_exit(with([](auto& o) { o.layer_thresholds = {{1, 2.0f}}; })), Contains("threshold must be in [0, 1]"));
+  REQUIRE_THROWS_WITH(s.set_early_exit(with([](auto& o) { o.check_layers = {2}; o.patience = 2; })),
+                      Contains("patience 2 needs at least that many check layers, and 1 are set for this 5-layer model"));
   s.set_early_exit(with([](auto&) {}));  // the defaults are valid: checks in the second half
+}
+
+TEST_CASE("the default early-exit settings exit on a shallow model", "[model][early-exit]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  // 5 layers: the default checks are after layers 2 and 3, so the default patience (2) can
+  // be met. A zero threshold exits at the second check whenever the two agree.
+  const Model model = Model::load(test::fixture_model());
+  Session s = model.new_session();
+  EarlyExitOptions o;
+  o.enabled = true;
+  o.threshold = 0.0f;
+  o.warmup = 0;
+  s.set_early_exit(o);
+  GenerateOptions g;
+  g.max_new_tokens = 40;
+  g.sampling.temperature = 0;
+  s.generate(std::span<const Token>(std::vector<Token>{1}), g);
+  REQUIRE(s.average_layers() < 5.0);
 }

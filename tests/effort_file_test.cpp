@@ -1,6 +1,8 @@
 // effort_file_test.cpp: the .effort container and effort-convert: round trip, reproducibility,
 // no partial output on failure, and clear errors for damaged files.
 #include <catch2/catch.hpp>
+#include <cstring>
+#include <functional>
 
 #include "config_json.h"
 #include "convert.h"
@@ -115,6 +117,13 @@ TEST_CASE("damaged .effort files are clear errors", "[effort]") {
     REQUIRE_THROWS_WITH(EffortFile(path), Contains("tensor a: data_offsets [0, 16] outside the data section of 8 bytes"));
     test::write_bytes(path, bytes.data(), 40);
     REQUIRE_THROWS_WITH(EffortFile(path), Contains("runs past the end of the file"));
+    test::write_bytes(path, bytes.data(), 12);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("truncated: 12 bytes, shorter than the 24-byte prefix"));
+  }
+  SECTION("empty") {
+    test::write_bytes(path, nullptr, 0);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("m.effort: is empty (0 bytes)"));
+    REQUIRE_THROWS_WITH(Model::load(path), Contains("m.effort is empty (0 bytes)"));
   }
   SECTION("offsets out of range") {
     auto header = minimal_header();
@@ -149,4 +158,102 @@ TEST_CASE("a converted file with a damaged tensor table is rejected by Model::lo
   auto bytes = test::read_bytes(dir / "m.effort");
   test::write_bytes(dir / "cut.effort", bytes.data(), bytes.size() / 2);
   REQUIRE_THROWS_WITH(Model::load(dir / "cut.effort"), Contains("cut.effort") && Contains("outside the data section"));
+}
+
+namespace {
+
+// A copy of `from` with the bytes of one tensor changed by `damage`, written with fresh checksums
+// (so that only the deeper checks can see the damage).
+void rewrite_with(const std::filesystem::path& from, const std::filesystem::path& to, const std::string& tensor,
+                  const std::function<void(std::vector<std::uint8_t>&)>& damage) {
+  const EffortFile file(from);
+  EffortFileWriter writer;
+  for (const char* key : {"config", "conversion", "matrices", "tokenizer"}) writer.header()[key] = file.header()[key];
+  std::vector<std::string> names;
+  for (const auto& [name, info] : file.header()["tensors"].items()) {
+    writer.plan(name, info["dtype"].get<std::string>(), info["shape"].get<std::vector<std::int64_t>>());
+    names.push_back(name);
+  }
+  writer.open(to);
+  for (const auto& name : names) {
+    const auto& t = file.get(name);
+    std::vector<std::uint8_t> bytes(t.data, t.data + t.num_bytes);
+    if (name == tensor) damage(bytes);
+    writer.write(name, bytes.data(), bytes.size());
+  }
+  writer.finish();
+}
+
+}  // namespace
+
+TEST_CASE("checksums and effort-check find damaged data that loading does not", "[model][effort][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  const auto good = dir / "good.effort";
+  convert_to_effort(test::fixture_model(), good, {});
+  const std::string check = std::string(EFFORT_BIN_DIR) + "/effort-check ";
+  auto r = test::run_command(check + "'" + good.string() + "'");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("good.effort: ok") != std::string::npos);
+  REQUIRE(r.output.find("every checksum matches") != std::string::npos);
+  REQUIRE(r.output.find("35 bucketed matrices (buckets2): positions, stats and probes consistent") != std::string::npos);
+  EffortFile(good).verify();
+
+  // Random bytes in the data: loading (header, shapes, ranges) takes them; the checksums do not.
+  const auto noisy = dir / "noisy.effort";
+  auto bytes = test::read_bytes(good);
+  {
+    // The tensor's place in the file: the data section starts at the 64-byte boundary after
+    // the 24-byte prefix and the header (its size at bytes 16..23).
+    std::uint64_t header_size = 0;
+    std::memcpy(&header_size, bytes.data() + 16, 8);
+    const std::uint64_t data_start = (24 + header_size + 63) / 64 * 64;
+    const auto offsets = EffortFile(good).header()["tensors"]["model.layers.2.mlp.up_proj.weight.units"]["data_offsets"];
+    for (std::size_t i = 0; i < 64; ++i) bytes[data_start + offsets[0].get<std::uint64_t>() + 100 + i] ^= char(0x5a);
+  }
+  test::write_bytes(noisy, bytes.data(), bytes.size());
+  REQUIRE_NOTHROW(Model::load(noisy));
+  REQUIRE_THROWS_WITH(Model::load(noisy, {.verify = true}),
+                      Contains("tensor model.layers.2.mlp.up_proj.weight.units: checksum") && Contains("the file is damaged"));
+  r = test::run_command(check + "'" + noisy.string() + "'");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("model.layers.2.mlp.up_proj.weight.units: checksum") != std::string::npos);
+  r = test::run_command(std::string(EFFORT_BIN_DIR) + "/effort-run -m '" + noisy.string() + "' --verify -n 1");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("the file is damaged") != std::string::npos);
+  REQUIRE_THROWS_WITH(Model::load(test::fixture_model(), {.verify = true}), Contains("verify needs a .effort file"));
+
+  // Damage the checksums cannot see (written with fresh ones): the bucket checks do.
+  const auto flipped = dir / "flipped.effort";
+  rewrite_with(good, flipped, "model.layers.1.self_attn.q_proj.weight.units", [](auto& b) { b[6] ^= 1; });
+  REQUIRE_NOTHROW(EffortFile(flipped).verify());
+  r = test::run_command(check + "'" + flipped.string() + "'");
+  CAPTURE(r.output);
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("model.layers.1.self_attn.q_proj.weight: input 0, bucket 3: its ranks do not hold every position once") !=
+          std::string::npos);
+  const auto stats = dir / "stats.effort";
+  rewrite_with(good, stats, "model.layers.0.mlp.down_proj.weight.stats", [](auto& b) { b[0] ^= 4; });
+  r = test::run_command(check + "'" + stats.string() + "'");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE(r.output.find("model.layers.0.mlp.down_proj.weight: unit 0: stat") != std::string::npos);
+}
+
+TEST_CASE("effort-convert removes what a killed conversion left, and reports progress in logs", "[model][effort][cli]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  // A temporary file of a process that no longer exists (pid above Linux's maximum, 2^22).
+  const auto stale = dir / ".m.effort.tmp-4194400-17";
+  test::write_text(stale, "partial");
+  const auto other = dir / ".other.effort.tmp-4194400-17";  // another output's: not ours to remove
+  test::write_text(other, "partial");
+  const auto r = test::run_command(std::string(EFFORT_BIN_DIR) + "/effort-convert '" + test::fixture_model().string() +
+                                   "' -o '" + (dir / "m.effort").string() + "' < /dev/null");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(!std::filesystem::exists(stale));
+  REQUIRE(std::filesystem::exists(other));
+  REQUIRE(r.output.find("removed " + stale.string() + ", left by a conversion that was killed") != std::string::npos);
+  // Without a terminal, one line per layer.
+  REQUIRE(r.output.find("converted model.layers.0.mlp.down_proj.weight (") != std::string::npos);
+  REQUIRE(r.output.find("converted model.layers.4.mlp.down_proj.weight (") != std::string::npos);
 }

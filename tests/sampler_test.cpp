@@ -10,6 +10,7 @@ using namespace effort;
 namespace {
 SamplingOptions opts(float temperature, int top_k = 0, float top_p = 1.0f, std::uint64_t seed = 1) {
   SamplingOptions o;
+  o.min_p = 0;  // off unless a test sets it
   o.temperature = temperature;
   o.top_k = top_k;
   o.top_p = top_p;
@@ -30,6 +31,23 @@ TEST_CASE("top-k 1 and a tiny top-p are greedy at any temperature", "[sampler]")
     REQUIRE(k1.sample(kLogits, {}) == 1);
     REQUIRE(p0.sample(kLogits, {}) == 1);
   }
+}
+
+TEST_CASE("min-p keeps the tokens at least min_p times as likely as the top one", "[sampler]") {
+  // Logits >= 2 + log(min_p) = 0.75 stay (tokens 1, 3, 4), whatever the temperature.
+  auto o = opts(3.0f);
+  o.min_p = float(std::exp(-1.25));
+  Sampler s(o);
+  std::vector<int> count(kLogits.size());
+  for (int i = 0; i < 4000; ++i) ++count[std::size_t(s.sample(kLogits, {}))];
+  REQUIRE(count[0] == 0);
+  REQUIRE(count[2] == 0);
+  REQUIRE(count[5] == 0);
+  // Kept tokens follow softmax(logits / 3) among themselves: token 3 has weight
+  // exp(-1/3) / (2 + exp(-1/3)) = 0.264 of the draws (4000 draws: sd 0.007; allow 0.03).
+  REQUIRE(std::fabs(count[3] / 4000.0 - std::exp(-1.0 / 3) / (2 + std::exp(-1.0 / 3))) < 0.03);
+  o.min_p = 1.5f;
+  REQUIRE_THROWS_WITH(Sampler(o), Catch::Contains("min_p must be in [0, 1]"));
 }
 
 TEST_CASE("the same seed draws the same tokens; another seed does not", "[sampler]") {

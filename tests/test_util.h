@@ -103,7 +103,8 @@ struct CommandResult {
 // Runs a shell command line; the caller quotes arguments.
 inline CommandResult run_command(const std::string& command) {
   CommandResult result;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  // Grouped, so that a redirection inside the command (2>/dev/null) still applies.
+  FILE* pipe = ::popen(("{ " + command + "\n} 2>&1").c_str(), "r");
   if (!pipe) return result;
   std::array<char, 4096> buffer;
   std::size_t n;

@@ -6,11 +6,16 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <algorithm>
 #include <vector>
+
+#include "effort/effort.h"
+#include "effort/error.h"
 
 namespace effort::cli {
 
@@ -23,6 +28,9 @@ struct HelpRequested {
   const char* usage;
 };
 
+// --version was given: run_tool prints the tool's name and version and exits 0.
+struct VersionRequested {};
+
 // Walks argv: next_flag() returns each flag, value() the argument that follows it. -h and
 // --help end parsing with the usage text (HelpRequested).
 class ArgReader {
@@ -32,6 +40,7 @@ class ArgReader {
   std::string next_flag() {
     flag_ = args_[index_++];
     if (flag_ == "-h" || flag_ == "--help") throw HelpRequested{usage_};
+    if (flag_ == "--version") throw VersionRequested{};
     return flag_;
   }
   std::string value() {
@@ -64,6 +73,15 @@ inline std::uint64_t parse_u64(const std::string& flag, std::string_view text) {
   return v;
 }
 
+// 1, 0.5, 1000000: whole numbers as integers, others in the shortest form that reads back as
+// the same double.
+inline std::string format_number(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string((long long)v);
+  char buffer[32];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+  return std::string(buffer, ec == std::errc() ? end : buffer);
+}
+
 // A finite number in [min, max] (or (min, max] when min_exclusive).
 inline double parse_number(const std::string& flag, std::string_view text, double min, double max,
                            bool min_exclusive = false) {
@@ -71,8 +89,8 @@ inline double parse_number(const std::string& flag, std::string_view text, doubl
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   const bool below = min_exclusive ? !(v > min) : !(v >= min);
   if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v) || below || v > max)
-    throw UsageError(flag + ": expected a number in " + (min_exclusive ? "(" : "[") + std::to_string(min) + ", " +
-                     std::to_string(max) + "], got '" + std::string(text) + "'");
+    throw UsageError(flag + ": expected a number in " + (min_exclusive ? "(" : "[") + format_number(min) + ", " +
+                     format_number(max) + "], got '" + std::string(text) + "'");
   return v;
 }
 
@@ -109,6 +127,35 @@ inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::str
   return ids;
 }
 
+// The whole of a stream, for prompts from standard input or a file.
+inline std::string read_all(std::istream& in, const std::string& what) {
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw UsageError("cannot read " + what);
+  return text.str();
+}
+
+inline std::string read_file(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(flag + ": cannot open " + path);
+  return read_all(in, path);
+}
+
+// One line about the model on stderr at load (with verbose, its whole configuration).
+inline void print_model_summary(const std::string& path, const Model& model, bool verbose) {
+  const ModelConfig& c = model.config();
+  std::fprintf(stderr, "[model] %s: %s, %d layers, hidden %d, %d heads (%d kv), vocab %d, context %d, %s%s\n",
+               path.c_str(), c.model_type.c_str(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
+               c.num_key_value_heads, c.vocab_size, c.max_position_embeddings, model.layout().c_str(),
+               model.tokenizer() ? "" : ", no tokenizer");
+  if (verbose)
+    std::fprintf(stderr,
+                 "[model] intermediate_size %d, head_dim %d, rope_theta %g, rms_norm_eps %g, sliding_window %d, "
+                 "tie_word_embeddings %s, bos %d, eos %d\n",
+                 c.intermediate_size, c.head_dim, c.rope_theta, c.rms_norm_eps, c.sliding_window,
+                 c.tie_word_embeddings ? "true" : "false", c.bos_token_id, c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0]);
+}
+
 // Peak resident memory of this process in MB (VmHWM), 0 when unknown.
 inline double peak_rss_mb() {
   FILE* f = std::fopen("/proc/self/status", "r");
@@ -121,15 +168,25 @@ inline double peak_rss_mb() {
   return kb / 1024.0;
 }
 
-// A tool's main: runs it and maps errors to exit codes: 2 for bad arguments, 1 for anything
-// else, with the message (which names the file or argument) on stderr.
+// A tool's main: runs it and maps errors to exit codes: 2 for bad arguments (the tool's own
+// checks, and values the library refuses as invalid arguments), 1 for anything else, with the
+// message (which names the file or argument) on stderr.
 inline int run_tool(const char* name, int argc, char** argv, int (*run)(int, char**)) {
   try {
     return run(argc, argv);
   } catch (const HelpRequested& help) {
     std::fputs(help.usage, stdout);
     return 0;
+  } catch (const VersionRequested&) {
+    std::printf("%s %s\n", name, EFFORT_VERSION);
+    return 0;
   } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return e.code() == ErrorCode::invalid_argument ? 2 : 1;
+  } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "%s: %s\n", name, e.what());
     return 2;
   } catch (const std::exception& e) {

@@ -79,7 +79,15 @@ int run(int argc, char** argv) {
   options.on_temp_file = [](const std::filesystem::path& path) {
     std::snprintf(g_temp_path, sizeof g_temp_path, "%s", path.c_str());
   };
+  options.on_stale_temp_removed = [](const std::filesystem::path& path) {
+    std::fprintf(stderr, "removed %s, left by a conversion that was killed\n", path.c_str());
+  };
   if (isatty(STDERR_FILENO)) options.progress = [](std::size_t done, std::size_t total, const std::string&) { draw_progress(done, total); };
+  // Without a terminal: one line per layer, so a log shows the conversion moving.
+  else options.progress = [](std::size_t done, std::size_t total, const std::string& tensor) {
+    const bool layer_done = tensor.find("mlp.down_proj") != std::string::npos;
+    if (layer_done || done == total) std::fprintf(stderr, "converted %s (%zu/%zu tensors)\n", tensor.c_str(), done, total);
+  };
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
   const bool to_gguf = std::filesystem::path(output).extension() == ".gguf";
   if (type_given && !to_gguf) throw effort::cli::UsageError("--type applies to a .gguf output only");

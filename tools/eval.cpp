@@ -24,7 +24,7 @@ constexpr const char* kUsage = R"(usage: effort-eval -m MODEL (--text FILE | --i
   -m, --model PATH     the model to evaluate (.effort file, GGUF file or HF checkpoint folder)
       --text FILE      text to evaluate on (tokenized with BOS)
       --ids FILE       token ids, separated by commas or white space (fed as given)
-      --effort LIST    effort settings to evaluate (default 1,0.5,0.25)
+      --effort LIST    effort settings to evaluate (default 1,0.5,0.25; 1 for a dense model)
       --reference PATH the full model to compare with (default: MODEL at effort 1)
   -c, --ctx-size N     evaluate in windows of N tokens (default: min(model maximum, 512))
       --early-exit     also evaluate each effort with early exit, once per --exit-threshold
@@ -36,9 +36,7 @@ constexpr const char* kUsage = R"(usage: effort-eval -m MODEL (--text FILE | --i
                        writes --calibration-out FILE (default exit-calibration.json)
   -t, --threads N      threads (default: all hardware threads)
       --json           print a JSON list instead of a markdown table
-      --plot FILE      where to write the SVG plot of KL against time relative to the reference
-                       (default effort-eval.svg)
-      --no-plot        write no plot
+      --plot FILE      also write an SVG plot of KL against time relative to the reference
   -h, --help           this text
 Each window starts a fresh context; every position's next-token distribution is compared with
 the reference's (KL(reference || model), same argmax), and the actual next token scores perplexity.
@@ -120,8 +118,8 @@ int run_calibration(const Model& model, Session& session, Session& full,
 }
 
 int run(int argc, char** argv) {
-  std::string model_path, text_path, ids_path, reference_path, plot = "effort-eval.svg";
-  std::vector<float> efforts = {1.0f, 0.5f, 0.25f};
+  std::string model_path, text_path, ids_path, reference_path, plot;
+  std::vector<float> efforts;  // default: 1, 0.5, 0.25 for a .effort model, 1 for a dense one
   SessionOptions session_options;
   int ctx = 0;
   bool json_out = false;
@@ -154,13 +152,19 @@ int run(int argc, char** argv) {
     else if (f == "--target-disagreement") target_disagreement = cli::parse_number(f, args.value(), 0, 1);
     else if (f == "--calibration-out") calibration_out = args.value();
     else if (f == "--plot") plot = args.value();
-    else if (f == "--no-plot") plot.clear();
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
   }
   if (model_path.empty()) throw cli::UsageError("missing -m MODEL");
   if (text_path.empty() == ids_path.empty()) throw cli::UsageError("give exactly one of --text FILE and --ids FILE");
 
   const Model model = Model::load(model_path);
+  cli::print_model_summary(model_path, model, false);
+  if (efforts.empty()) efforts = model.bucketed() ? std::vector<float>{1.0f, 0.5f, 0.25f} : std::vector<float>{1.0f};
+  if (!model.bucketed())
+    for (float e : efforts)
+      if (e < 1.0f)
+        throw cli::UsageError("--effort " + cli::format_number(e) + ": effort below 1 needs a .effort model (" + model_path +
+                              " runs dense; convert it with effort-convert)");
   std::optional<Model> reference_model;
   if (!reference_path.empty()) reference_model.emplace(Model::load(reference_path));
   const Model& reference = reference_model ? *reference_model : model;
@@ -220,18 +224,29 @@ int run(int argc, char** argv) {
   std::vector<EffortStats> work(settings.size());
   double ref_seconds = 0;
   windows([&](std::span<const Token> chunk, std::size_t begin) {
-    ref_seconds += run_window(ref_session, chunk, ref_logits);
+    ref_session.reset_effort_stats();
+    const double last_ref_seconds = run_window(ref_session, chunk, ref_logits);
+    ref_seconds += last_ref_seconds;
     for (std::size_t i = 0; i < settings.size(); ++i) {
-      session.set_effort(settings[i].effort);
-      EarlyExitOptions off;
-      session.set_early_exit(settings[i].exit ? *settings[i].exit : off);
-      session.reset_effort_stats();
-      seconds[i] += run_window(session, chunk, logits);
-      check_seconds[i] += session.exit_check_seconds();
-      layers[i] += session.average_layers() * double(chunk.size());
+      // The model against itself at full effort is the reference run: reuse it, so that its
+      // time reads 1 and its logits are not computed twice.
+      const bool is_reference = !reference_model && settings[i].effort == 1.0f && !settings[i].exit;
+      Session& ran = is_reference ? ref_session : session;
+      if (is_reference) {
+        seconds[i] += last_ref_seconds;
+        logits = ref_logits;
+      } else {
+        session.set_effort(settings[i].effort);
+        EarlyExitOptions off;
+        session.set_early_exit(settings[i].exit ? *settings[i].exit : off);
+        session.reset_effort_stats();
+        seconds[i] += run_window(session, chunk, logits);
+      }
+      check_seconds[i] += ran.exit_check_seconds();
+      layers[i] += ran.average_layers() * double(chunk.size());
       for (int k = 0; k < kNumMatrixKinds; ++k) {
-        work[i].done[k] += session.effort_stats().done[k];
-        work[i].dense[k] += session.effort_stats().dense[k];
+        work[i].done[k] += ran.effort_stats().done[k];
+        work[i].dense[k] += ran.effort_stats().dense[k];
       }
       for (std::size_t t = 0; t < chunk.size(); ++t) {
         const int next = begin + t + 1 < tokens.size() && t + 1 < chunk.size() ? chunk[t + 1] : -1;

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <random>
 #include <string>
@@ -28,12 +29,17 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
       --no-mmap          copy the weights into memory (huge pages) instead of mapping the file:
                          slower to load, faster to run where TLB misses are costly
       --mem-fraction F   map only the leading F of each bucketed matrix, in (0, 1] (default 1)
-  -p, --prompt TEXT      prompt text (BOS is added); default: generate from BOS alone
+      --verify           read a .effort file whole and check every tensor's checksum first
+  -p, --prompt TEXT      prompt text (BOS is added), - reads it from standard input; default:
+                         generate from BOS alone
+  -f, --file FILE        prompt text from a file
       --prompt-ids LIST  prompt as comma-separated token ids, fed as given
   -n, --n-predict N      tokens to generate (default 256)
       --temp T           temperature, 0 = greedy (default 0.8)
       --top-k K          keep the K most likely tokens, 0 = all (default 40)
       --top-p P          nucleus mass in (0, 1] (default 0.95)
+      --min-p P          drop tokens less than P times as likely as the top one, in [0, 1],
+                         0 = off (default 0.05, as llama.cpp)
       --repeat-penalty R penalty > 0 on the last --repeat-last-n tokens, 1 = off (default 1)
       --repeat-last-n N  (default 64)
       --seed S           sampling seed (default: random, printed in the stats line)
@@ -51,8 +57,12 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
       --stop-burnout B   end it once the gap's summed change exceeds B (default 0: off)
       --ids              print generated token ids, comma-separated, instead of text
       --ignore-eos       keep generating past end-of-sequence
-      --chat             interactive chat with the Mistral instruct template ([INST] ... [/INST])
+      --chat             chat on standard input with the Mistral instruct template ([INST] ... [/INST])
+      --system TEXT      a system prompt for --chat (put before the first message)
+  -v, --verbose          print the model's whole configuration at load
+      --version          print the version
   -h, --help             this text
+A one-line summary of the model goes to stderr at load; a stats line follows the output.
 )";
 
 struct Options {
@@ -65,6 +75,8 @@ struct Options {
   SessionOptions session;
   bool print_ids = false;
   bool chat = false;
+  std::string system;
+  bool verbose = false;
   float effort = 1.0f;
   float prompt_effort = 1.0f;
   EarlyExitOptions early_exit;
@@ -97,7 +109,10 @@ Options parse(int argc, char** argv) {
   while (!args.done()) {
     const std::string f = args.next_flag();
     if (f == "-m" || f == "--model") o.model = args.value();
-    else if (f == "-p" || f == "--prompt") o.prompt = args.value();
+    else if (f == "-p" || f == "--prompt") {
+      o.prompt = args.value();
+      if (o.prompt == "-") o.prompt = cli::read_all(std::cin, "standard input");
+    } else if (f == "-f" || f == "--file") o.prompt = cli::read_file(f, args.value());
     else if (f == "--prompt-ids") {
       o.prompt_ids = cli::parse_id_list(f, args.value());
       o.have_prompt_ids = true;
@@ -105,6 +120,7 @@ Options parse(int argc, char** argv) {
     else if (f == "--temp") o.generate.sampling.temperature = float(cli::parse_number(f, args.value(), 0, 1e6));
     else if (f == "--top-k") o.generate.sampling.top_k = int(cli::parse_int(f, args.value(), 0, 1 << 30));
     else if (f == "--top-p") o.generate.sampling.top_p = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--min-p") o.generate.sampling.min_p = float(cli::parse_number(f, args.value(), 0, 1));
     else if (f == "--repeat-penalty") o.generate.sampling.repetition_penalty = float(cli::parse_number(f, args.value(), 0, 1e6, true));
     else if (f == "--repeat-last-n") o.generate.sampling.repetition_window = int(cli::parse_int(f, args.value(), 0, 1 << 30));
     else if (f == "--seed") {
@@ -128,6 +144,7 @@ Options parse(int argc, char** argv) {
       }
     }
     else if (f == "--no-mmap") o.load.use_mmap = false;
+    else if (f == "--verify") o.load.verify = true;
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--early-exit") o.early_exit.enabled = true;
     else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
@@ -138,15 +155,21 @@ Options parse(int argc, char** argv) {
     else if (f == "--ids") o.print_ids = true;
     else if (f == "--ignore-eos") o.generate.stop_at_eos = false;
     else if (f == "--chat") o.chat = true;
+    else if (f == "--system") o.system = args.value();
+    else if (f == "-v" || f == "--verbose") o.verbose = true;
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
   }
   if (o.have_prompt_ids && !o.prompt.empty()) throw cli::UsageError("give either -p or --prompt-ids, not both");
   if (o.chat && (o.have_prompt_ids || o.print_ids)) throw cli::UsageError("--chat takes no --prompt-ids or --ids");
   if (o.have_prompt_ids && o.prompt_ids.empty()) throw cli::UsageError("--prompt-ids: expected at least one id");
+  if (!o.system.empty() && !o.chat) throw cli::UsageError("--system applies to --chat only");
   if (!o.seed_given) o.generate.sampling.seed = std::random_device{}();
   if (o.model.empty()) {
     const char* env = std::getenv("EFFORT_MODEL");
     o.model = env && *env ? env : EFFORT_DEFAULT_MODEL;
+    if (!std::filesystem::exists(o.model))
+      throw cli::UsageError("no model given and the default model " + o.model +
+                            " is absent: pass -m MODEL or set EFFORT_MODEL");
   }
   return o;
 }
@@ -198,8 +221,11 @@ int run_chat(const Model& model, Session& session, const Options& o) {
     if (!std::getline(std::cin, line)) break;
     if (line.empty()) continue;
     std::vector<Token> turn;
-    if (session.position() == 0) turn.push_back(tokenizer->bos_id());
-    const auto text = tokenizer->encode("[INST] " + line + " [/INST]", false);
+    const bool first = session.position() == 0;
+    if (first) turn.push_back(tokenizer->bos_id());
+    // Mistral's template has no system turn: the system prompt opens the first message.
+    const std::string message = first && !o.system.empty() ? o.system + "\n\n" + line : line;
+    const auto text = tokenizer->encode("[INST] " + message + " [/INST]", false);
     turn.insert(turn.end(), text.begin(), text.end());
     Printer printer{false};
     const auto result = session.generate(std::span<const Token>(turn), o.generate, std::ref(printer));
@@ -211,7 +237,7 @@ int run_chat(const Model& model, Session& session, const Options& o) {
     total.generated_tokens += result.stats.generated_tokens;
     total.generation_seconds += result.stats.generation_seconds;
     if (result.stop_reason == StopReason::context_full) {
-      std::fputs("[context full]\n", stderr);
+      std::fprintf(stderr, "[context full: all %d positions used; start again with a larger -c]\n", session.context_length());
       break;
     }
   }
@@ -222,6 +248,7 @@ int run_chat(const Model& model, Session& session, const Options& o) {
 int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
   const Model model = Model::load(o.model, o.load);
+  cli::print_model_summary(o.model, model, o.verbose);
   Session session = model.new_session(o.session);
   session.set_effort(o.effort);
   session.set_prompt_effort(o.prompt_effort);
@@ -241,10 +268,18 @@ int run(int argc, char** argv) {
       prompt = {model.config().bos_token_id};
     }
   }
+  // Checked before anything is printed: a prompt must leave room for one generated token.
+  if (int(prompt.size()) >= session.context_length())
+    throw cli::UsageError("the prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " +
+                          std::to_string(session.context_length()) + " positions (raise -c or shorten the prompt)");
   Printer printer{o.print_ids};
   if (!o.print_ids) std::fputs(o.prompt.c_str(), stdout);
   const auto result = session.generate(std::span<const Token>(prompt), o.generate, std::ref(printer));
   std::fputc('\n', stdout);
+  std::fflush(stdout);
+  if (result.stop_reason == StopReason::context_full)
+    std::fprintf(stderr, "[context full: generation stopped after %d tokens, all %d positions used; raise -c]\n",
+                 result.stats.generated_tokens, session.context_length());
   print_stats(result.stats, session, o.generate.sampling.seed);
   return 0;
 }

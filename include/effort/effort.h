@@ -33,6 +33,9 @@ struct LoadOptions {
   // pages, as llama.cpp's --no-mmap: slower to load, faster to run where TLB misses are costly
   // (measured 1.5x generation speed on this project's VMs).
   bool use_mmap = true;
+  // Read a .effort file whole before running and check every tensor's checksum (effort-run
+  // --verify). Loading checks the header, shapes and ranges always; the data only with this.
+  bool verify = false;
 };
 
 struct SessionOptions {
@@ -76,6 +79,7 @@ struct SamplingOptions {
   float temperature = 0.8f;         // 0: greedy (argmax)
   int top_k = 40;                   // 0: no top-k cut
   float top_p = 0.95f;              // (0, 1]; 1: no nucleus cut
+  float min_p = 0.05f;              // [0, 1]: drop tokens less likely than min_p times the top one; 0: off
   float repetition_penalty = 1.0f;  // > 0; 1: off. Divides positive logits, multiplies negative ones
   int repetition_window = 64;       // how many recent tokens the penalty looks at
   std::uint64_t seed = 0;           // same seed, same options, same prompt: same tokens
