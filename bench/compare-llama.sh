@@ -73,8 +73,11 @@ get_llama() {
       cp "$npm_dir/package/llama/llama.cpp.info.json" "$dir/node-llama-cpp.info.json"
     fi
     echo "[compare] building llama.cpp in $dir (a few minutes)" >&2
+    # Native, but without AMX: CPUs that advertise it under a hypervisor that does not grant its
+    # tile state kill llama-bench with SIGILL on Q8_0 (seen on this project's Xeon VMs).
+    local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     { cmake -S "$dir" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF &&
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF "-DCMAKE_C_FLAGS=$no_amx" "-DCMAKE_CXX_FLAGS=$no_amx" &&
       cmake --build "$dir/build" -j"$(nproc)" --target llama-bench llama-quantize; } >"$out/llama-build.log" 2>&1 ||
       { skip_llama="building llama.cpp failed (see $out/llama-build.log)"; return; }
   fi

@@ -159,6 +159,8 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   }
   const auto tokenizer = source->tokenizer_model();
   header["tokenizer"] = tokenizer ? nlohmann::json("tokenizer.model") : nlohmann::json(nullptr);
+  const std::string chat_template = source->chat_template();
+  header["chat_template"] = chat_template.empty() ? nlohmann::json(nullptr) : nlohmann::json(chat_template);
   if (tokenizer) writer.plan("tokenizer.model", "U8", {std::int64_t(tokenizer->size())});
 
   // Write into a temporary file beside the output, then rename.
@@ -227,6 +229,8 @@ void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::
   gguf.add_metadata("llama.attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
   if (const auto tokenizer = source->tokenizer_model())
     add_sentencepiece_vocabulary(gguf, *tokenizer, input.string() + " (tokenizer)");
+  if (const std::string chat_template = source->chat_template(); !chat_template.empty())
+    gguf.add_metadata("tokenizer.chat_template", chat_template);
   else
     gguf.add_metadata("llama.vocab_size", c.vocab_size);
   // Produced one at a time while writing: never the whole model in memory.

@@ -14,6 +14,7 @@ struct EffortCheckpoint {
   ModelConfig config;
   ModelWeights weights;
   std::optional<std::string> tokenizer_model;  // serialized SentencePiece model, when the file has one
+  std::string chat_template;                   // from the source's metadata; empty when none
 };
 
 // mem_fraction in (0, 1]: the leading share of each bucketed matrix's rows that is used (and

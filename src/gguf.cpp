@@ -344,6 +344,10 @@ class GgufSource : public SourceModel {
   const ModelConfig& config() const override { return config_; }
   std::optional<std::string> tokenizer_model() const override { return tokenizer_; }
   std::string format() const override { return "gguf"; }
+  std::string chat_template() const override {
+    const json& t = file_.metadata("tokenizer.chat_template");
+    return t.is_string() ? t.get<std::string>() : "";
+  }
 
   std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const GgufTensor& t = tensor(name, shape);

@@ -4,6 +4,8 @@
 #include <new>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "effort/error.h"
 #include "safetensors.h"
 #include "source_model.h"
@@ -26,6 +28,22 @@ class HfSource : public SourceModel {
     std::ostringstream bytes;
     bytes << in.rdbuf();
     return bytes.str();
+  }
+
+  // tokenizer_config.json's "chat_template": a string, or a list of {name, template} whose
+  // "default" one is used.
+  std::string chat_template() const override {
+    std::ifstream in(folder_ / "tokenizer_config.json");
+    if (!in) return "";
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("chat_template")) return "";
+    const auto& t = j["chat_template"];
+    if (t.is_string()) return t.get<std::string>();
+    if (t.is_array())
+      for (const auto& item : t)
+        if (item.is_object() && item.value("name", "") == "default" && item.contains("template") && item["template"].is_string())
+          return item["template"].get<std::string>();
+    return "";
   }
 
   std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const override {

@@ -67,6 +67,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                                                    ": mem_fraction below 1 needs a .effort model (convert it with effort-convert)");
     std::shared_ptr<const SourceModel> source = folder ? open_hf_source(path) : open_gguf_source(path);
     impl->config = source->config();
+    impl->chat_template = source->chat_template();
     if (auto tokenizer = source->tokenizer_model())
       impl->tokenizer = Tokenizer::from_bytes(std::move(*tokenizer), path.string() + " (tokenizer)");
     impl->weights = load_dense_weights(std::move(source));
@@ -74,6 +75,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
     auto checkpoint = load_effort_checkpoint(path, options.mem_fraction, options.verify);
     impl->config = std::move(checkpoint.config);
     impl->weights = std::move(checkpoint.weights);
+    impl->chat_template = std::move(checkpoint.chat_template);
     if (checkpoint.tokenizer_model)
       impl->tokenizer = Tokenizer::from_bytes(std::move(*checkpoint.tokenizer_model), path.string() + " (tokenizer)");
   } else {
@@ -98,6 +100,9 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
 }
 
 bool Model::bucketed() const { return impl_->bucketed(); }
+
+const std::string& Model::chat_template() const { return impl_->chat_template; }
+ChatFormat Model::chat_format() const { return detect_chat_format(impl_->chat_template); }
 
 std::string Model::layout() const {
   if (!bucketed()) return "dense";

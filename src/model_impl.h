@@ -12,6 +12,7 @@ struct Model::Impl {
   ModelConfig config;
   ModelWeights weights;
   std::optional<Tokenizer> tokenizer;
+  std::string chat_template;  // the metadata's Jinja text; empty when none
   std::optional<Transformer> transformer;  // refers to config and weights above
 
   bool bucketed() const {

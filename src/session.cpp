@@ -151,6 +151,22 @@ struct Session::Impl {
            history.size() + n <= std::size_t(cache.capacity());
   }
 
+  // A pending token stays pending: it runs after the shifted history, at its new end.
+  void shift(int keep, int discard) {
+    const int used = int(history.size());
+    if (keep < 0 || discard < 0 || keep + discard > used)
+      throw Error(ErrorCode::invalid_argument, "[session] context shift: keep " + std::to_string(keep) + " and discard " +
+                                                   std::to_string(discard) + " do not fit the " + std::to_string(used) +
+                                                   " tokens held");
+    if (cache.capacity() < context_length)
+      throw Error(ErrorCode::invalid_argument, "[session] context shift needs a KV cache that holds the whole context; "
+                                               "this model's sliding window (" + std::to_string(cache.capacity()) +
+                                               ") is shorter than the context (" + std::to_string(context_length) + ")");
+    model.transformer->shift_cache(cache, keep, discard, used, act, compute());
+    history.erase(history.begin() + keep, history.begin() + keep + discard);
+    ++context_shifts;
+  }
+
   BatchActivations& batch() {
     if (!batch_activations) batch_activations.emplace(model.config, kPromptBatch);
     return *batch_activations;
@@ -175,6 +191,7 @@ struct Session::Impl {
   ExitState exit;
   std::optional<BatchActivations> batch_activations;  // allocated on the first batched prompt
   std::vector<Token> history;   // tokens in the KV cache, in order
+  int context_shifts = 0;
   // The last generated token: sampled but not yet run, so that a finished generation costs no
   // extra forward pass. The next call that feeds tokens runs it first.
   std::optional<Token> pending;
@@ -234,6 +251,10 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
   const auto gen_start = Clock::now();
   for (int i = 0; i < options.max_new_tokens; ++i) {
     if (i > 0) {
+      if (int(s.history.size()) >= s.context_length && options.context_shift) {
+        const int keep = std::clamp(options.keep, 0, int(s.history.size()));
+        s.shift(keep, (int(s.history.size()) - keep) / 2);
+      }
       if (int(s.history.size()) >= s.context_length) {
         result.stop_reason = StopReason::context_full;
         break;
@@ -358,6 +379,9 @@ void Session::set_early_exit(const EarlyExitOptions& options) {
   e.candidates.clear();
   e.consecutive_exits = 0;
 }
+
+void Session::shift_context(int keep, int discard) { impl_->shift(keep, discard); }
+int Session::context_shifts() const { return impl_->context_shifts; }
 
 double Session::exit_check_seconds() const { return impl_->exit.check_seconds; }
 

@@ -30,6 +30,8 @@ class SourceModel {
   virtual const ModelConfig& config() const = 0;
   virtual std::optional<std::string> tokenizer_model() const = 0;  // serialized SentencePiece model
   virtual std::string format() const = 0;                          // "hf" or "gguf"
+  // The chat template from the model's metadata (Jinja text), empty when there is none.
+  virtual std::string chat_template() const = 0;
   // Throw effort::Error naming the tensor when it is missing or its shape differs.
   virtual std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const = 0;
   // In a dtype the runtime reads (F32/F16/BF16 as stored; quantized types as F16), in place

@@ -2,6 +2,8 @@
 // token -> bytes mapping for streaming, which reproduces SentencePiece's decode piece by piece.
 #include "effort/tokenizer.h"
 
+#include <algorithm>
+
 #include <sentencepiece_processor.h>
 
 #include <fstream>
@@ -48,6 +50,40 @@ std::vector<Token> Tokenizer::encode(std::string_view text, bool add_bos) const 
   tokens.reserve(ids.size() + 1);
   if (add_bos) tokens.push_back(bos_id());
   tokens.insert(tokens.end(), ids.begin(), ids.end());
+  return tokens;
+}
+
+std::vector<Token> Tokenizer::encode_with_special(std::string_view text, bool add_bos) const {
+  // The control pieces (</s>, and <|im_start|> where it is one), longest first, so that a piece
+  // is not cut by a shorter one it contains. User-defined pieces need nothing: SentencePiece's
+  // own encode already keeps them whole.
+  const auto& p = impl_->processor;
+  std::vector<std::pair<std::string, Token>> specials;
+  for (int id = 0; id < p.GetPieceSize(); ++id)
+    if (p.IsControl(id) && !p.IdToPiece(id).empty()) specials.emplace_back(p.IdToPiece(id), id);
+  std::sort(specials.begin(), specials.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  std::vector<Token> tokens;
+  if (add_bos) tokens.push_back(bos_id());
+  std::size_t start = 0, at = 0;
+  auto flush_text = [&](std::size_t end) {
+    if (end > start) {
+      const auto ids = encode(text.substr(start, end - start), false);
+      tokens.insert(tokens.end(), ids.begin(), ids.end());
+    }
+  };
+  while (at < text.size()) {
+    const auto match = std::find_if(specials.begin(), specials.end(),
+                                    [&](const auto& sp) { return text.compare(at, sp.first.size(), sp.first) == 0; });
+    if (match == specials.end()) {
+      ++at;
+      continue;
+    }
+    flush_text(at);
+    tokens.push_back(match->second);
+    at += match->first.size();
+    start = at;
+  }
+  flush_text(text.size());
   return tokens;
 }
 

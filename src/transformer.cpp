@@ -43,6 +43,22 @@ Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
     inv_freq_.push_back(std::pow(config.rope_theta, -2.0 * i / config.head_dim));
 }
 
+void Transformer::shift_cache(KvCache& cache, int keep, int discard, int used, Activations& act,
+                              const Compute& compute) const {
+  const std::size_t head_dim = std::size_t(config_.head_dim), kv_dim = std::size_t(config_.num_key_value_heads) * head_dim;
+  rotary_table(-discard, act);
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    float* keys = cache.keys(l);
+    float* values = cache.values(l);
+    for (int p = keep + discard; p < used; ++p) {
+      float* key = keys + std::size_t(p - discard) * kv_dim;
+      std::copy_n(keys + std::size_t(p) * kv_dim, kv_dim, key);
+      std::copy_n(values + std::size_t(p) * kv_dim, kv_dim, values + std::size_t(p - discard) * kv_dim);
+      for (std::size_t h = 0; h < kv_dim; h += head_dim) compute.kernels.rope(key + h, act.cos.data(), act.sin.data(), head_dim);
+    }
+  }
+}
+
 void Transformer::rotary_table(int position, Activations& act) const {
   for (std::size_t i = 0; i < inv_freq_.size(); ++i) {
     const double angle = position * inv_freq_[i];

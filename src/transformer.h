@@ -68,6 +68,12 @@ class Transformer {
   void prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act, BatchActivations& batch,
                const Compute& compute) const;
 
+  // Drops positions [keep, keep + discard) from the first `used` of the cache: the later ones
+  // move down by `discard` slots, their keys rotated back by as many positions (RoPE rotations
+  // compose, so rotating a key by -d moves it from position p to p - d); values move as they
+  // are. Needs slot == position (no sliding-window ring).
+  void shift_cache(KvCache& cache, int keep, int discard, int used, Activations& act, const Compute& compute) const;
+
  private:
   void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
                        Activations& act, const Compute& compute) const;

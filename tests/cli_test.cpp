@@ -63,6 +63,10 @@ TEST_CASE("effort-run takes prompts from files and stdin, and says what it stops
   r = test::run_command(effort_run() + model_arg() + " -c 16 --prompt-ids 1 -n 100 --temp 0 --ids");
   REQUIRE(r.exit_code == 0);
   REQUIRE(r.output.find("[context full: generation stopped after 16 tokens, all 16 positions used") != std::string::npos);
+  r = test::run_command(effort_run() + model_arg() + " -c 16 --prompt-ids 1 -n 40 --temp 0 --context-shift --keep 1");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("generation 40 tokens") != std::string::npos);
+  REQUIRE(r.output.find("[context shift: ") != std::string::npos);
 
   // min-p 1 keeps the top token alone: greedy at any temperature.
   const auto ids = effort_run() + model_arg() + " --prompt-ids 1 -n 30 --ids 2>/dev/null";

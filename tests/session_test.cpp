@@ -94,6 +94,53 @@ TEST_CASE("the context limit stops generation and rejects long prompts", "[model
   REQUIRE_THROWS_WITH(model.new_session({.context_length = 100000}), Contains("exceeds the model's max_position_embeddings 512"));
 }
 
+TEST_CASE("a context shift moves the cache as if the kept tokens had been fed at their new positions", "[model]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_model());
+  const auto story = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
+  std::vector<Token> ids = {1};
+  for (Token t : story["generated_ids"].get<std::vector<Token>>()) ids.push_back(t);
+  ids.resize(61);
+  // Layer 0's keys and values depend on the token alone, not on what came before it, so after
+  // a shift they must equal those of the kept tokens fed afresh, and layer 1's input for the
+  // next token (layer 0's attention over them) must too. Deeper layers saw the dropped tokens
+  // when they were computed: a context shift is approximate there, in llama.cpp as here.
+  std::vector<float> after_shift, fresh;
+  auto layer1_input = [](std::vector<float>& out) {
+    return [&out](int layer, MatrixKind kind, std::span<const float> x) {
+      if (layer == 1 && kind == MatrixKind::q_proj) out.assign(x.begin(), x.end());
+    };
+  };
+  Session shifted = model.new_session({.context_length = 64});
+  shifted.prefill(std::span<const Token>(ids.data(), 60));
+  shifted.shift_context(4, 20);
+  REQUIRE(shifted.position() == 40);
+  shifted.set_activation_observer(layer1_input(after_shift));
+  shifted.forward(ids[60]);
+
+  std::vector<Token> kept(ids.begin(), ids.begin() + 4);
+  kept.insert(kept.end(), ids.begin() + 24, ids.begin() + 61);
+  Session direct = model.new_session({.context_length = 64});
+  direct.set_activation_observer(layer1_input(fresh));
+  for (Token t : kept) direct.forward(t);
+  REQUIRE(after_shift.size() == fresh.size());
+  // Keys rotated back by 20 positions instead of rotated once at their new positions: fp32
+  // rounding of the rotation (a few ulp of values of order 1), and the prefill's summation order.
+  REQUIRE(test::max_abs_diff(after_shift.data(), fresh.data(), fresh.size()) < 1e-5f);
+
+  // Generation goes past the context, shifting when full.
+  Session s = model.new_session({.context_length = 32});
+  GenerateOptions o = sampled(100, 3);
+  o.context_shift = true;
+  o.keep = 1;
+  const auto result = s.generate(std::span<const Token>(std::vector<Token>{1}), o);
+  REQUIRE(result.tokens.size() == 100);
+  REQUIRE(result.stop_reason == StopReason::max_new_tokens);
+  REQUIRE(s.context_shifts() >= 3);
+  REQUIRE(s.position() <= 32);
+  REQUIRE_THROWS_WITH(s.shift_context(10, 100), Contains("context shift: keep 10 and discard 100 do not fit"));
+}
+
 TEST_CASE("a session keeps its model's data alive", "[model]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   Session s = Model::load(test::fixture_model()).new_session();  // the Model object is gone at once

@@ -57,8 +57,12 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
       --stop-burnout B   end it once the gap's summed change exceeds B (default 0: off)
       --ids              print generated token ids, comma-separated, instead of text
       --ignore-eos       keep generating past end-of-sequence
-      --chat             chat on standard input with the Mistral instruct template ([INST] ... [/INST])
-      --system TEXT      a system prompt for --chat (put before the first message)
+      --context-shift    when the context is full, drop the older half of the tokens after the
+                         first --keep and go on (llama.cpp's context shift) instead of stopping
+      --keep N           tokens at the start never dropped by --context-shift (default 0)
+      --chat             chat on standard input, in the format of the model's chat template
+                         (Mistral [INST], Llama-2 <<SYS>>, ChatML or Zephyr; [INST] without one)
+      --system TEXT      a system prompt for --chat
   -v, --verbose          print the model's whole configuration at load
       --version          print the version
   -h, --help             this text
@@ -154,6 +158,8 @@ Options parse(int argc, char** argv) {
     else if (f == "--stop-burnout") o.generate.stop_burnout = float(cli::parse_number(f, args.value(), 0, 1e9));
     else if (f == "--ids") o.print_ids = true;
     else if (f == "--ignore-eos") o.generate.stop_at_eos = false;
+    else if (f == "--context-shift") o.generate.context_shift = true;
+    else if (f == "--keep") o.generate.keep = int(cli::parse_int(f, args.value(), 0, 1 << 24));
     else if (f == "--chat") o.chat = true;
     else if (f == "--system") o.system = args.value();
     else if (f == "-v" || f == "--verbose") o.verbose = true;
@@ -214,24 +220,24 @@ int run_chat(const Model& model, Session& session, const Options& o) {
   const Tokenizer* tokenizer = model.tokenizer();
   if (!tokenizer) throw Error(ErrorCode::invalid_argument, "--chat needs a model with a tokenizer");
   const bool interactive = isatty(STDIN_FILENO);
+  const ChatFormat format = model.chat_format();
+  std::fprintf(stderr, "[chat] %.*s format (%s)\n", int(chat_format_name(format).size()), chat_format_name(format).data(),
+               model.chat_template().empty() ? "the model has no chat template: Mistral's [INST] format"
+                                             : "from the model's chat template");
   GenerationStats total;
   std::string line;
   for (;;) {
     if (interactive) std::fputs("\n> ", stderr);
     if (!std::getline(std::cin, line)) break;
     if (line.empty()) continue;
-    std::vector<Token> turn;
     const bool first = session.position() == 0;
-    if (first) turn.push_back(tokenizer->bos_id());
-    // Mistral's template has no system turn: the system prompt opens the first message.
-    const std::string message = first && !o.system.empty() ? o.system + "\n\n" + line : line;
-    const auto text = tokenizer->encode("[INST] " + message + " [/INST]", false);
-    turn.insert(turn.end(), text.begin(), text.end());
+    const auto turn = tokenizer->encode_with_special(chat_user_turn(format, o.system, line, first), first);
     Printer printer{false};
     const auto result = session.generate(std::span<const Token>(turn), o.generate, std::ref(printer));
     std::fputc('\n', stdout);
-    // The template closes every answer with </s>; the model stopped before emitting it.
-    if (result.stop_reason == StopReason::eos) session.prefill(std::vector<Token>{tokenizer->eos_id()});
+    std::fflush(stdout);
+    // The template closes every answer (with </s>, <|im_end|>, ...); the model stopped before it.
+    if (result.stop_reason == StopReason::eos) session.prefill(tokenizer->encode_with_special(chat_answer_end(format), false));
     total.prompt_tokens += result.stats.prompt_tokens;
     total.prompt_seconds += result.stats.prompt_seconds;
     total.generated_tokens += result.stats.generated_tokens;
@@ -278,8 +284,10 @@ int run(int argc, char** argv) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   if (result.stop_reason == StopReason::context_full)
-    std::fprintf(stderr, "[context full: generation stopped after %d tokens, all %d positions used; raise -c]\n",
+    std::fprintf(stderr, "[context full: generation stopped after %d tokens, all %d positions used; raise -c or use --context-shift]\n",
                  result.stats.generated_tokens, session.context_length());
+  if (session.context_shifts() > 0)
+    std::fprintf(stderr, "[context shift: %d times, keeping the first %d tokens]\n", session.context_shifts(), o.generate.keep);
   print_stats(result.stats, session, o.generate.sampling.seed);
   return 0;
 }

@@ -94,6 +94,10 @@ struct GenerateOptions {
   // ("Burnout"); the token sampled at that step is the answer's last. 0: off.
   float stop_gap = 0.0f;
   float stop_burnout = 0.0f;
+  // When the context is full: drop the older half of the tokens after the first `keep` and go
+  // on (llama.cpp's context shift), instead of stopping with StopReason::context_full.
+  bool context_shift = false;
+  int keep = 0;
 };
 
 enum class StopReason { max_new_tokens, eos, callback, context_full, gap, burnout };
@@ -133,6 +137,17 @@ using ActivationObserver = std::function<void(int layer, MatrixKind kind, std::s
 // incomplete, always empty without a tokenizer); return false to stop.
 using OnToken = std::function<bool(Token token, std::string_view text)>;
 
+// How chat turns are written for a model: the family of the chat template in its metadata,
+// recognised by its markers as llama.cpp does; Mistral's [INST] format when there is none.
+enum class ChatFormat { mistral, llama2, chatml, zephyr };
+ChatFormat detect_chat_format(std::string_view jinja);
+std::string_view chat_format_name(ChatFormat format);
+// One user turn, up to where the answer begins; the system prompt goes into the first turn.
+// Special tokens are written as text: encode it with Tokenizer::encode_with_special.
+std::string chat_user_turn(ChatFormat format, std::string_view system, std::string_view user, bool first);
+// What closes an answer, fed after it (the model stops before it): e.g. "</s>" or "<|im_end|>\n".
+std::string chat_answer_end(ChatFormat format);
+
 class Session;
 
 // Weights, config and tokenizer, loaded once; read-only and shared by any number of sessions
@@ -156,6 +171,10 @@ class Model {
   bool bucketed() const;
   // How the projections are stored: "dense", or "bucketsS" for buckets of S outputs.
   std::string layout() const;
+  // The chat template of the model's metadata (GGUF tokenizer.chat_template, HF
+  // tokenizer_config.json, carried into .effort files); empty when none.
+  const std::string& chat_template() const;
+  ChatFormat chat_format() const;  // detect_chat_format(chat_template())
 
   struct Impl;
 
@@ -210,6 +229,12 @@ class Session {
   double exit_check_seconds() const;
   // The signals recorded with EarlyExitOptions::record_signals, handed over and cleared.
   std::vector<ExitSignal> take_exit_signals();
+
+  // Drops `discard` tokens after the first `keep` from the KV cache; the later ones move down,
+  // as if they had been fed at their new positions (to fp32 rounding). Needs a cache that holds
+  // the whole context (no sliding window shorter than it).
+  void shift_context(int keep, int discard);
+  int context_shifts() const;  // how many shift_context() calls, generate's included
 
   int position() const;        // tokens in the KV cache
   int context_length() const;  // the most it can hold

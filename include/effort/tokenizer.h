@@ -23,6 +23,9 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
 
   std::vector<Token> encode(std::string_view text, bool add_bos) const;
+  // As encode, but the text of a control token (e.g. "</s>", or "<|im_start|>" where it is one)
+  // becomes that token, as llama.cpp's parse_special: for chat templates.
+  std::vector<Token> encode_with_special(std::string_view text, bool add_bos) const;
   // As SentencePiece decodes: control tokens dropped, the first piece's leading space removed.
   std::string decode(std::span<const Token> tokens) const;
   // The bytes a token stands for in running text. at_text_start: the token begins the text, so
