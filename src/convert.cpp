@@ -76,8 +76,10 @@ class PendingOutput {
       throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
     remove_stale_temporaries(output, options);
     std::mt19937_64 name_rng(std::random_device{}());
-    std::string name = "." + output.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-                       std::to_string(name_rng() % 1000000);
+    // Appended piece by piece: GCC 12 warns falsely (-Wstringop-overflow) on "." + string.
+    std::string name = ".";
+    name += output.filename().string();
+    name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(name_rng() % 1000000);
     path_ = output.parent_path() / name;
     if (options.on_temp_file) options.on_temp_file(path_);
   }

@@ -1,12 +1,15 @@
 // gguf.cpp: GGUF reading (bounds-checked), the llama/mistral source for the converter, writing.
 #include "gguf.h"
 
+#include "gguf_quants.h"
+
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sentencepiece_processor.h>
 
 #include "effort/error.h"
+#include "gguf_quants.h"
 #include "kernels/fp16.h"
 
 namespace effort {
@@ -47,7 +50,7 @@ std::uint64_t tensor_bytes(std::uint32_t type, std::uint64_t elements) {
 
 bool readable(std::uint32_t type) {
   return type == std::uint32_t(GgufType::f32) || type == std::uint32_t(GgufType::f16) ||
-         type == std::uint32_t(GgufType::bf16) || type == std::uint32_t(GgufType::q8_0);
+         type == std::uint32_t(GgufType::bf16) || is_dequantizable(type);
 }
 
 // Sequential reads that never pass the end of the mapping.
@@ -158,8 +161,9 @@ GgufFile::GgufFile(const std::filesystem::path& path) : file_(std::make_unique<M
       elements *= d;
     }
     t.num_bytes = tensor_bytes(t.type, elements);
-    if (t.type == std::uint32_t(GgufType::q8_0) && t.dims[0] % kQ8Block != 0)
-      in.fail("tensor " + t.name + ": Q8_0 rows must be a multiple of 32 elements");
+    if (const std::size_t block = quant_block_elements(t.type); block && t.dims[0] % block != 0)
+      in.fail("tensor " + t.name + ": " + type_name(t.type) + " rows must be a multiple of " + std::to_string(block) +
+              " elements");
     if (t.num_bytes && (data_start > size || offset > size - data_start || t.num_bytes > size - data_start - offset))
       in.fail("tensor " + t.name + " (offset " + std::to_string(offset) + ", " + std::to_string(t.num_bytes) +
               " bytes) runs past the end of the file; truncated?");
@@ -194,16 +198,6 @@ std::vector<std::uint8_t> quantize_q8_0(const float* values, std::size_t n) {
     }
   }
   return out;
-}
-
-void dequantize_q8_0(const std::uint8_t* blocks, std::size_t n, float* out) {
-  for (std::size_t b = 0; b < n / kQ8Block; ++b) {
-    const std::uint8_t* block = blocks + b * kQ8BlockBytes;
-    std::uint16_t d;
-    std::memcpy(&d, block, 2);
-    const float scale = kernels::half_to_float(d);
-    for (std::size_t i = 0; i < kQ8Block; ++i) out[b * kQ8Block + i] = scale * float(std::int8_t(block[2 + i]));
-  }
 }
 
 namespace {
@@ -363,7 +357,7 @@ class GgufSource : public SourceModel {
           values[i] = t.type == std::uint32_t(GgufType::f16) ? kernels::half_to_float(h) : kernels::bf16_to_float(h);
         }
         break;
-      case GgufType::q8_0: dequantize_q8_0(t.data, n, values.data()); break;
+      default: dequantize(t.type, t.data, n, values.data()); break;
     }
     if (!permuted(name)) return values;
     std::vector<float> out(n);
@@ -372,11 +366,12 @@ class GgufSource : public SourceModel {
     return out;
   }
 
-  // F32/F16/BF16 in place, q/k rows reordered into a copy, Q8_0 dequantized to an F16 copy.
+  // F32/F16/BF16 in place, q/k rows reordered into a copy, quantized types dequantized to an
+  // F16 copy.
   DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const GgufTensor& t = tensor(name, shape);
     const GgufType type = GgufType(t.type);
-    if (type == GgufType::q8_0) {
+    if (is_dequantizable(t.type)) {
       const auto values = floats(name, shape);
       auto copy = aligned_bytes(values.size() * 2);
       for (std::size_t i = 0; i < values.size(); ++i) {
@@ -406,7 +401,7 @@ class GgufSource : public SourceModel {
     const GgufTensor* t = file_.find(name);
     if (!t) throw Error(ErrorCode::format, context + " is missing (for " + hf_name + ")");
     if (!readable(t->type))
-      throw Error(ErrorCode::unsupported, context + " has type " + type_name(t->type) + "; this build reads F32, F16, BF16 and Q8_0");
+      throw Error(ErrorCode::unsupported, context + " has type " + type_name(t->type) + "; this build reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K");
     std::vector<std::int64_t> hf_shape(t->dims.rbegin(), t->dims.rend());
     if (hf_shape != shape)
       throw Error(ErrorCode::format, context + ": expected shape " + shape_of(shape) + " (HF order), got " + shape_of(hf_shape));

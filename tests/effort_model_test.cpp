@@ -9,7 +9,6 @@
 #include "effort/effort.h"
 #include "effort_checkpoint.h"
 #include "effort_file.h"
-#include "reference_forward.h"
 #include "test_util.h"
 
 using namespace effort;

@@ -8,6 +8,7 @@
 #include "effort/effort.h"
 #include "effort_file.h"
 #include "gguf.h"
+#include "gguf_quants.h"
 #include "kernels/fp16.h"
 #include "safetensors.h"
 #include "test_util.h"
@@ -225,7 +226,7 @@ TEST_CASE("Q8_0 round-trips within half a quantization step", "[gguf]") {
   const auto q = quantize_q8_0(v.data(), v.size());
   REQUIRE(q.size() == 2 * 34);
   std::vector<float> back(v.size());
-  dequantize_q8_0(q.data(), v.size(), back.data());
+  dequantize(std::uint32_t(GgufType::q8_0), q.data(), v.size(), back.data());
   for (std::size_t i = 0; i < v.size(); ++i) {
     const float amax = i < 32 ? 0.02f : 3.0f;
     REQUIRE(std::fabs(back[i] - v[i]) <= amax / 127 * 0.5f * 1.01f + amax * 1e-3f);  // + fp16 scale rounding
@@ -237,18 +238,19 @@ TEST_CASE("bad GGUF input is a clear error", "[gguf]") {
   test::TempDir dir;
   write_fixture_gguf(dir / "m.gguf", GgufType::f32);
   const auto good = test::read_bytes(dir / "m.gguf");
-  SECTION("a supported file whose projections are Q4_0") {
+  SECTION("a supported file whose projections are of a type this build does not read (Q8_1)") {
     GgufFile file(dir / "m.gguf");
     auto bytes = good;
-    // Patch blk.0.attn_q.weight's type field (F32 = 0) to Q4_0 (2): find its name in the header.
+    // Patch blk.0.attn_q.weight's type field (F32 = 0) to Q8_1 (9): find its name in the header.
     const std::string name = "blk.0.attn_q.weight";
     const auto it = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
     REQUIRE(it != bytes.end());
     const std::size_t type_at = std::size_t(it - bytes.begin()) + name.size() + 4 + 2 * 8;
-    bytes[type_at] = 2;
+    bytes[type_at] = 9;
     test::write_bytes(dir / "q4.gguf", bytes.data(), bytes.size());
     REQUIRE_THROWS_WITH(convert_to_effort(dir / "q4.gguf", dir / "q4.effort", {}),
-                        Contains("blk.0.attn_q.weight has type Q4_0 (type 2); this build reads F32, F16, BF16 and Q8_0"));
+                        Contains("blk.0.attn_q.weight has type Q8_1 (type 9); this build reads F32, F16, BF16, Q4_0, Q4_1, "
+                                 "Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K"));
     REQUIRE(!std::filesystem::exists(dir / "q4.effort"));
   }
   SECTION("truncated") {

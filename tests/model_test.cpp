@@ -4,7 +4,9 @@
 
 #include "effort/effort.h"
 #include "kernels/kernels.h"
+#include "kernels/fp16.h"
 #include "reference_forward.h"
+#include "safetensors.h"
 #include "test_util.h"
 
 using namespace effort;
@@ -34,11 +36,10 @@ std::vector<std::vector<float>> engine_logits(const Model& model, const std::vec
   return test::forward_each(session, ids);
 }
 
-float max_diff_to(const std::vector<std::vector<float>>& ours, const Eigen::MatrixXd& ref) {
+float max_diff_to(const std::vector<std::vector<float>>& ours, const test::Logits& ref) {
   float m = 0;
   for (std::size_t t = 0; t < ours.size(); ++t)
-    for (std::size_t i = 0; i < ours[t].size(); ++i)
-      m = std::max(m, float(std::fabs(ours[t][i] - ref(Eigen::Index(t), Eigen::Index(i)))));
+    for (std::size_t i = 0; i < ours[t].size(); ++i) m = std::max(m, float(std::fabs(ours[t][i] - ref[t][i])));
   return m;
 }
 
@@ -106,13 +107,12 @@ TEST_CASE("greedy generation reproduces the reference 200 tokens", "[model]") {
 TEST_CASE("the in-test double-precision reference agrees with run.c", "[model]") {
   // Validates reference_forward.h itself before other tests rely on it.
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
-  const test::ReferenceModel ref(test::fixture_model());
   const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_mixed.json");
   const auto expected = test::read_f32_file(test::reference_dir() / "stories260K" / "logits_mixed.f32");
-  const auto logits = ref.forward(meta["prompt_ids"].get<std::vector<int>>());
-  for (Eigen::Index t = 0; t < logits.rows(); ++t)
-    for (Eigen::Index i = 0; i < logits.cols(); ++i)
-      REQUIRE(std::fabs(logits(t, i) - expected[std::size_t(t * logits.cols() + i)]) < kLogitTolerance);
+  const auto logits = test::reference_forward(test::fixture_model(), meta["prompt_ids"].get<std::vector<int>>());
+  for (std::size_t t = 0; t < logits.size(); ++t)
+    for (std::size_t i = 0; i < logits[t].size(); ++i)
+      REQUIRE(std::fabs(logits[t][i] - expected[t * logits[t].size() + i]) < kLogitTolerance);
 }
 
 TEST_CASE("sliding window attention matches the masked reference", "[model]") {
@@ -121,10 +121,9 @@ TEST_CASE("sliding window attention matches the masked reference", "[model]") {
     EditedCheckpoint checkpoint([&](nlohmann::json& c) { c["sliding_window"] = window; });
     checkpoint.link_weights();
     const Model model = Model::load(checkpoint.path());
-    const test::ReferenceModel ref(checkpoint.path());
     const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_arbitrary.json");
     const auto ids = meta["prompt_ids"].get<std::vector<int>>();  // 40 positions: the ring wraps several times
-    const auto expected = ref.forward(ids);
+    const auto expected = test::reference_forward(checkpoint.path(), ids);
     for (Arch arch : all_arches()) {
       CAPTURE(window, kernels::arch_name(arch));
       REQUIRE(max_diff_to(engine_logits(model, ids, {.kernel_arch = std::string(kernels::arch_name(arch))}), expected) < kLogitTolerance);
@@ -160,10 +159,9 @@ TEST_CASE("F16, BF16 and sharded checkpoints load and run", "[model]") {
     }
     test::write_safetensors(checkpoint.dir / "model.safetensors", tensors);
     const Model model = Model::load(checkpoint.path());
-    const test::ReferenceModel ref(checkpoint.path());
     for (Arch arch : all_arches()) {
       CAPTURE(dtype, kernels::arch_name(arch));
-      REQUIRE(max_diff_to(engine_logits(model, ids, {.kernel_arch = std::string(kernels::arch_name(arch))}), ref.forward(ids)) < kLogitTolerance);
+      REQUIRE(max_diff_to(engine_logits(model, ids, {.kernel_arch = std::string(kernels::arch_name(arch))}), test::reference_forward(checkpoint.path(), ids)) < kLogitTolerance);
     }
   }
 
