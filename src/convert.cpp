@@ -52,10 +52,19 @@ std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input) {
               "[convert] " + input.string() + ": expected a Hugging Face checkpoint folder or a GGUF file");
 }
 
-// Temporary files of `output` left by conversions that were killed (their process is gone):
-// ".NAME.tmp-PID-N" beside it. A conversion still running keeps its own.
+// The temporary files of `output` are ".NAME.tmp-PID-N" beside it. (Appended piece by piece:
+// GCC 12 warns falsely, -Wstringop-overflow, on "." + string.)
+std::string temp_prefix(const std::filesystem::path& output) {
+  std::string prefix = ".";
+  prefix += output.filename().string();
+  prefix += ".tmp-";
+  return prefix;
+}
+
+// Temporary files of `output` left by conversions that were killed (their process is gone). A
+// conversion still running keeps its own.
 void remove_stale_temporaries(const std::filesystem::path& output, const ConvertOptions& options) {
-  const std::string prefix = "." + output.filename().string() + ".tmp-";
+  const std::string prefix = temp_prefix(output);
   std::error_code ec;
   const auto folder = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
   for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
@@ -76,10 +85,7 @@ class PendingOutput {
       throw Error(ErrorCode::invalid_argument, "[convert] " + output.string() + " exists (use --force to replace it)");
     remove_stale_temporaries(output, options);
     std::mt19937_64 name_rng(std::random_device{}());
-    // Appended piece by piece: GCC 12 warns falsely (-Wstringop-overflow) on "." + string.
-    std::string name = ".";
-    name += output.filename().string();
-    name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(name_rng() % 1000000);
+    const std::string name = temp_prefix(output) + std::to_string(::getpid()) + "-" + std::to_string(name_rng() % 1000000);
     path_ = output.parent_path() / name;
     if (options.on_temp_file) options.on_temp_file(path_);
   }
