@@ -80,7 +80,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
       impl->tokenizer = Tokenizer::from_bytes(std::move(*checkpoint.tokenizer_model), path.string() + " (tokenizer)");
   } else {
     throw Error(ErrorCode::invalid_argument, "[load] " + path.string() +
-                                                 ": expected a .effort file, a GGUF file (F32, F16, BF16 or Q8_0) or a "
+                                                 ": expected a .effort file, a GGUF file (F32, F16, BF16 or quantized) or a "
                                                  "Hugging Face checkpoint folder (config.json + *.safetensors)");
   }
   if (impl->tokenizer && impl->tokenizer->vocab_size() > impl->config.vocab_size)

@@ -101,7 +101,7 @@ TEST_CASE("damaged .effort files are clear errors", "[effort]") {
   SECTION("wrong magic") {
     write_raw_effort(path, minimal_header(), 16, kEffortFormatVersion, "EFFORX\0\0");
     REQUIRE_THROWS_WITH(EffortFile(path), Contains("not an .effort file"));
-    REQUIRE_THROWS_WITH(Model::load(path), Contains("expected a .effort file, a GGUF file (F32, F16, BF16 or Q8_0) or a Hugging Face checkpoint folder"));
+    REQUIRE_THROWS_WITH(Model::load(path), Contains("expected a .effort file, a GGUF file (F32, F16, BF16 or quantized) or a Hugging Face checkpoint folder"));
   }
   SECTION("wrong version") {
     write_raw_effort(path, minimal_header(), 16, 99);

@@ -174,7 +174,7 @@ TEST_CASE("checkpoint tensors are checked by name, shape and dtype", "[safetenso
   }
   SECTION("not a folder") {
     test::write_text(dir / "file.bin", "x");
-    REQUIRE_THROWS_WITH(Model::load(dir / "file.bin"), Contains("expected a .effort file, a GGUF file (F32, F16, BF16 or Q8_0) or a Hugging Face checkpoint folder"));
+    REQUIRE_THROWS_WITH(Model::load(dir / "file.bin"), Contains("expected a .effort file, a GGUF file (F32, F16, BF16 or quantized) or a Hugging Face checkpoint folder"));
     REQUIRE_THROWS_WITH(Model::load(dir / "absent"), Contains("no such file or folder"));
   }
 }

@@ -18,7 +18,7 @@ namespace {
 constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [options]
        effort-convert INPUT -o OUT.gguf [--type f16|f32|q8_0] [--force]
   INPUT             a Hugging Face checkpoint folder (config.json + *.safetensors [+ tokenizer.model])
-                    or a GGUF file of a llama/mistral model (F32, F16, BF16 or Q8_0 tensors)
+                    or a GGUF file of a llama/mistral model (F32, F16, BF16, Q4_0..Q8_0, Q4_K..Q6_K)
   -o, --output PATH the .effort file to write; a PATH ending in .gguf writes a GGUF file that
                     llama.cpp loads instead (matrices in --type, default f16), for side-by-side runs
       --force       replace PATH if it exists

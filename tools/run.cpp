@@ -17,7 +17,7 @@ namespace {
 using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-run [options]
-  -m, --model PATH       a .effort file, a GGUF file (F32/F16/BF16/Q8_0: runs dense) or a Hugging
+  -m, --model PATH       a .effort file, a GGUF file (F32/F16/BF16 or quantized: runs dense) or a Hugging
                          Face checkpoint folder
                          (default: $EFFORT_MODEL, else the fixture model)
       --effort E         fraction of each projection's multiply-adds to do, in (0, 1] (default 1;
