@@ -110,20 +110,16 @@ struct Router<Avx512, S> {
         acc[q] = _mm512_mask3_fmadd_ps(w, x, acc[q], _mm256_cmpeq_epi16_mask(positions, _mm256_set1_epi16(short(q))));
     }
   }
-  // Two tiles (2W entries) at once: for S = 2 one position test serves both.
+  // Two tiles (2W entries) of buckets of 2 at once: one position test serves both.
   static void route_pair(F* acc0, F* acc1, const std::uint16_t* p, F x) {
-    if constexpr (S == 2) {
-      const __mmask32 odd = _mm512_test_epi16_mask(_mm512_loadu_si512(p), _mm512_set1_epi16(1));
-      const F w0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-      const F w1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
-      acc0[0] = _mm512_fmadd_ps(w0, x, acc0[0]);
-      acc0[1] = _mm512_mask3_fmadd_ps(w0, x, acc0[1], __mmask16(odd));
-      acc1[0] = _mm512_fmadd_ps(w1, x, acc1[0]);
-      acc1[1] = _mm512_mask3_fmadd_ps(w1, x, acc1[1], __mmask16(odd >> 16));
-    } else {
-      route(acc0, p, x);
-      route(acc1, p + 16, x);
-    }
+    static_assert(S == 2);
+    const __mmask32 odd = _mm512_test_epi16_mask(_mm512_loadu_si512(p), _mm512_set1_epi16(1));
+    const F w0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const F w1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
+    acc0[0] = _mm512_fmadd_ps(w0, x, acc0[0]);
+    acc0[1] = _mm512_mask3_fmadd_ps(w0, x, acc0[1], __mmask16(odd));
+    acc1[0] = _mm512_fmadd_ps(w1, x, acc1[0]);
+    acc1[1] = _mm512_mask3_fmadd_ps(w1, x, acc1[1], __mmask16(odd >> 16));
   }
 };
 #elif defined(__AVX2__)
@@ -162,7 +158,6 @@ struct Router<Avx2, S> {
 // multiply-adds run side by side: one chain would wait on the FMA latency at every unit. Each
 // output sums its units in list order, as the reference does, so the results are equal.
 inline constexpr std::size_t kGroup = 8;
-inline constexpr bool kPrefetch = true;
 
 template <class A, std::size_t S>
 inline constexpr std::size_t kTiles = std::max<std::size_t>(1, (std::is_same_v<A, Avx512> ? 8 : 4) / S);
@@ -179,7 +174,7 @@ inline std::size_t stream_tiles(float* y, const std::uint16_t* const* rows, cons
     for (std::size_t t = 0; t < T; ++t)
       for (std::size_t q = 0; q < S; ++q) acc[t][q] = Floats<A>::load_unaligned(y + (b + t * W) * S + q * W);
     for (std::size_t r = 0; r < N; ++r) {
-      if constexpr (T % 2 == 0 && std::is_same_v<A, Avx512>) {
+      if constexpr (S == 2 && T % 2 == 0 && std::is_same_v<A, Avx512>) {
         for (std::size_t t = 0; t < T; t += 2) Router<A, S>::route_pair(acc[t], acc[t + 1], rows[r] + b + t * W, x[r]);
       } else {
         for (std::size_t t = 0; t < T; ++t) Router<A, S>::route(acc[t], rows[r] + b + t * W, x[r]);
@@ -189,7 +184,7 @@ inline std::size_t stream_tiles(float* y, const std::uint16_t* const* rows, cons
       for (std::size_t q = 0; q < S; ++q) acc[t][q].store_unaligned(y + (b + t * W) * S + q * W);
     if (T * W >= kLine || b % kLine == 0)
       for (std::size_t e = 0; e < T * W; e += kLine)
-        for (std::size_t r = 0; r < N && kPrefetch; ++r) __builtin_prefetch(ahead[r] + b + e);
+        for (std::size_t r = 0; r < N; ++r) __builtin_prefetch(ahead[r] + b + e);
   }
   return b;
 }

@@ -51,7 +51,7 @@ void bucket_matvec(const BucketMatrix& w, int layer, MatrixKind kind, const floa
 }  // namespace
 
 BucketScratch::BucketScratch(const std::vector<const BucketMatrix*>& matrices) {
-  std::size_t units = 0, probes = 0;
+  std::size_t units = 0, probes = 0, padded_outputs = 0;
   for (const BucketMatrix* m : matrices) {
     units = std::max(units, m->loaded_units);
     probes = std::max(probes, m->probe_units.size());

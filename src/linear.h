@@ -23,7 +23,6 @@ struct BucketScratch {
   std::vector<float> xs;             // their inputs
   std::vector<float> products;       // probe importances, for the cutoff
   std::vector<float> part_out;       // [kBucketParts][num_buckets * S]: each part's sums
-  std::size_t padded_outputs = 0;    // num_buckets * S of the largest matrix
   // Sized for the largest of these matrices.
   explicit BucketScratch(const std::vector<const BucketMatrix*>& matrices = {});
 };

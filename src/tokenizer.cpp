@@ -17,6 +17,10 @@ struct Tokenizer::Impl {
   sentencepiece::SentencePieceProcessor processor;
   std::string model_bytes;
   std::string source;
+  // The control pieces (</s>, and <|im_start|> where it is one), longest first, so that a piece
+  // is not cut by a shorter one it contains: what encode_with_special looks for. User-defined
+  // pieces need nothing: SentencePiece's own encode already keeps them whole.
+  std::vector<std::pair<std::string, Token>> control_pieces;
 };
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -39,6 +43,11 @@ Tokenizer Tokenizer::from_bytes(std::string model_bytes, const std::string& sour
     throw Error(ErrorCode::format, "[tokenizer] " + source + ": not a SentencePiece model: " + status.ToString());
   impl->model_bytes = std::move(model_bytes);
   impl->source = source;
+  const auto& p = impl->processor;
+  for (int id = 0; id < p.GetPieceSize(); ++id)
+    if (p.IsControl(id) && !p.IdToPiece(id).empty()) impl->control_pieces.emplace_back(p.IdToPiece(id), id);
+  std::sort(impl->control_pieces.begin(), impl->control_pieces.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
   return Tokenizer(std::move(impl));
 }
 
@@ -54,14 +63,7 @@ std::vector<Token> Tokenizer::encode(std::string_view text, bool add_bos) const 
 }
 
 std::vector<Token> Tokenizer::encode_with_special(std::string_view text, bool add_bos) const {
-  // The control pieces (</s>, and <|im_start|> where it is one), longest first, so that a piece
-  // is not cut by a shorter one it contains. User-defined pieces need nothing: SentencePiece's
-  // own encode already keeps them whole.
-  const auto& p = impl_->processor;
-  std::vector<std::pair<std::string, Token>> specials;
-  for (int id = 0; id < p.GetPieceSize(); ++id)
-    if (p.IsControl(id) && !p.IdToPiece(id).empty()) specials.emplace_back(p.IdToPiece(id), id);
-  std::sort(specials.begin(), specials.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  const auto& specials = impl_->control_pieces;
   std::vector<Token> tokens;
   if (add_bos) tokens.push_back(bos_id());
   std::size_t start = 0, at = 0;
