@@ -23,6 +23,7 @@ constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   --shapes LIST   out x in shapes (default 4096x4096,1024x4096,14336x4096,4096x14336)
   --efforts LIST  (default 1,0.75,0.5,0.375,0.25,0.125)
   --buckets LIST  bucket sizes (default 1,2,4,8,16; 16 is the original's layout)
+  --weights LIST  bucketed entries: f16, q8 (default f16,q8)
   -t LIST         thread counts (default 1)
   -r N            timed repetitions per point, after one warm-up (default 7)
   --arch NAME     scalar, avx2 or avx512 (default: the best this CPU runs)
@@ -55,6 +56,7 @@ int run(int argc, char** argv) {
   std::vector<float> efforts = {1.0f, 0.75f, 0.5f, 0.375f, 0.25f, 0.125f};
   std::vector<int> threads = {1};
   std::vector<std::size_t> bucket_sizes = {1, 2, 4, 8, 16};
+  std::vector<kernels::BucketWeights> weight_types = {kernels::BucketWeights::f16, kernels::BucketWeights::q8};
   int reps = 7;
   bool json_out = false;
   std::string plot;
@@ -75,6 +77,8 @@ int run(int argc, char** argv) {
       for (const auto& e : cli::split_list(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
     } else if (f == "--buckets") {
       bucket_sizes = cli::parse_bucket_sizes(f, args.value());
+    } else if (f == "--weights") {
+      weight_types = cli::parse_bucket_weights_list(f, args.value());
     } else if (f == "-t") {
       threads.clear();
       for (const auto& t : cli::split_list(args.value())) threads.push_back(int(cli::parse_int(f, t, 1, 1024)));
@@ -126,19 +130,24 @@ int run(int argc, char** argv) {
     std::vector<std::vector<std::uint16_t>> dense_copies(copies, w16);
     std::vector<float> y(out);
     std::vector<nlohmann::json> shape_results;
-    for (std::size_t bucket_size : bucket_sizes) {
+    for (std::size_t bucket_size : bucket_sizes)
+    for (kernels::BucketWeights weight_type : weight_types) {
       BucketizeOptions options;
       options.bucket_size = bucket_size;
+      options.weights = weight_type;
       const BucketizedMatrix b = bucketize(w.data(), out, in, options, "bench");
-      std::vector<std::vector<std::uint16_t>> unit_copies(copies, b.units);
+      std::vector<std::vector<std::uint8_t>> unit_copies(copies, b.units);
+      std::vector<std::vector<std::uint16_t>> scale_copies(copies, b.scales);
       std::vector<Matrix> bucketed;
       for (std::size_t c = 0; c < copies; ++c) {
         BucketMatrix m = as_matrix(b, b.num_units());
         m.view.units = unit_copies[c].data();
+        if (m.view.scales) m.view.scales = scale_copies[c].data();
         bucketed.push_back(std::move(m));
       }
       BucketScratch scratch({&std::get<BucketMatrix>(bucketed[0])});
-      const std::string layout = layout_name(bucket_size);
+      const std::string layout = layout_name(bucket_size, weight_type);
+      const double layout_bytes = double(b.units.size() + b.scales.size() * 2);
       for (int t : threads) {
         ThreadPool pool(t);
         EffortState state;
@@ -164,7 +173,7 @@ int run(int argc, char** argv) {
           const double dense_s = bench::median(dense_reps), s = bench::median(effort_reps);
           const double fraction = state.stats.fraction(MatrixKind::up_proj);
           // Bytes read per product: the dispatched units, every unit's stats, the probes.
-          const double bytes = fraction * weight_bytes + double(b.stats.size()) * 4 + double(b.probe_stats.size()) * 4;
+          const double bytes = fraction * layout_bytes + double(b.stats.size()) * 4 + double(b.probe_stats.size()) * 4;
           shape_results.push_back({{"shape", name}, {"layout", layout}, {"bucket_size", bucket_size}, {"effort", effort},
                                    {"threads", t}, {"dense_ms", dense_s * 1e3}, {"ms", s * 1e3}, {"time_ratio", s / dense_s},
                                    {"speedup", dense_s / s}, {"gbps", bytes / s / 1e9}, {"cos_gauss", cosine(exact_gauss, y)},

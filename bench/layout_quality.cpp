@@ -20,6 +20,7 @@ using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-layout-quality -m HF_FOLDER --text FILE [options]
   --buckets LIST  bucket sizes (default 1,2,4,8,16)
+  --weights LIST  bucketed entries: f16, q8 (default f16,q8)
   --efforts LIST  (default 1,0.5,0.25,0.125)
   --tokens N      tokens of the text to run (default 128)
   --json          a JSON list instead of a markdown table
@@ -30,6 +31,7 @@ over every projection and token, and the worst projection's mean.
 int run(int argc, char** argv) {
   std::string model_path, text_path;
   std::vector<std::size_t> bucket_sizes = {1, 2, 4, 8, 16};
+  std::vector<kernels::BucketWeights> weight_types = {kernels::BucketWeights::f16, kernels::BucketWeights::q8};
   std::vector<float> efforts = {1.0f, 0.5f, 0.25f, 0.125f};
   std::size_t max_tokens = 128;
   bool json_out = false;
@@ -39,6 +41,7 @@ int run(int argc, char** argv) {
     if (f == "-m") model_path = args.value();
     else if (f == "--text") text_path = args.value();
     else if (f == "--buckets") bucket_sizes = cli::parse_bucket_sizes(f, args.value());
+    else if (f == "--weights") weight_types = cli::parse_bucket_weights_list(f, args.value());
     else if (f == "--efforts") {
       efforts.clear();
       for (const auto& e : cli::split_list(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
@@ -67,7 +70,8 @@ int run(int argc, char** argv) {
   ThreadPool pool(1);
   nlohmann::json rows = nlohmann::json::array();
   if (!json_out) std::printf("| layout | effort | mean cos | worst projection's mean cos |\n|---|---|---|---|\n");
-  for (std::size_t bucket_size : bucket_sizes) {
+  for (std::size_t bucket_size : bucket_sizes)
+  for (kernels::BucketWeights weight_type : weight_types) {
     std::map<float, std::pair<double, double>> by_effort;  // effort -> (sum of means, worst mean)
     for (float e : efforts) by_effort[e] = {0.0, 1.0};
     for (const auto& [name, xs] : inputs) {
@@ -76,6 +80,7 @@ int run(int argc, char** argv) {
       const std::size_t out = std::size_t(t.shape[0]), in_features = std::size_t(t.shape[1]);
       BucketizeOptions options;
       options.bucket_size = bucket_size;
+      options.weights = weight_type;
       const BucketizedMatrix b = bucketize(w.data(), out, in_features, options, name);
       const BucketMatrix m = as_matrix(b, b.num_units());
       BucketScratch scratch({&m});
@@ -100,7 +105,7 @@ int run(int argc, char** argv) {
         by_effort[e].second = std::min(by_effort[e].second, mean);
       }
     }
-    const std::string layout = layout_name(bucket_size);
+    const std::string layout = layout_name(bucket_size, weight_type);
     for (float e : efforts) {
       rows.push_back({{"layout", layout}, {"effort", e}, {"cos", by_effort[e].first}, {"worst_cos", by_effort[e].second}});
       if (!json_out) std::printf("| %s | %.3g | %.5f | %.5f |\n", layout.c_str(), e, by_effort[e].first, by_effort[e].second);

@@ -25,11 +25,9 @@ static inline void bucket_panel(float* panels, const BucketView& m, std::size_t 
     for (std::size_t k = 0; k < k_len; ++k) {
       const std::size_t u = rank * in + col0 + k;
       if (u >= loaded_units) return;  // units are rank-major: the rest are not loaded either
-      const std::uint16_t* unit = m.units + u * B;
       for (std::size_t b = bucket0; b < bucket_end; ++b) {
-        const std::size_t output = (b - bucket0) * S + bucket_position(unit[b], S);
-        panels[(output / kPanelWidth) * k_len * kPanelWidth + k * kPanelWidth + output % kPanelWidth] =
-            half_to_float(unit[b]);
+        const std::size_t output = (b - bucket0) * S + bucket_position(m.entry_bits(u, b), S);
+        panels[(output / kPanelWidth) * k_len * kPanelWidth + k * kPanelWidth + output % kPanelWidth] = m.weight(u, b);
       }
     }
 }
@@ -38,11 +36,12 @@ static inline void bucket_panel(float* panels, const BucketView& m, std::size_t 
 
 namespace effort::kernels::simd {
 
-// W entries at a time: the fp16 decode in SIMD, the scatter to panel columns scalar. Same
-// values as the reference.
-template <class A>
-void bucket_panel(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
-                  std::size_t buckets, std::size_t col0, std::size_t k_len) {
+// W entries at a time: the decode in SIMD (bucket0 is a multiple of W, which divides kQ8Block,
+// so W entries share one q8 scale), the scatter to panel columns scalar. Same values as the
+// reference.
+template <class A, class E>
+void bucket_panel_typed(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
+                        std::size_t buckets, std::size_t col0, std::size_t k_len) {
   constexpr std::size_t W = Floats<A>::size;
   const std::size_t S = m.bucket_size, B = m.num_buckets, in = m.num_inputs;
   const std::size_t bucket_end = std::min(B, bucket0 + buckets);
@@ -53,18 +52,26 @@ void bucket_panel(float* panels, const BucketView& m, std::size_t loaded_units, 
     for (std::size_t k = 0; k < k_len; ++k) {
       const std::size_t u = rank * in + col0 + k;
       if (u >= loaded_units) return;  // units are rank-major: the rest are not loaded either
-      const std::uint16_t* unit = m.units + u * B;
+      const E* unit = static_cast<const E*>(m.units) + u * B;
       float* row = panels + k * kPanelWidth;
       auto put = [&](std::size_t b, float w) {
-        const std::size_t output = (b - bucket0) * S + bucket_position(unit[b], S);
+        const std::size_t output = (b - bucket0) * S + bucket_position(int(unit[b]), S);
         row[(output / kPanelWidth) * k_len * kPanelWidth + output % kPanelWidth] = w;
       };
       for (std::size_t b = bucket0; b < simd_end; b += W) {
-        load_weights<A, DType::f16>(unit + b).store_aligned(lanes);
+        (Entries<A, E>::decode(unit + b) * Floats<A>(m.entry_scale(u, b))).store_aligned(lanes);
         for (std::size_t l = 0; l < W; ++l) put(b + l, lanes[l]);
       }
-      for (std::size_t b = simd_end; b < bucket_end; ++b) put(b, half_to_float(unit[b]));
+      for (std::size_t b = simd_end; b < bucket_end; ++b) put(b, m.weight(u, b));
     }
+}
+
+template <class A>
+void bucket_panel(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
+                  std::size_t buckets, std::size_t col0, std::size_t k_len) {
+  if (m.weights == BucketWeights::q8)
+    return bucket_panel_typed<A, std::int8_t>(panels, m, loaded_units, bucket0, buckets, col0, k_len);
+  bucket_panel_typed<A, std::uint16_t>(panels, m, loaded_units, bucket0, buckets, col0, k_len);
 }
 
 }  // namespace effort::kernels::simd

@@ -10,13 +10,12 @@ extern const KernelTable kScalarTable;
 extern const KernelTable kAvx2Table;
 extern const KernelTable kAvx512Table;
 
-std::size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 2; }
-
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
     case DType::f32: return "F32";
     case DType::f16: return "F16";
     case DType::bf16: return "BF16";
+    case DType::q8_0: return "Q8_0";
   }
   return "?";
 }

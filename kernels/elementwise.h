@@ -49,9 +49,8 @@ void add(float* y, const float* x, std::size_t n) {
 template <class A, DType D>
 void to_float(float* out, const void* src, std::size_t n) {
   constexpr std::size_t W = Floats<A>::size;
-  const auto* bytes = static_cast<const std::uint8_t*>(src);
   std::size_t i = 0;
-  for (; i + W <= n; i += W) load_weights<A, D>(bytes + i * kDTypeBytes<D>).store_unaligned(out + i);
+  for (; i + W <= n; i += W) load_weights<A, D>(src, i).store_unaligned(out + i);
   for (; i < n; ++i) out[i] = weight_at<D>(src, i);
 }
 }  // namespace simd

@@ -71,6 +71,12 @@ static inline float weight_at(const void* p, std::size_t i) {
   if constexpr (D == DType::f32) return static_cast<const float*>(p)[i];
   if constexpr (D == DType::f16) return half_to_float(static_cast<const std::uint16_t*>(p)[i]);
   if constexpr (D == DType::bf16) return bf16_to_float(static_cast<const std::uint16_t*>(p)[i]);
+  if constexpr (D == DType::q8_0) {
+    const auto* block = static_cast<const std::uint8_t*>(p) + i / kQ8_0Block * kQ8_0BlockBytes;
+    std::uint16_t scale;
+    std::memcpy(&scale, block, 2);
+    return float(std::int8_t(block[2 + i % kQ8_0Block])) * half_to_float(scale);
+  }
 }
 
 }  // namespace effort::kernels

@@ -12,11 +12,20 @@ namespace effort::kernels {
 enum class Arch { scalar, avx2, avx512 };
 
 struct BucketView;  // bucket_matvec.h
+// Entries of a bucketed matrix: fp16, or int8 with an fp16 scale per kQ8Block entries.
+enum class BucketWeights { f16, q8 };
+inline constexpr std::size_t kQ8Block = 32;
 
 // Element type of a dense weight matrix as stored (memory-mapped, never converted at load).
-enum class DType { f32, f16, bf16 };
-inline constexpr int kNumDTypes = 3;
-std::size_t dtype_size(DType dtype);
+// q8_0 is GGUF's: blocks of 32 weights, an fp16 scale then 32 int8 (34 bytes); rows are whole
+// blocks.
+enum class DType { f32, f16, bf16, q8_0 };
+inline constexpr int kNumDTypes = 4;
+inline constexpr std::size_t kQ8_0Block = 32, kQ8_0BlockBytes = 34;
+// Bytes of n consecutive weights (n a multiple of kQ8_0Block for q8_0).
+constexpr std::size_t dtype_bytes(DType dtype, std::size_t n) {
+  return dtype == DType::f32 ? 4 * n : dtype == DType::q8_0 ? n / kQ8_0Block * kQ8_0BlockBytes : 2 * n;
+}
 std::string_view dtype_name(DType dtype);
 
 // One function pointer per kernel; every compiled arch fills the whole table.

@@ -1,4 +1,4 @@
-// matvec.h: dense matrix-vector product y = W x with W [rows, cols] row-major in f32, f16 or bf16,
+// matvec.h: dense matrix-vector product y = W x with W [rows, cols] row-major in f32, f16, bf16 or q8_0,
 // read in place from the memory-mapped checkpoint. This is the reference path effort = 1 is
 // checked against, and the baseline the effort kernels are timed against.
 #pragma once
@@ -29,7 +29,7 @@ void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size
   constexpr std::size_t W = Floats<A>::size;
   constexpr std::size_t kRowBlock = 4;
   const auto* base = static_cast<const std::uint8_t*>(w);
-  const std::size_t row_bytes = cols * kDTypeBytes<D>;
+  const std::size_t row_bytes = dtype_bytes(D, cols);
   auto row = [&](std::size_t r) { return base + r * row_bytes; };
   std::size_t r = 0;
   for (; r + kRowBlock <= rows; r += kRowBlock) {
@@ -38,7 +38,7 @@ void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size
     for (; c + W <= cols; c += W) {
       const auto xv = Floats<A>::load_unaligned(x + c);
       for (std::size_t b = 0; b < kRowBlock; ++b)
-        acc[b] = fmadd<A>(load_weights<A, D>(row(r + b) + c * kDTypeBytes<D>), xv, acc[b]);
+        acc[b] = fmadd<A>(load_weights<A, D>(row(r + b), c), xv, acc[b]);
     }
     for (std::size_t b = 0; b < kRowBlock; ++b) {
       float sum = xsimd::hadd(acc[b]);
@@ -50,8 +50,7 @@ void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size
     Floats<A> acc(0.0f);
     std::size_t c = 0;
     for (; c + W <= cols; c += W)
-      acc = fmadd<A>(load_weights<A, D>(row(r) + c * kDTypeBytes<D>),
-                       Floats<A>::load_unaligned(x + c), acc);
+      acc = fmadd<A>(load_weights<A, D>(row(r), c), Floats<A>::load_unaligned(x + c), acc);
     float sum = xsimd::hadd(acc);
     for (; c < cols; ++c) sum += weight_at<D>(row(r), c) * x[c];
     y[r] = sum;

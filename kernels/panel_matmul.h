@@ -60,10 +60,10 @@ void dense_panel(float* panel, const void* w, std::size_t cols, std::size_t rows
       for (std::size_t k = 0; k < k_len; ++k) panel[k * kPanelWidth + o] = 0.0f;
       continue;
     }
-    const std::uint8_t* row = base + (o * cols + col0) * kDTypeBytes<D>;
+    const std::uint8_t* row = base + dtype_bytes(D, o * cols + col0);
     std::size_t k = 0;
     for (; k + W <= k_len; k += W) {
-      load_weights<A, D>(row + k * kDTypeBytes<D>).store_aligned(lanes);
+      load_weights<A, D>(row, k).store_aligned(lanes);
       for (std::size_t l = 0; l < W; ++l) panel[(k + l) * kPanelWidth + o] = lanes[l];
     }
     for (; k < k_len; ++k) panel[k * kPanelWidth + o] = weight_at<D>(row, k);

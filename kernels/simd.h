@@ -18,9 +18,10 @@ using Avx512 = xsimd::avx512bw;
 template <class A>
 using Floats = xsimd::batch<float, A>;
 
-// Loads Floats<A>::size weights of one dtype starting at p, as floats.
+// Loads Floats<A>::size weights of one dtype, from weight i of a row on, as floats (for q8_0, i
+// is a multiple of the lanes: they share a block's scale).
 template <class A, DType D>
-Floats<A> load_weights(const void* p);
+Floats<A> load_weights(const void* row, std::size_t i);
 
 // Bit l set where a[l] > b[l].
 template <class A>
@@ -32,17 +33,25 @@ Floats<A> fmadd(Floats<A> a, Floats<A> b, Floats<A> c);
 
 #if defined(__AVX512F__)
 template <>
-inline Floats<Avx512> load_weights<Avx512, DType::f32>(const void* p) {
-  return _mm512_loadu_ps(p);
+inline Floats<Avx512> load_weights<Avx512, DType::f32>(const void* row, std::size_t i) {
+  return _mm512_loadu_ps(static_cast<const float*>(row) + i);
 }
 template <>
-inline Floats<Avx512> load_weights<Avx512, DType::f16>(const void* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+inline Floats<Avx512> load_weights<Avx512, DType::f16>(const void* row, std::size_t i) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const std::uint16_t*>(row) + i)));
 }
 template <>
-inline Floats<Avx512> load_weights<Avx512, DType::bf16>(const void* p) {
-  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+inline Floats<Avx512> load_weights<Avx512, DType::bf16>(const void* row, std::size_t i) {
+  const auto* p = reinterpret_cast<const __m256i*>(static_cast<const std::uint16_t*>(row) + i);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p)), 16));
+}
+template <>
+inline Floats<Avx512> load_weights<Avx512, DType::q8_0>(const void* row, std::size_t i) {
+  const auto* block = static_cast<const std::uint8_t*>(row) + i / kQ8_0Block * kQ8_0BlockBytes;
+  const auto* q = reinterpret_cast<const __m128i*>(block + 2 + i % kQ8_0Block);
+  std::uint16_t scale;
+  std::memcpy(&scale, block, 2);
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), _mm512_set1_ps(half_to_float(scale)));
 }
 template <>
 inline std::uint64_t greater_mask<Avx512>(Floats<Avx512> a, Floats<Avx512> b) {
@@ -54,17 +63,25 @@ inline Floats<Avx512> fmadd<Avx512>(Floats<Avx512> a, Floats<Avx512> b, Floats<A
 }
 #elif defined(__AVX2__)
 template <>
-inline Floats<Avx2> load_weights<Avx2, DType::f32>(const void* p) {
-  return _mm256_loadu_ps(static_cast<const float*>(p));
+inline Floats<Avx2> load_weights<Avx2, DType::f32>(const void* row, std::size_t i) {
+  return _mm256_loadu_ps(static_cast<const float*>(row) + i);
 }
 template <>
-inline Floats<Avx2> load_weights<Avx2, DType::f16>(const void* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+inline Floats<Avx2> load_weights<Avx2, DType::f16>(const void* row, std::size_t i) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(row) + i)));
 }
 template <>
-inline Floats<Avx2> load_weights<Avx2, DType::bf16>(const void* p) {
-  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+inline Floats<Avx2> load_weights<Avx2, DType::bf16>(const void* row, std::size_t i) {
+  const auto* p = reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(row) + i);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
+}
+template <>
+inline Floats<Avx2> load_weights<Avx2, DType::q8_0>(const void* row, std::size_t i) {
+  const auto* block = static_cast<const std::uint8_t*>(row) + i / kQ8_0Block * kQ8_0BlockBytes;
+  const auto* q = reinterpret_cast<const __m128i*>(block + 2 + i % kQ8_0Block);
+  std::uint16_t scale;
+  std::memcpy(&scale, block, 2);
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q))), _mm256_set1_ps(half_to_float(scale)));
 }
 template <>
 inline std::uint64_t greater_mask<Avx2>(Floats<Avx2> a, Floats<Avx2> b) {
@@ -75,8 +92,5 @@ inline Floats<Avx2> fmadd<Avx2>(Floats<Avx2> a, Floats<Avx2> b, Floats<Avx2> c) 
   return _mm256_fmadd_ps(a, b, c);
 }
 #endif
-
-template <DType D>
-constexpr std::size_t kDTypeBytes = D == DType::f32 ? 4 : 2;
 
 }  // namespace effort::kernels::simd

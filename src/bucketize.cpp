@@ -38,6 +38,22 @@ std::uint16_t encode_with_position(float w, unsigned position, std::size_t size)
   return best;
 }
 
+std::int8_t encode_q8_with_position(float v, unsigned position, std::size_t size) {
+  const int step = int(size);
+  // Integers with the wanted low bits lie `step` apart; the group of `step` integers holding
+  // floor(v) has one, and the nearest is it or a neighbour.
+  const int base = (int(std::floor(v)) & ~(step - 1)) | int(position);
+  int best = 0;
+  float best_distance = INFINITY;
+  for (int candidate : {base - step, base, base + step}) {
+    if (candidate < -128 || candidate > 127) continue;
+    const float distance = std::fabs(float(candidate) - v);
+    if (distance < best_distance || (distance == best_distance && (candidate & step) == 0))
+      best = candidate, best_distance = distance;
+  }
+  return std::int8_t(best);
+}
+
 BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, const BucketizeOptions& options,
                            const std::string& name) {
   if (!kernels::valid_bucket_size(options.bucket_size))
@@ -47,9 +63,12 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
   m.out_features = out;
   m.in_features = in;
   m.bucket_size = options.bucket_size;
+  m.weights = options.weights;
   const std::size_t S = m.bucket_size;
   m.num_buckets = (out + S - 1) / S;
   const std::size_t B = m.num_buckets;
+  const bool q8 = m.weights == kernels::BucketWeights::q8;
+  const std::size_t blocks = (B + kernels::kQ8Block - 1) / kernels::kQ8Block;
 
   for (std::size_t i = 0; i < out * in; ++i)
     if (!std::isfinite(w[i]))
@@ -57,8 +76,15 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
                                          std::to_string(i % in) + "]");
   auto weight = [&](std::size_t o, std::size_t j) { return o < out ? w[o * in + j] : 0.0f; };
 
-  m.units.resize(S * in * B);
+  m.units.resize(S * in * B * (q8 ? 1 : 2));
+  if (q8) m.scales.resize(S * in * blocks);
+  auto* f16_units = reinterpret_cast<std::uint16_t*>(m.units.data());
+  auto* q8_units = reinterpret_cast<std::int8_t*>(m.units.data());
   std::vector<double> sums(S * in, 0.0);
+  // One input column at a time: each rank's weights (fp16-rounded, so that F32 and F16 sources
+  // give the same file) and positions, then each unit row encoded.
+  std::vector<float> ranked(S * B);
+  std::vector<unsigned> positions(S * B);
   std::array<float, 16> magnitude;
   std::array<unsigned, 16> order;
   for (std::size_t j = 0; j < in; ++j) {
@@ -69,9 +95,37 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
       std::stable_sort(order.begin(), order.begin() + std::ptrdiff_t(S),
                        [&](unsigned a, unsigned c) { return magnitude[a] > magnitude[c]; });
       for (std::size_t k = 0; k < S; ++k) {
-        const std::uint16_t entry = encode_with_position(weight(b * S + order[k], j), order[k], S);
-        m.units[(k * in + j) * B + b] = entry;
-        sums[k * in + j] += std::fabs(kernels::half_to_float(entry));
+        ranked[k * B + b] = kernels::half_to_float(kernels::float_to_half(weight(b * S + order[k], j)));
+        positions[k * B + b] = order[k];
+      }
+    }
+    for (std::size_t k = 0; k < S; ++k) {
+      const std::size_t u = k * in + j;
+      const float* w_row = ranked.data() + k * B;
+      const unsigned* p_row = positions.data() + k * B;
+      if (!q8) {
+        for (std::size_t b = 0; b < B; ++b) {
+          f16_units[u * B + b] = encode_with_position(w_row[b], p_row[b], S);
+          sums[u] += std::fabs(kernels::half_to_float(f16_units[u * B + b]));
+        }
+        continue;
+      }
+      // q8: a scale per block of kQ8Block entries, in fp16. Integers with given low bits lie S
+      // apart and reach 128 - S + position at most: absmax maps to 128 - S/2 (127 for S = 2), so
+      // that every weight has a candidate within S/2 steps.
+      for (std::size_t block = 0; block < blocks; ++block) {
+        const std::size_t b0 = block * kernels::kQ8Block, b1 = std::min(B, b0 + kernels::kQ8Block);
+        float absmax = 0.0f;
+        for (std::size_t b = b0; b < b1; ++b) absmax = std::max(absmax, std::fabs(w_row[b]));
+        const std::uint16_t scale = kernels::float_to_half(absmax / (128.0f - float(S) / 2));
+        m.scales[u * blocks + block] = scale;
+        const float d = kernels::half_to_float(scale);
+        for (std::size_t b = b0; b < b1; ++b) {
+          // A zero scale keeps the positions; the weights decode to 0 whatever the entries.
+          const std::int8_t q = encode_q8_with_position(d > 0 ? w_row[b] / d : 0.0f, p_row[b], S);
+          q8_units[u * B + b] = q;
+          sums[u] += std::fabs(float(q) * d);
+        }
       }
     }
   }
@@ -92,11 +146,16 @@ BucketizedMatrix bucketize(const float* w, std::size_t out, std::size_t in, cons
   return m;
 }
 
-std::string layout_name(std::size_t bucket_size) { return "buckets" + std::to_string(bucket_size); }
+std::string layout_name(std::size_t bucket_size, kernels::BucketWeights weights) {
+  return "buckets" + std::to_string(bucket_size) + (weights == kernels::BucketWeights::q8 ? "-q8" : "");
+}
+
+std::string weights_name(kernels::BucketWeights weights) { return weights == kernels::BucketWeights::q8 ? "q8" : "f16"; }
 
 BucketMatrix as_matrix(const BucketizedMatrix& m, std::size_t loaded_units) {
   BucketMatrix v;
-  v.view = kernels::BucketView{m.units.data(), m.stats.data(), m.num_buckets, m.in_features, m.bucket_size};
+  v.view = kernels::BucketView{m.units.data(), m.scales.empty() ? nullptr : m.scales.data(), m.stats.data(),
+                               m.num_buckets, m.in_features, m.bucket_size, m.weights};
   v.out_features = m.out_features;
   v.in_features = m.in_features;
   v.loaded_units = loaded_units;
@@ -112,11 +171,10 @@ std::vector<float> decode_buckets(const BucketMatrix& m, std::size_t num_units) 
   const std::size_t B = m.view.num_buckets, S = m.view.bucket_size, in = m.in_features;
   std::vector<float> w(m.out_features * in, 0.0f);
   for (std::size_t u = 0; u < num_units; ++u) {
-    const std::uint16_t* unit = m.view.units + u * B;
     const std::size_t j = u % in;
     for (std::size_t b = 0; b < B; ++b) {
-      const std::size_t o = b * S + kernels::bucket_position(unit[b], S);
-      if (o < m.out_features) w[o * in + j] = kernels::half_to_float(unit[b]);
+      const std::size_t o = b * S + kernels::bucket_position(m.view.entry_bits(u, b), S);
+      if (o < m.out_features) w[o * in + j] = m.view.weight(u, b);
     }
   }
   return w;

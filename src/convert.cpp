@@ -112,6 +112,19 @@ std::uint64_t name_hash(const std::string& name) {
   return h;
 }
 
+// A dense tensor as a .effort file stores it: in place, except Q8_0 (a GGUF source's), whose
+// blocks the container's tensor table does not describe: F16.
+DenseBytes storable_dense(const SourceModel& source, const std::string& name, const std::vector<std::int64_t>& shape) {
+  DenseBytes d = source.dense(name, shape);
+  if (d.dtype != kernels::DType::q8_0) return d;
+  return f16_copy(source.floats(name, shape));
+}
+
+// The source's own name, also when given as "folder/".
+std::string source_name(const std::filesystem::path& input) {
+  return (input.has_filename() ? input : input.parent_path()).filename().string();
+}
+
 template <class T>
 void write_vector(EffortFileWriter& writer, const std::string& name, const std::vector<T>& v) {
   writer.write(name, v.data(), v.size() * sizeof(T));
@@ -133,11 +146,12 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   EffortFileWriter writer;
   auto& header = writer.header();
   header["config"] = config_to_json(c);
-  header["conversion"] = {{"source", input.filename().string()}, {"source_format", source->format()},
-                          {"layout", "buckets"}, {"bucket_size", options.bucket_size}, {"max_probes", options.max_probes},
+  header["conversion"] = {{"source", source_name(input)}, {"source_format", source->format()},
+                          {"layout", "buckets"}, {"bucket_size", options.bucket_size},
+                          {"weights", weights_name(options.weights)}, {"max_probes", options.max_probes},
                           {"seed", options.seed}, {"converter", "effort-convert 0.1"}};
   header["matrices"] = nlohmann::json::object();
-  const DenseBytes embed = source->dense("model.embed_tokens.weight", {vocab, hidden});
+  const DenseBytes embed = storable_dense(*source, "model.embed_tokens.weight", {vocab, hidden});
   writer.plan("model.embed_tokens.weight", std::string(kernels::dtype_name(embed.dtype)), {vocab, hidden});
   std::size_t total = 1;
   for (int l = 0; l < c.num_hidden_layers; ++l) {
@@ -148,9 +162,11 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     for (const auto& m : projections(c, l)) {
       const std::int64_t S = std::int64_t(options.bucket_size), B = (m.out + S - 1) / S;
       const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * m.in);
+      const bool q8 = options.weights == kernels::BucketWeights::q8;
       header["matrices"][m.name] = {{"layout", "buckets"}, {"out_features", m.out}, {"in_features", m.in},
-                                    {"bucket_size", S}};
-      writer.plan(m.name + ".units", "U16", {S * m.in, B});
+                                    {"bucket_size", S}, {"weights", weights_name(options.weights)}};
+      writer.plan(m.name + ".units", q8 ? "I8" : "U16", {S * m.in, B});
+      if (q8) writer.plan(m.name + ".scales", "F16", {S * m.in, (B + std::int64_t(kernels::kQ8Block) - 1) / std::int64_t(kernels::kQ8Block)});
       writer.plan(m.name + ".stats", "F32", {S * m.in});
       writer.plan(m.name + ".probe_units", "U32", {probes});
       writer.plan(m.name + ".probe_stats", "F32", {probes});
@@ -161,7 +177,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   ++total;
   std::optional<DenseBytes> lm_head;
   if (!c.tie_word_embeddings) {
-    lm_head = source->dense("lm_head.weight", {vocab, hidden});
+    lm_head = storable_dense(*source, "lm_head.weight", {vocab, hidden});
     writer.plan("lm_head.weight", std::string(kernels::dtype_name(lm_head->dtype)), {vocab, hidden});
     ++total;
   }
@@ -189,11 +205,13 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
       const auto w = source->floats(m.name, {m.out, m.in});
       BucketizeOptions bucketing;
       bucketing.bucket_size = options.bucket_size;
+      bucketing.weights = options.weights;
       bucketing.max_probes = options.max_probes;
       // Each matrix gets its own probe seed, so that matrices of equal shape sample different units.
       bucketing.seed = options.seed ^ name_hash(m.name);
       const BucketizedMatrix b = bucketize(w.data(), std::size_t(m.out), std::size_t(m.in), bucketing, m.name);
       write_vector(writer, m.name + ".units", b.units);
+      if (!b.scales.empty()) write_vector(writer, m.name + ".scales", b.scales);
       write_vector(writer, m.name + ".stats", b.stats);
       write_vector(writer, m.name + ".probe_units", b.probe_units);
       write_vector(writer, m.name + ".probe_stats", b.probe_stats);
@@ -222,7 +240,7 @@ void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::
   const ModelConfig& c = source->config();
   GgufWriter gguf;
   gguf.add_metadata("general.architecture", "llama");
-  gguf.add_metadata("general.name", input.filename().string());
+  gguf.add_metadata("general.name", source_name(input));
   gguf.add_metadata("general.file_type", type == GgufType::f32 ? 0 : type == GgufType::f16 ? 1 : 7);
   gguf.add_metadata("llama.context_length", c.max_position_embeddings);
   gguf.add_metadata("llama.embedding_length", c.hidden_size);

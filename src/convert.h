@@ -5,12 +5,16 @@
 #include <functional>
 #include <string>
 
+#include "kernels/kernels.h"
+
 namespace effort {
 
 struct ConvertOptions {
   // Outputs per bucket: 1, 2, 4, 8 or 16 (16: the original's layout). 2 is the default: the
   // stream kernel is memory-bound for 1 and 2, and 2 loses the least quality of those (README).
   std::size_t bucket_size = 2;
+  // Entries: fp16, or int8 with a scale per 32 (q8: half the bytes, see the README).
+  kernels::BucketWeights weights = kernels::BucketWeights::f16;
   std::size_t max_probes = 4096;  // probe units sampled per matrix (all units when fewer)
   std::uint64_t seed = 1;         // probe sampling seed: same input, same options, same file
   bool force = false;             // replace an existing output

@@ -24,17 +24,16 @@ void check_buckets(const std::string& context, const BucketMatrix& m) {
   std::vector<std::uint16_t> seen(B * in, 0);
   for (std::size_t u = 0; u < S * in; ++u)
     for (std::size_t b = 0; b < B; ++b)
-      seen[(u % in) * B + b] |= std::uint16_t(1u << kernels::bucket_position(v.units[u * B + b], S));
+      seen[(u % in) * B + b] |= std::uint16_t(1u << kernels::bucket_position(v.entry_bits(u, b), S));
   const std::uint16_t all = std::uint16_t((1u << S) - 1);
   for (std::size_t i = 0; i < seen.size(); ++i)
     if (seen[i] != all)
       fail("input " + std::to_string(i / B) + ", bucket " + std::to_string(i % B) +
            ": its ranks do not hold every position once (position bits damaged)");
   for (std::size_t u = 0; u < S * in; ++u) {
-    const std::uint16_t* row = v.units + u * B;
     double sum = 0;
     for (std::size_t b = 0; b < B; ++b) {
-      const float w = kernels::half_to_float(row[b]);
+      const float w = v.weight(u, b);
       if (!std::isfinite(w)) fail("unit " + std::to_string(u) + " holds a non-finite weight at bucket " + std::to_string(b));
       sum += std::fabs(w);
     }
@@ -67,7 +66,7 @@ EffortCheckReport check_effort_file(const std::filesystem::path& path) {
   }
   const EffortCheckpoint checkpoint = load_effort_checkpoint(path, 1.0f);
   const ModelConfig& c = checkpoint.config;
-  std::size_t bucket_size = 0;
+  std::string layout;
   for (std::size_t l = 0; l < checkpoint.weights.layers.size(); ++l) {
     const LayerWeights& layer = checkpoint.weights.layers[l];
     const Matrix* matrices[kNumMatrixKinds] = {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
@@ -75,7 +74,7 @@ EffortCheckReport check_effort_file(const std::filesystem::path& path) {
     for (int k = 0; k < kNumMatrixKinds; ++k) {
       const auto& m = std::get<BucketMatrix>(*matrices[k]);
       check_buckets("[effort-check] " + path.string() + ": " + projection_name(int(l), MatrixKind(k)), m);
-      bucket_size = m.view.bucket_size;
+      layout = layout_name(m.view.bucket_size, m.view.weights);
       ++report.matrices;
     }
   }
@@ -84,7 +83,7 @@ EffortCheckReport check_effort_file(const std::filesystem::path& path) {
                            ", " + std::to_string(c.num_attention_heads) + " heads (" +
                            std::to_string(c.num_key_value_heads) + " kv), vocab " + std::to_string(c.vocab_size) +
                            (checkpoint.tokenizer_model ? ", with tokenizer" : ", no tokenizer"));
-  report.summary.push_back(std::to_string(report.matrices) + " bucketed matrices (" + layout_name(bucket_size) +
+  report.summary.push_back(std::to_string(report.matrices) + " bucketed matrices (" + layout +
                            "): positions, stats and probes consistent");
   return report;
 }

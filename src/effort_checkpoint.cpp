@@ -37,6 +37,9 @@ BucketMatrix bucketed(const EffortFile& file, const std::string& name, std::int6
   const std::int64_t S = m.value("bucket_size", std::int64_t(0));
   if (!kernels::valid_bucket_size(std::size_t(std::max<std::int64_t>(S, 0))))
     throw Error(ErrorCode::format, context + ": bucket_size must be 1, 2, 4, 8 or 16, got " + std::to_string(S));
+  const std::string weights = m.value("weights", "f16");
+  if (weights != "f16" && weights != "q8")
+    throw Error(ErrorCode::unsupported, context + ": weights " + weights + " are not ones this build reads (f16, q8)");
   const std::int64_t B = (out + S - 1) / S, units = S * in;
   BucketMatrix w;
   w.out_features = std::size_t(out);
@@ -44,7 +47,15 @@ BucketMatrix bucketed(const EffortFile& file, const std::string& name, std::int6
   w.view.num_buckets = std::size_t(B);
   w.view.num_inputs = std::size_t(in);
   w.view.bucket_size = std::size_t(S);
-  w.view.units = reinterpret_cast<const std::uint16_t*>(file.get(name + ".units", "U16", {units, B}).data);
+  w.view.weights = weights == "q8" ? kernels::BucketWeights::q8 : kernels::BucketWeights::f16;
+  if (w.view.weights == kernels::BucketWeights::q8) {
+    w.view.units = file.get(name + ".units", "I8", {units, B}).data;
+    const auto blocks = std::int64_t(w.view.num_blocks());
+    w.view.scales = reinterpret_cast<const std::uint16_t*>(file.get(name + ".scales", "F16", {units, blocks}).data);
+  } else {
+    w.view.units = file.get(name + ".units", "U16", {units, B}).data;
+    w.view.scales = nullptr;
+  }
   w.view.stats = reinterpret_cast<const float*>(file.get(name + ".stats", "F32", {units}).data);
   const auto& probes = file.get(name + ".probe_units");
   const std::int64_t n = probes.shape.size() == 1 ? probes.shape[0] : -1;

@@ -366,25 +366,19 @@ class GgufSource : public SourceModel {
     return out;
   }
 
-  // F32/F16/BF16 in place, q/k rows reordered into a copy, quantized types dequantized to an
-  // F16 copy.
+  // F32/F16/BF16/Q8_0 in place, q/k rows reordered into a copy, other quantized types
+  // dequantized to an F16 copy.
   DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const GgufTensor& t = tensor(name, shape);
     const GgufType type = GgufType(t.type);
-    if (is_dequantizable(t.type)) {
-      const auto values = floats(name, shape);
-      auto copy = aligned_bytes(values.size() * 2);
-      for (std::size_t i = 0; i < values.size(); ++i) {
-        const std::uint16_t h = kernels::float_to_half(values[i]);
-        std::memcpy(copy.get() + 2 * i, &h, 2);
-      }
-      return DenseBytes{kernels::DType::f16, copy.get(), values.size() * 2, copy};
-    }
-    const kernels::DType dtype = type == GgufType::f32 ? kernels::DType::f32
-                                 : type == GgufType::f16 ? kernels::DType::f16 : kernels::DType::bf16;
+    if (is_dequantizable(t.type) && type != GgufType::q8_0) return f16_copy(floats(name, shape));
+    const kernels::DType dtype = type == GgufType::f32    ? kernels::DType::f32
+                                 : type == GgufType::f16  ? kernels::DType::f16
+                                 : type == GgufType::q8_0 ? kernels::DType::q8_0
+                                                          : kernels::DType::bf16;
     if (!permuted(name)) return DenseBytes{dtype, t.data, std::size_t(t.num_bytes), nullptr};
     auto copy = aligned_bytes(t.num_bytes);
-    unpermute_rows(name, t.data, copy.get(), std::size_t(shape[1]) * kernels::dtype_size(dtype));
+    unpermute_rows(name, t.data, copy.get(), kernels::dtype_bytes(dtype, std::size_t(shape[1])));
     return DenseBytes{dtype, copy.get(), std::size_t(t.num_bytes), copy};
   }
 

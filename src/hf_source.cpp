@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "effort/error.h"
+#include "kernels/fp16.h"
 #include "safetensors.h"
 #include "source_model.h"
 
@@ -55,7 +56,7 @@ class HfSource : public SourceModel {
   DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const TensorView& t = checkpoint_.get(name, shape);
     DenseBytes out{t.dtype(), t.data, t.num_bytes, nullptr};  // dtype() throws for the unreadable ones
-    if (reinterpret_cast<std::uintptr_t>(t.data) % kernels::dtype_size(out.dtype) != 0) {
+    if (reinterpret_cast<std::uintptr_t>(t.data) % kernels::dtype_bytes(out.dtype, 1) != 0) {
       auto copy = aligned_bytes(t.num_bytes);
       std::memcpy(copy.get(), t.data, t.num_bytes);
       out.data = copy.get();
@@ -79,6 +80,15 @@ std::unique_ptr<SourceModel> open_hf_source(const std::filesystem::path& folder)
 std::shared_ptr<std::uint8_t[]> aligned_bytes(std::size_t n) {
   return std::shared_ptr<std::uint8_t[]>(new (std::align_val_t(64)) std::uint8_t[n],
                                          [](std::uint8_t* p) { operator delete[](p, std::align_val_t(64)); });
+}
+
+DenseBytes f16_copy(const std::vector<float>& values) {
+  auto copy = aligned_bytes(values.size() * 2);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const std::uint16_t h = kernels::float_to_half(values[i]);
+    std::memcpy(copy.get() + 2 * i, &h, 2);
+  }
+  return DenseBytes{kernels::DType::f16, copy.get(), values.size() * 2, copy};
 }
 
 }  // namespace effort

@@ -30,7 +30,7 @@ void for_each_streamed(ModelWeights& w, Place place) {
     if (!placed.count(data)) placed[data] = place(data, bytes);
     return placed[data];
   };
-  auto dense = [&](DenseMatrix& m) { m.data = once(m.data, m.rows * m.cols * kernels::dtype_size(m.dtype)); };
+  auto dense = [&](DenseMatrix& m) { m.data = once(m.data, m.rows * kernels::dtype_bytes(m.dtype, m.cols)); };
   dense(w.embed_tokens);
   dense(w.lm_head);
   for (auto& layer : w.layers)
@@ -40,8 +40,9 @@ void for_each_streamed(ModelWeights& w, Place place) {
         dense(*d);
       } else {
         auto& b = std::get<BucketMatrix>(*m);
-        const std::size_t bytes = b.loaded_units * b.view.num_buckets * sizeof(std::uint16_t);
-        b.view.units = static_cast<const std::uint16_t*>(once(b.view.units, bytes));
+        b.view.units = once(b.view.units, b.loaded_units * b.view.num_buckets * b.view.entry_bytes());
+        if (b.view.scales)
+          b.view.scales = static_cast<const std::uint16_t*>(once(b.view.scales, b.loaded_units * b.view.num_blocks() * 2));
       }
     }
 }
@@ -106,7 +107,8 @@ ChatFormat Model::chat_format() const { return detect_chat_format(impl_->chat_te
 
 std::string Model::layout() const {
   if (!bucketed()) return "dense";
-  return layout_name(std::get<BucketMatrix>(impl_->weights.layers[0].q_proj).view.bucket_size);
+  const auto& view = std::get<BucketMatrix>(impl_->weights.layers[0].q_proj).view;
+  return layout_name(view.bucket_size, view.weights);
 }
 
 const ModelConfig& Model::config() const { return impl_->config; }

@@ -34,8 +34,8 @@ class SourceModel {
   virtual std::string chat_template() const = 0;
   // Throw effort::Error naming the tensor when it is missing or its shape differs.
   virtual std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const = 0;
-  // In a dtype the runtime reads (F32/F16/BF16 as stored; quantized types as F16), in place
-  // when possible.
+  // In a dtype the runtime reads (F32/F16/BF16/Q8_0 as stored; other quantized types as F16),
+  // in place when possible.
   virtual DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const = 0;
 };
 
@@ -44,5 +44,7 @@ std::unique_ptr<SourceModel> open_hf_source(const std::filesystem::path& folder)
 
 // A copy of n bytes in 64-byte aligned memory, for DenseBytes::copy.
 std::shared_ptr<std::uint8_t[]> aligned_bytes(std::size_t n);
+// values rounded to F16, in a copy.
+DenseBytes f16_copy(const std::vector<float>& values);
 
 }  // namespace effort

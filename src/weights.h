@@ -21,7 +21,7 @@ struct DenseMatrix {
   std::size_t rows = 0, cols = 0;
 
   const void* row(std::size_t r) const {
-    return static_cast<const std::uint8_t*>(data) + r * cols * kernels::dtype_size(dtype);
+    return static_cast<const std::uint8_t*>(data) + r * kernels::dtype_bytes(dtype, cols);
   }
 };
 

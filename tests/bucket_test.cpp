@@ -47,10 +47,14 @@ std::vector<double> exact_product(const std::vector<float>& w, const std::vector
   return y;
 }
 
+using kernels::BucketWeights;
+constexpr BucketWeights kWeights[] = {BucketWeights::f16, BucketWeights::q8};
+
 BucketizedMatrix convert(const std::vector<float>& w, std::size_t out, std::size_t in, std::size_t bucket_size,
-                         std::uint64_t seed = 7) {
+                         BucketWeights weights = BucketWeights::f16, std::uint64_t seed = 7) {
   BucketizeOptions o;
   o.bucket_size = bucket_size;
+  o.weights = weights;
   o.seed = seed;
   return bucketize(w.data(), out, in, o, "w");
 }
@@ -104,27 +108,69 @@ TEST_CASE("a weight's position goes into the nearest fp16 that has those low bit
       }
 }
 
+TEST_CASE("a q8 entry is the nearest int8 with the position's low bits", "[effort]") {
+  std::mt19937 rng(10);
+  std::vector<float> values = {0.0f, -0.0f, 127.0f, -127.0f, 127.4f, -128.0f, 0.5f, -0.5f, 1.5f, 2.0f, -2.0f};
+  for (auto v : gaussian(300, rng, 50.0f)) values.push_back(std::clamp(v, -127.0f, 127.0f));
+  for (std::size_t size : kBucketSizes)
+    for (float v : values)
+      for (unsigned p = 0; p < size; ++p) {
+        CAPTURE(size, v, p);
+        const int q = encode_q8_with_position(v, p, size);
+        REQUIRE(kernels::bucket_position(q, size) == p);
+        // Brute force over every int8 with those low bits.
+        float best = INFINITY;
+        int nearest = 0;
+        for (int c = -128; c <= 127; ++c) {
+          if (kernels::bucket_position(c, size) != p) continue;
+          const float d = std::fabs(float(c) - v);
+          if (d < best) best = d, nearest = 0;
+          if (d == best) ++nearest;
+        }
+        REQUIRE(std::fabs(float(q) - v) == best);
+        if (nearest == 2) REQUIRE((q & int(size)) == 0);  // ties as round-half-to-even
+      }
+}
+
 TEST_CASE("buckets are sorted, hold every position once, and stats are their means", "[effort]") {
   std::mt19937 rng(2);
   const std::size_t out = 48, in = 10;
   const auto w = gaussian(out * in, rng, 1.0f);
-  for (std::size_t S : kBucketSizes) {
-    CAPTURE(S);
-    const auto b = convert(w, out, in, S);
+  for (std::size_t S : kBucketSizes)
+  for (BucketWeights weights : kWeights) {
+    CAPTURE(S, int(weights));
+    const auto b = convert(w, out, in, S, weights);
+    const auto v = as_matrix(b, b.num_units()).view;
     REQUIRE(b.num_buckets == out / S);
     for (std::size_t j = 0; j < in; ++j)
       for (std::size_t bucket = 0; bucket < b.num_buckets; ++bucket) {
         unsigned seen = 0;
         float previous = INFINITY;
         for (std::size_t k = 0; k < S; ++k) {
-          const std::uint16_t e = b.units[(k * in + j) * b.num_buckets + bucket];
-          const unsigned p = kernels::bucket_position(e, S);
+          const std::size_t u = k * in + j;
+          const unsigned p = kernels::bucket_position(v.entry_bits(u, bucket), S);
           seen |= 1u << p;
           const float original = w[(bucket * S + p) * in + j];
-          // The entry is the weight at the position it names, moved by at most S/2 fp16 steps
-          // (2^-10 relative each, 2^-24 for subnormal halves) to carry its position bits.
-          REQUIRE(std::fabs(kernels::half_to_float(e) - original) <=
-                  (0.5 + double(S) / 2) * (std::fabs(original) * 0x1p-10 + 0x1p-24));
+          if (weights == BucketWeights::f16) {
+            // The entry is the weight at the position it names, moved by at most S/2 fp16 steps
+            // (2^-10 relative each, 2^-24 for subnormal halves) to carry its position bits.
+            REQUIRE(v.entry_scale(u, bucket) == 1.0f);
+            REQUIRE(std::fabs(v.weight(u, bucket) - original) <=
+                    (0.5 + double(S) / 2) * (std::fabs(original) * 0x1p-10 + 0x1p-24));
+          } else {
+            // Its block's scale is fp16(absmax / (128 - S/2)) over the unit row's rank-k weights in
+            // the block, and the entry is at most S/2 steps from the weight, plus the fp16
+            // rounding of the weight and of the scale (which can push |w| / scale past 128 - S/2).
+            float absmax = 0;
+            const std::size_t block = bucket / kernels::kQ8Block * kernels::kQ8Block;
+            for (std::size_t c = block; c < std::min(b.num_buckets, block + kernels::kQ8Block); ++c) {
+              const float wc = w[(c * S + kernels::bucket_position(v.entry_bits(u, c), S)) * in + j];
+              absmax = std::max(absmax, std::fabs(kernels::half_to_float(kernels::float_to_half(wc))));
+            }
+            const float d = v.entry_scale(u, bucket);
+            REQUIRE(d == kernels::half_to_float(kernels::float_to_half(absmax / (128.0f - float(S) / 2))));
+            REQUIRE(std::fabs(v.weight(u, bucket) - original) <= (double(S) / 2 + 0.1) * d + std::fabs(original) * 0x1p-10);
+          }
           // Sorted by the fp16 magnitude before the position bits moved it.
           const float rounded = std::fabs(kernels::half_to_float(kernels::float_to_half(original)));
           REQUIRE(rounded <= previous);
@@ -134,7 +180,7 @@ TEST_CASE("buckets are sorted, hold every position once, and stats are their mea
       }
     for (std::size_t r = 0; r < S * in; ++r) {
       double sum = 0;
-      for (std::size_t bucket = 0; bucket < b.num_buckets; ++bucket) sum += std::fabs(kernels::half_to_float(b.units[r * b.num_buckets + bucket]));
+      for (std::size_t bucket = 0; bucket < b.num_buckets; ++bucket) sum += std::fabs(v.weight(r, bucket));
       REQUIRE(b.stats[r] == Approx(sum / double(b.num_buckets)).epsilon(1e-6));
     }
     // Fewer rows than max_probes: every row is a probe, in order, with its stat.
@@ -152,8 +198,9 @@ TEST_CASE("SIMD dispatch and bucket product equal the scalar reference bit for b
   for (auto [out, in] : {std::pair<std::size_t, std::size_t>{16, 1}, {40, 7}, {256, 33}, {272, 64}, {1024, 100}, {100, 19}}) {
     const auto w = gaussian(out * in, rng, 0.02f);
     const auto x = heavy_tailed(in, rng);
-    for (std::size_t size : kBucketSizes) {
-      const auto b = convert(w, out, in, size);
+    for (std::size_t size : kBucketSizes)
+    for (BucketWeights weights : kWeights) {
+      const auto b = convert(w, out, in, size, weights);
       const BucketMatrix m = as_matrix(b, b.num_units());
       const auto& ref = kernels::kernel_table(Arch::scalar);
       for (float cutoff : {-1.0f, 0.0f, 0.01f, 0.05f}) {
@@ -165,7 +212,7 @@ TEST_CASE("SIMD dispatch and bucket product equal the scalar reference bit for b
         ref.bucket_matvec(yr.data(), m.view, list_ref.data(), xs_ref.data(), n_ref);
         REQUIRE(yr.back() == 7.0f);  // nothing written past the padded outputs
         for (Arch arch : arches()) {
-          CAPTURE(kernels::arch_name(arch), out, in, size, cutoff);
+          CAPTURE(kernels::arch_name(arch), out, in, size, int(weights), cutoff);
           const auto& k = kernels::kernel_table(arch);
           const std::size_t n = k.bucket_dispatch(list.data(), xs.data(), m.view, x.data(), units, cutoff);
           REQUIRE(n == n_ref);
@@ -185,13 +232,14 @@ TEST_CASE("effort 1 is the dense product of the decoded weights, for every bucke
   const std::size_t out = 300, in = 200;
   const auto w = gaussian(out * in, rng, 0.02f);
   const auto x = heavy_tailed(in, rng);
-  for (std::size_t size : kBucketSizes) {
-    const auto b = convert(w, out, in, size);
+  for (std::size_t size : kBucketSizes)
+  for (BucketWeights weights : kWeights) {
+    const auto b = convert(w, out, in, size, weights);
     const auto decoded = decode_buckets(as_matrix(b, b.num_units()), b.num_units());
     const auto exact = exact_product(decoded, x, out, in);
     for (Arch arch : arches()) {
       const auto [y, fraction] = run(as_matrix(b, b.num_units()), x, 1.0f, arch);
-      CAPTURE(size, kernels::arch_name(arch));
+      CAPTURE(size, int(weights), kernels::arch_name(arch));
       REQUIRE(fraction == 1.0);
       for (std::size_t o = 0; o < out; ++o) {
         // The terms that reach output o: its own, and for S = 2 (position 0 = bucket total less
@@ -201,8 +249,9 @@ TEST_CASE("effort 1 is the dense product of the decoded weights, for every bucke
         for (std::size_t r = first; r < last; ++r)
           for (std::size_t j = 0; j < in; ++j) magnitude += std::fabs(double(decoded[r * in + j]) * x[j]);
         // fp32 fused sums of up to 2*in terms, one subtraction, and the adds of the list's parts:
-        // Higham's bound (2*in + 1 + kBucketParts) * 2^-24 * sum|terms|.
-        REQUIRE(std::fabs(y[o] - exact[o]) <= double(2 * in + 1 + kBucketParts) * 0x1p-24 * magnitude);
+        // Higham's bound (2*in + 1 + kBucketParts) * 2^-24 * sum|terms|; q8 terms are
+        // entry * (x * scale), with one more rounding (a decoded q8 weight is exact in fp32).
+        REQUIRE(std::fabs(y[o] - exact[o]) <= double(2 * in + 2 + kBucketParts) * 0x1p-24 * magnitude);
       }
     }
   }
@@ -213,8 +262,9 @@ TEST_CASE("the batched product is effort 1 for every vector: arches, bucket size
   const std::size_t out = 300, in = 200, n = 14;
   const auto w = gaussian(out * in, rng, 0.02f);
   const auto x = heavy_tailed(n * in, rng);
-  for (std::size_t size : kBucketSizes) {
-    const auto b = convert(w, out, in, size);
+  for (std::size_t size : kBucketSizes)
+  for (BucketWeights weights : kWeights) {
+    const auto b = convert(w, out, in, size, weights);
     for (std::size_t kept : {b.num_units(), b.num_units() * 3 / 4 + 5}) {  // all, and a partial load
       const BucketMatrix m = as_matrix(b, kept);
       const auto decoded = decode_buckets(m, kept);
@@ -222,7 +272,7 @@ TEST_CASE("the batched product is effort 1 for every vector: arches, bucket size
       for (auto [arch, threads] : {std::pair{Arch::scalar, 1}, {Arch::avx2, 1}, {Arch::avx512, 1}, {kernels::best_arch(), 2},
                                    {kernels::best_arch(), 3}}) {
         if (!kernels::arch_supported(arch)) continue;
-        CAPTURE(size, kept, kernels::arch_name(arch), threads);
+        CAPTURE(size, int(weights), kept, kernels::arch_name(arch), threads);
         ThreadPool pool(threads);
         EffortState state;
         std::vector<float> y(n * out), packed;
@@ -265,12 +315,12 @@ TEST_CASE("the work done tracks effort and quality falls smoothly", "[effort]") 
   const auto w = gaussian(out * in, rng, 0.02f);
   const auto x = heavy_tailed(in, rng);
   const auto exact = exact_product(w, x, out, in);
-  for (std::size_t size : {2, 16}) {
-    const auto b = convert(w, out, in, size, 11);
+  for (auto [size, weights] : {std::pair{2, BucketWeights::f16}, {16, BucketWeights::f16}, {2, BucketWeights::q8}}) {
+    const auto b = convert(w, out, in, std::size_t(size), weights, 11);
     double previous_cos = 1.0;
     for (float effort : {1.0f, 0.75f, 0.5f, 0.25f, 0.125f, 0.0625f, 0.01f}) {
       const auto [y, fraction] = run(as_matrix(b, b.num_units()), x, effort, kernels::best_arch(), 2);
-      CAPTURE(size, effort, fraction);
+      CAPTURE(size, int(weights), effort, fraction);
       // 4096 probes: the dispatched fraction's sampling error is about sqrt(e(1-e)/4096) <= 0.8%;
       // allow 3%.
       REQUIRE(std::fabs(fraction - effort) <= 0.03);
@@ -280,8 +330,9 @@ TEST_CASE("the work done tracks effort and quality falls smoothly", "[effort]") 
       REQUIRE(cos > 0.3);  // never a zero or unrelated vector
       REQUIRE(cos <= previous_cos + 1e-4);
       previous_cos = cos;
-      // Every weight in fp16, moved by at most S/2 steps for its position bits.
-      if (effort == 1.0f) REQUIRE(cos > 0.9999);
+      // Every weight in fp16, moved by at most S/2 steps for its position bits; q8: an int8 of
+      // 7 bits beside the position bit (measured 0.99993).
+      if (effort == 1.0f) REQUIRE(cos > (weights == BucketWeights::q8 ? 0.9997 : 0.9999));
       // Measured: 0.994 (S = 16) and 0.990 (S = 2) with these heavy-tailed inputs.
       if (effort == 0.5f) REQUIRE(cos > 0.98);
     }
@@ -293,8 +344,9 @@ TEST_CASE("the effort product does not depend on the thread count", "[effort]") 
   const std::size_t out = 2048, in = 512;
   const auto w = gaussian(out * in, rng, 0.02f);
   const auto x = heavy_tailed(in, rng);
-  for (std::size_t size : kBucketSizes) {
-    const auto b = convert(w, out, in, size, 3);
+  for (std::size_t size : kBucketSizes)
+  for (BucketWeights weights : kWeights) {
+    const auto b = convert(w, out, in, size, weights, 3);
     for (float effort : {1.0f, 0.3f, 0.02f}) {
       const auto one = run(as_matrix(b, b.num_units()), x, effort, kernels::best_arch(), 1).first;
       for (int threads : {2, 3, 16}) REQUIRE(run(as_matrix(b, b.num_units()), x, effort, kernels::best_arch(), threads).first == one);
@@ -307,8 +359,8 @@ TEST_CASE("partial loading equals the full matrix with the trailing units remove
   const std::size_t out = 96, in = 80;
   const auto w = gaussian(out * in, rng, 0.02f);
   const auto x = heavy_tailed(in, rng);
-  for (std::size_t size : {2, 16}) {
-    const auto b = convert(w, out, in, size, 3);
+  for (auto [size, weights] : {std::pair{std::size_t(2), BucketWeights::f16}, {16, BucketWeights::f16}, {2, BucketWeights::q8}}) {
+    const auto b = convert(w, out, in, size, weights, 3);
     const std::size_t kept = size * in * 3 / 4;  // mem_fraction 0.75
     const auto exact = exact_product(decode_buckets(as_matrix(b, kept), kept), x, out, in);
     const auto [y, fraction] = run(as_matrix(b, kept), x, 1.0f, kernels::best_arch());

@@ -16,18 +16,21 @@ using Catch::Contains;
 
 namespace {
 
-// The fixture converted once per test run and bucket size (default: the converter's).
-const std::filesystem::path& fixture_effort(std::size_t bucket_size = ConvertOptions{}.bucket_size) {
+// The fixture converted once per test run, bucket size and weights (default: the converter's).
+const std::filesystem::path& fixture_effort(std::size_t bucket_size = ConvertOptions{}.bucket_size,
+                                            kernels::BucketWeights weights = ConvertOptions{}.weights) {
   static test::TempDir dir;
-  static std::map<std::size_t, std::filesystem::path> paths;
-  if (!paths.count(bucket_size)) {
-    const auto p = dir / ("stories260K-" + std::to_string(bucket_size) + ".effort");
+  static std::map<std::pair<std::size_t, kernels::BucketWeights>, std::filesystem::path> paths;
+  const auto key = std::pair{bucket_size, weights};
+  if (!paths.count(key)) {
+    const auto p = dir / ("stories260K-" + layout_name(bucket_size, weights) + ".effort");
     ConvertOptions options;
     options.bucket_size = bucket_size;
+    options.weights = weights;
     convert_to_effort(test::fixture_model(), p, options);
-    paths[bucket_size] = p;
+    paths[key] = p;
   }
-  return paths[bucket_size];
+  return paths[key];
 }
 
 std::vector<int> reference_ids(const char* name) {
@@ -48,9 +51,10 @@ const Matrix& matrix_of(const EffortCheckpoint& c, const std::string& name) {
 
 // A dense HF checkpoint whose projections are the .effort file's decoded buckets (the first
 // `rows_fraction` of each matrix's rows), everything else copied from the fixture.
-void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction, std::size_t bucket_size) {
-  const EffortFile file(fixture_effort(bucket_size));
-  const EffortCheckpoint bucketed = load_effort_checkpoint(fixture_effort(bucket_size), rows_fraction);
+void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction, std::size_t bucket_size,
+                              kernels::BucketWeights weights = ConvertOptions{}.weights) {
+  const EffortFile file(fixture_effort(bucket_size, weights));
+  const EffortCheckpoint bucketed = load_effort_checkpoint(fixture_effort(bucket_size, weights), rows_fraction);
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
   std::map<std::string, test::RawTensor> tensors;
   for (const auto& [name, view] : source.tensors()) {
@@ -72,23 +76,27 @@ void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fract
 TEST_CASE("at effort 1 the .effort model is the dense model of its decoded weights", "[model][effort]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::size_t bucket_size = GENERATE(1, 2, 4, 8, 16);
+  const auto weights = GENERATE(kernels::BucketWeights::f16, kernels::BucketWeights::q8);
+  CAPTURE(bucket_size, int(weights));
   test::TempDir decoded;
-  write_decoded_checkpoint(decoded.path, 1.0f, bucket_size);
-  const Model bucketed = Model::load(fixture_effort(bucket_size));
+  write_decoded_checkpoint(decoded.path, 1.0f, bucket_size, weights);
+  const Model bucketed = Model::load(fixture_effort(bucket_size, weights));
   REQUIRE(bucketed.bucketed());
   const Model dense = Model::load(decoded.path);
   const auto ids = reference_ids("greedy_bos64");
   Session a = bucketed.new_session(), b = dense.new_session();
   const auto za = test::forward_each(a, ids), zb = test::forward_each(b, ids);
-  // Same weights, same fp32 math up to summation order (bucket rows vs matrix rows): the
-  // reorder tolerance used against run.c.
+  // Same weights, same fp32 math up to summation order (bucket rows vs matrix rows; q8 scales
+  // the input, not the weight): the reorder tolerance used against run.c.
   for (std::size_t t = 0; t < ids.size(); ++t) REQUIRE(test::max_abs_diff(za[t].data(), zb[t].data(), za[t].size()) < 1e-4f);
   REQUIRE(a.effort_stats().overall() == 1.0);
 }
 
 TEST_CASE("at effort 1 the .effort model stays close to the original and keeps its greedy story", "[model][effort]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
-  const Model model = Model::load(fixture_effort());
+  const auto weights = GENERATE(kernels::BucketWeights::f16, kernels::BucketWeights::q8);
+  CAPTURE(int(weights));
+  const Model model = Model::load(fixture_effort(ConvertOptions{}.bucket_size, weights));
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
   const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_greedy_bos64.json");
   const auto expected = test::read_f32_file(test::reference_dir() / "stories260K" / "logits_greedy_bos64.f32");
@@ -103,11 +111,11 @@ TEST_CASE("at effort 1 the .effort model stays close to the original and keeps i
   }
   WARN("effort 1 .effort vs run.c: max |logit difference| " << worst << ", largest |logit| " << largest
                                                             << ", same top-1 " << same_top1 << "/" << z.size());
-  // Each weight keeps 6 of fp16's 10 mantissa bits: relative error uniform in +-2^-7, 0.45% rms,
+  // fp16 entries: each weight keeps 6 of fp16's 10 mantissa bits: relative error uniform in +-2^-7, 0.45% rms,
   // independent across weights, so each projection output moves by ~0.45% of its size. A logit
   // sits behind 35 projections (7 per layer x 5), which compound to ~sqrt(35) * 0.45% = 2.7% rms
-  // of the logit scale; 5% of the largest logit bounds that, while a wrong decode or position
-  // moves logits by units.
+  // of the logit scale; 5% of the largest logit bounds that (q8 entries: measured 2.7%), while a
+  // wrong decode or position moves logits by units.
   REQUIRE(worst < 0.05f * largest);
   REQUIRE(same_top1 >= int(z.size()) - 1);
   // And the recorded greedy continuation: all 200 reference tokens.
@@ -116,7 +124,15 @@ TEST_CASE("at effort 1 the .effort model stays close to the original and keeps i
   greedy.max_new_tokens = 200;
   Session g = model.new_session();
   const std::vector<Token> bos = {1};
-  REQUIRE(g.generate(std::span<const Token>(bos), greedy).tokens == ref["generated_ids"].get<std::vector<Token>>());
+  const auto story = g.generate(std::span<const Token>(bos), greedy).tokens;
+  const auto expected_story = ref["generated_ids"].get<std::vector<Token>>();
+  const auto same = std::mismatch(story.begin(), story.end(), expected_story.begin(), expected_story.end()).first - story.begin();
+  WARN("greedy story: the first " << same << " of " << expected_story.size() << " tokens as run.c's");
+  // fp16 entries keep all 200 reference tokens. q8 entries hold 7 bits beside the position bit
+  // (logits move by up to 0.6 here, against 0.24 for llama.cpp's Q8_0 of the same model): a
+  // near tie eventually flips, measured after 115 tokens.
+  if (weights == kernels::BucketWeights::f16) REQUIRE(story == expected_story);
+  else REQUIRE(same >= 100);
 }
 
 TEST_CASE("lower effort does less work, stays finite, and degrades smoothly", "[model][effort]") {

@@ -42,8 +42,9 @@ std::vector<std::uint8_t> encode(GgufType type, const std::vector<float>& v) {
   return bytes;
 }
 
-// The fixture as a llama.cpp-style GGUF; matrices in `type`, norms in F32.
-void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool with_vocab = true) {
+// The fixture as a llama.cpp-style GGUF; matrices in `type`, norms in F32. as_f32: matrices
+// in F32, holding the values `type` would decode to.
+void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool with_vocab = true, bool as_f32 = false) {
   const auto c = ModelConfig::from_file(test::fixture_model() / "config.json");
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
   GgufWriter gguf;
@@ -79,7 +80,13 @@ void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool w
   const auto add = [&](const std::string& gguf_name, const std::string& hf_name, const std::vector<float>& values) {
     const auto d = dims(hf_name);
     const GgufType t = type == GgufType::q8_0 && d[0] % 32 != 0 ? GgufType::f16 : type;
-    gguf.add_tensor(gguf_name, t, d, encode(t, values));
+    if (!as_f32) return gguf.add_tensor(gguf_name, t, d, encode(t, values));
+    std::vector<float> decoded(values.size());
+    if (t == GgufType::f16)
+      for (std::size_t i = 0; i < values.size(); ++i) decoded[i] = kernels::half_to_float(kernels::float_to_half(values[i]));
+    else
+      dequantize(std::uint32_t(t), encode(t, values).data(), values.size(), decoded.data());
+    gguf.add_tensor(gguf_name, GgufType::f32, d, encode(GgufType::f32, decoded));
   };
   add("token_embd.weight", "model.embed_tokens.weight", hf("model.embed_tokens.weight"));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
@@ -161,6 +168,26 @@ TEST_CASE("a GGUF runs directly, dense, with the HF checkpoint's logits", "[mode
     // reorders the same rows as bytes). F16 and Q8_0 round the weights (relative steps 2^-11
     // and ~1/254): measured 0.011 and 0.24 at logits of magnitude ~15; the bounds allow 2.5x.
     REQUIRE(diff <= (type == GgufType::f32 ? 0.0f : type == GgufType::f16 ? 0.03f : 0.6f));
+  }
+}
+
+TEST_CASE("a Q8_0 GGUF runs in place with the logits of its dequantized weights, token by token and batched", "[model][gguf]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  write_fixture_gguf(dir / "q8.gguf", GgufType::q8_0);
+  write_fixture_gguf(dir / "f32.gguf", GgufType::q8_0, true, true);
+  const Model q8 = Model::load(dir / "q8.gguf"), f32 = Model::load(dir / "f32.gguf");
+  const std::vector<int> ids = {1, 403, 407, 261, 500, 30, 9};
+  for (kernels::Arch arch : {kernels::Arch::scalar, kernels::Arch::avx2, kernels::Arch::avx512}) {
+    if (!kernels::arch_supported(arch)) continue;
+    CAPTURE(kernels::arch_name(arch));
+    // The Q8_0 kernels decode to the same floats as the F32 copy and sum them in the same order:
+    // bit for bit.
+    Session a = q8.new_session({.kernel_arch = std::string(kernels::arch_name(arch))}), b = f32.new_session({.kernel_arch = std::string(kernels::arch_name(arch))});
+    REQUIRE(test::forward_each(a, ids) == test::forward_each(b, ids));
+    Session c = q8.new_session({.kernel_arch = std::string(kernels::arch_name(arch))}), d = f32.new_session({.kernel_arch = std::string(kernels::arch_name(arch))});
+    const auto batched = c.prefill(ids), expected = d.prefill(ids);
+    REQUIRE(std::equal(batched.begin(), batched.end(), expected.begin(), expected.end()));
   }
 }
 

@@ -43,7 +43,7 @@ std::vector<float> normals(std::size_t n, std::mt19937& rng, float scale = 1.0f)
 
 // Weight storage of a dtype holding the given (exactly representable) values.
 std::vector<std::uint8_t> encode(DType dtype, const std::vector<float>& values) {
-  std::vector<std::uint8_t> bytes(values.size() * dtype_size(dtype) + 64);
+  std::vector<std::uint8_t> bytes(values.size() * dtype_bytes(dtype, 1) + 64);
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (dtype == DType::f32) {
       std::memcpy(bytes.data() + 4 * i, &values[i], 4);
@@ -173,10 +173,10 @@ TEST_CASE("matvec of every dtype and arch equals the reference exactly on intege
         for (std::size_t off : kMisalign) {
           CAPTURE(arch_name(arch), dtype_name(dtype), rows, cols, off);
           auto bytes = encode(dtype, w);
-          bytes.insert(bytes.begin(), off * dtype_size(dtype), 0);
+          bytes.insert(bytes.begin(), off * dtype_bytes(dtype, 1), 0);
           Shifted sx(x, off);
           std::vector<float> y(rows + 1, -1.0f);
-          kernel_table(arch).matvec[int(dtype)](y.data(), bytes.data() + off * dtype_size(dtype), sx.data, rows, cols);
+          kernel_table(arch).matvec[int(dtype)](y.data(), bytes.data() + off * dtype_bytes(dtype, 1), sx.data, rows, cols);
           for (std::size_t r = 0; r < rows; ++r) REQUIRE(double(y[r]) == exact[r]);
           REQUIRE(y[rows] == -1.0f);  // nothing written past the end
         }
@@ -305,6 +305,45 @@ TEST_CASE("dense panels and panel products equal the scalar reference on every a
             REQUIRE(std::fabs(expected[j * 40 + o] - exact) <= 65 * 0x1p-24 * magnitude);
           }
       }
+    }
+  }
+}
+
+TEST_CASE("Q8_0 weights read in place give the products of their dequantized F32 values, on every arch", "[kernels]") {
+  std::mt19937 rng(11);
+  const std::size_t rows = 37, cols = 256;  // rows of 8 blocks; panels of chunks of 128 inputs
+  std::vector<std::uint8_t> q8(rows * dtype_bytes(DType::q8_0, cols));
+  std::vector<float> dequantized(rows * cols);
+  std::uniform_int_distribution<int> q(-128, 127);
+  for (std::size_t block = 0; block < rows * cols / kQ8_0Block; ++block) {
+    std::uint8_t* bytes = q8.data() + block * kQ8_0BlockBytes;
+    const std::uint16_t scale = float_to_half(std::fabs(normals(1, rng, 0.01f)[0]));
+    std::memcpy(bytes, &scale, 2);
+    for (std::size_t i = 0; i < kQ8_0Block; ++i) {
+      bytes[2 + i] = std::uint8_t(q(rng));
+      // int8 x fp16 has at most 19 significant bits: exact in F32.
+      dequantized[block * kQ8_0Block + i] = float(std::int8_t(bytes[2 + i])) * half_to_float(scale);
+    }
+  }
+  const auto x = normals(cols, rng);
+  std::vector<Arch> arches = simd_arches();
+  arches.push_back(Arch::scalar);
+  for (Arch arch : arches) {
+    CAPTURE(arch_name(arch));
+    const KernelTable& k = kernel_table(arch);
+    // The same floats in the same order as the F32 copy: bit for bit.
+    std::vector<float> y(rows), y_f32(rows);
+    k.matvec[int(DType::q8_0)](y.data(), q8.data(), x.data(), rows, cols);
+    k.matvec[int(DType::f32)](y_f32.data(), dequantized.data(), x.data(), rows, cols);
+    REQUIRE(y == y_f32);
+    std::vector<float> row(cols);
+    k.to_float[int(DType::q8_0)](row.data(), q8.data() + 5 * dtype_bytes(DType::q8_0, cols), cols);
+    REQUIRE(std::equal(row.begin(), row.end(), dequantized.begin() + 5 * cols));
+    for (std::size_t col0 : {std::size_t(0), std::size_t(128)}) {
+      std::vector<float> panel(128 * kPanelWidth), panel_f32(128 * kPanelWidth);
+      k.dense_panel[int(DType::q8_0)](panel.data(), q8.data(), cols, 32, col0, 128);
+      k.dense_panel[int(DType::f32)](panel_f32.data(), dequantized.data(), cols, 32, col0, 128);
+      REQUIRE(panel == panel_f32);
     }
   }
 }

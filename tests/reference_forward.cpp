@@ -33,6 +33,7 @@ struct ReferenceModel {
         case effort::kernels::DType::f32: v = effort::kernels::weight_at<effort::kernels::DType::f32>(t.data, std::size_t(i)); break;
         case effort::kernels::DType::f16: v = effort::kernels::weight_at<effort::kernels::DType::f16>(t.data, std::size_t(i)); break;
         case effort::kernels::DType::bf16: v = effort::kernels::weight_at<effort::kernels::DType::bf16>(t.data, std::size_t(i)); break;
+        case effort::kernels::DType::q8_0: v = effort::kernels::weight_at<effort::kernels::DType::q8_0>(t.data, std::size_t(i)); break;
       }
       m(i / c, i % c) = v;
     }

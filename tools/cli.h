@@ -16,6 +16,7 @@
 
 #include "effort/effort.h"
 #include "effort/error.h"
+#include "kernels/kernels.h"
 
 namespace effort::cli {
 
@@ -118,6 +119,19 @@ inline std::vector<std::size_t> parse_bucket_sizes(const std::string& flag, std:
   std::vector<std::size_t> sizes;
   for (const auto& item : split_list(text)) sizes.push_back(parse_bucket_size(flag, item));
   return sizes;
+}
+
+// "f16" or "q8": the entries of bucketed matrices.
+inline kernels::BucketWeights parse_bucket_weights(const std::string& flag, std::string_view text) {
+  if (text == "f16") return kernels::BucketWeights::f16;
+  if (text == "q8") return kernels::BucketWeights::q8;
+  throw UsageError(flag + ": expected f16 or q8, got '" + std::string(text) + "'");
+}
+
+inline std::vector<kernels::BucketWeights> parse_bucket_weights_list(const std::string& flag, std::string_view text) {
+  std::vector<kernels::BucketWeights> list;
+  for (const auto& item : split_list(text)) list.push_back(parse_bucket_weights(flag, item));
+  return list;
 }
 
 // "1,2,3" -> {1, 2, 3}
