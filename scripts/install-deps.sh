@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config
+  build-essential cmake ninja-build pkg-config
   libeigen3-dev libxsimd-dev nlohmann-json3-dev
   catch2 libbenchmark-dev
   libsentencepiece-dev libxxhash-dev
