@@ -3,12 +3,13 @@
 # one after the other, printed as one table (and kept as JSON).
 #
 #   bench/compare-llama.sh [--model F16.gguf | --layers N] [-t THREADS] [-r REPS] [-p N] [-n N]
-#                          [--efforts LIST] [--bucket-size S] [--no-mmap] [--out DIR]
+#                          [--efforts LIST] [--bucket-size S] [--weights LIST] [--no-mmap] [--out DIR]
 #
 # Without --model it writes a synthetic Mistral-7B-shaped GGUF (F16, random weights) with N
 # layers (default 8). llama.cpp runs the F16 file and its own Q8_0 and Q4_0 quantizations of it;
-# we run the F16 file directly (dense) and its effort-convert'ed .effort (buckets of S, default
-# the converter's) at each effort.
+# we run the F16 file and llama.cpp's Q8_0 file directly (dense) and the F16 file's
+# effort-convert'ed .effort files (buckets of S, default the converter's; entries of each of
+# --weights, default f16,q8) at each effort.
 # --no-mmap loads weights into process memory in both engines (llama-bench -lm none).
 #
 # llama.cpp comes from the npm registry: the node-llama-cpp package carries the llama.cpp
@@ -23,7 +24,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${EFFORT_BIN:-$here/build/bin}
 cache=${EFFORT_CACHE:-$HOME/.cache/effort}
 node_llama_cpp_version=${NODE_LLAMA_CPP_VERSION:-3.22.1}
-model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out="" no_mmap="" bucket_size=2
+model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out="" no_mmap="" bucket_size=2 weights=f16,q8
 
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
     -n) n_gen=$2; shift 2 ;;
     --efforts) efforts=$2; shift 2 ;;
     --bucket-size) bucket_size=$2; shift 2 ;;
+    --weights) weights=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-mmap) no_mmap=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -95,8 +97,12 @@ fi
 [ -f "$model" ] || { echo "compare-llama.sh: --model $model: no such file" >&2; exit 1; }
 stem=$cache/models/$(basename "$model" .gguf)
 # Named by layout and file format version, so that a cached file of an older build is not reused.
-effort_model=$stem-buckets$bucket_size-v3.effort
-[ -f "$effort_model" ] || "$bin/effort-convert" "$model" -o "$effort_model" --bucket-size "$bucket_size"
+effort_models=()
+for w in ${weights//,/ }; do
+  effort_model=$stem-buckets$bucket_size$([ "$w" = f16 ] || echo "-$w")-v3.effort
+  [ -f "$effort_model" ] || "$bin/effort-convert" "$model" -o "$effort_model" --bucket-size "$bucket_size" --weights "$w"
+  effort_models+=("$effort_model")
+done
 
 # --- runs -----------------------------------------------------------------------------------
 if [ -z "$skip_llama" ]; then
@@ -113,8 +119,17 @@ fi
 ours=(-p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" -o json ${no_mmap:+--no-mmap})
 echo "[compare] effort-bench $(basename "$model") (dense)" >&2
 "$bin/effort-bench" -m "$model" "${ours[@]}" >"$out/effort-dense.json"
-echo "[compare] effort-bench $(basename "$effort_model")" >&2
-"$bin/effort-bench" -m "$effort_model" "${ours[@]}" --effort "$efforts" --stages >"$out/effort.json"
+if [ -f "$stem-Q8_0.gguf" ]; then
+  echo "[compare] effort-bench $(basename "$stem-Q8_0.gguf") (dense)" >&2
+  "$bin/effort-bench" -m "$stem-Q8_0.gguf" "${ours[@]}" >"$out/effort-dense-Q8_0.json"
+fi
+rm -f "$out"/effort-buckets*.json
+for effort_model in "${effort_models[@]}"; do
+  layout=$(basename "$effort_model" -v3.effort)
+  layout=${layout#"$(basename "$stem")-"}
+  echo "[compare] effort-bench $(basename "$effort_model")" >&2
+  "$bin/effort-bench" -m "$effort_model" "${ours[@]}" --effort "$efforts" --stages >"$out/effort-$layout.json"
+done
 printf '%s\n' "${llama_version:-llama.cpp: skipped ($skip_llama)}" >"$out/versions.txt"
 
 # --- one table ------------------------------------------------------------------------------
@@ -130,12 +145,19 @@ for path in sorted(glob.glob(os.path.join(out, "llama-*.json"))):
 for r in json.load(open(os.path.join(out, "effort-dense.json"))):
     rows.append(("effort, GGUF as is (dense)", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
                  r["tps_sd"], r["reps"]))
-for r in json.load(open(os.path.join(out, "effort.json"))):
-    rows.append((f"effort .effort at {r['effort']:g}", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
-                 r["tps_sd"], r["reps"]))
+if os.path.exists(os.path.join(out, "effort-dense-Q8_0.json")):
+    for r in json.load(open(os.path.join(out, "effort-dense-Q8_0.json"))):
+        rows.append(("effort, Q8_0 GGUF as is (dense)", r["size_bytes"] / 2**30, r["threads"], r["test"], r["tps_mean"],
+                     r["tps_sd"], r["reps"]))
+layouts = sorted(glob.glob(os.path.join(out, "effort-buckets*.json")))
+for path in layouts:
+    layout = os.path.basename(path)[len("effort-"):-len(".json")]
+    for r in json.load(open(path)):
+        rows.append((f"effort .effort {layout} at {r['effort']:g}", r["size_bytes"] / 2**30, r["threads"], r["test"],
+                     r["tps_mean"], r["tps_sd"], r["reps"]))
 base = {row[3]: row[4] for row in rows if row[0] == "llama.cpp F16"}
 dense = {row[3]: row[4] for row in rows if row[0] == "effort, GGUF as is (dense)"}
-mmap = "weights in process memory (no mmap)" if json.load(open(os.path.join(out, "effort.json")))[0]["mmap"] is False else "weights memory-mapped"
+mmap = "weights in process memory (no mmap)" if json.load(open(os.path.join(out, "effort-dense.json")))[0]["mmap"] is False else "weights memory-mapped"
 print(f"{model}; {version or 'llama.cpp: skipped'}; {mmap}\n")
 print("| engine | size | threads | test | t/s | vs llama.cpp F16 | vs our dense |")
 print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
@@ -145,12 +167,14 @@ for name, size, threads, test, mean, sd, _ in rows:
     size_text = f"{size:.2f} GiB" if size >= 1 else f"{size * 1024:.2f} MiB"
     print(f"| {name} | {size_text} | {threads} | {test} | {mean:.2f} ± {sd:.2f} | {ratio} | {ratio_dense} |")
 print("\nour generation, ms per token by stage:\n")
-print("| effort | test | total | multiply | dispatch | attention | head | other |")
-print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-for r in json.load(open(os.path.join(out, "effort.json"))):
-    s = r.get("stages_ms_per_token")
-    if s:
-        cells = " | ".join(f"{s[k]:.1f} ({100 * s[k] / s['total']:.0f}%)" for k in ("multiply", "dispatch", "attention", "head", "other"))
-        print(f"| {r['effort']:g} | {r['test']} | {s['total']:.1f} | {cells} |")
+print("| layout | effort | test | total | multiply | dispatch | attention | head | other |")
+print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for path in layouts:
+    layout = os.path.basename(path)[len("effort-"):-len(".json")]
+    for r in json.load(open(path)):
+        s = r.get("stages_ms_per_token")
+        if s:
+            cells = " | ".join(f"{s[k]:.1f} ({100 * s[k] / s['total']:.0f}%)" for k in ("multiply", "dispatch", "attention", "head", "other"))
+            print(f"| {layout} | {r['effort']:g} | {r['test']} | {s['total']:.1f} | {cells} |")
 EOF
 echo "[compare] JSON and logs in $out" >&2
