@@ -11,6 +11,7 @@
 #include "bench_util.h"
 #include "bucketize.h"
 #include "cli.h"
+#include "gguf_quants.h"
 #include "svg_plot.h"
 #include "kernels/fp16.h"
 #include "linear.h"
@@ -27,7 +28,7 @@ constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   -t LIST         thread counts (default 1)
   -r N            timed repetitions per point, after one warm-up (default 7)
   --arch NAME     scalar, avx2 or avx512 (default: the best this CPU runs)
-  --json          print a JSON list instead of a markdown table
+  --json          print JSON ({"points", "formats", "matched"}) instead of markdown tables
   --plot FILE     also write an SVG plot: cosine similarity (Gaussian inputs) against time
                   relative to dense, one line per layout, shape and thread count
 Weights are N(0, 0.02) in fp16, with 0.5% of rows and 0.5% of columns 4x larger. Quality is the
@@ -36,7 +37,33 @@ with 3 degrees of freedom, 8 channels 20x larger). Several copies of each matrix
 that every product streams from memory; dense and effort products alternate, so a slow phase of
 a shared machine affects both alike. A * marks the points on the quality/time frontier of each
 shape and thread count: no other point is both faster and better (Gaussian cos).
+The same matrices quantized to llama.cpp's Q8_0, Q4_0 and Q4_K (x exact) give those formats'
+cos; for each of our layouts, the effort at which it reaches Q8_0's and Q4_0's Gaussian cos
+(linear between the measured efforts; "-" when no listed effort reaches it), and the time
+relative to dense there.
 )";
+
+struct Format {
+  const char* name;
+  std::uint32_t type;  // ggml type
+  double bytes_per_weight;
+};
+constexpr Format kFormats[] = {{"Q8_0", 8, 34.0 / 32}, {"Q4_0", 2, 18.0 / 32}, {"Q4_K", 12, 144.0 / 256}};
+
+// The lowest effort at which the layout's Gaussian cos reaches `target`, linear between measured
+// efforts, and the time ratio there; effort -1 when none reaches it.
+std::pair<double, double> effort_reaching(std::vector<std::pair<double, nlohmann::json>> points, double target) {
+  std::sort(points.begin(), points.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const double cos = points[i].second["cos_gauss"].get<double>(), time = points[i].second["time_ratio"].get<double>();
+    if (cos < target) continue;
+    if (i == 0) return {points[i].first, time};
+    const double cos0 = points[i - 1].second["cos_gauss"].get<double>(), time0 = points[i - 1].second["time_ratio"].get<double>();
+    const double f = (target - cos0) / (cos - cos0);
+    return {points[i - 1].first + f * (points[i].first - points[i - 1].first), time0 + f * (time - time0)};
+  }
+  return {-1.0, 0.0};
+}
 
 // Working set per shape: enough copies that no product finds its weights in cache.
 constexpr double kMinWorkingSetBytes = 512e6;
@@ -95,7 +122,7 @@ int run(int argc, char** argv) {
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
   }
 
-  nlohmann::json results = nlohmann::json::array();
+  nlohmann::json results = nlohmann::json::array(), formats = nlohmann::json::array(), matched = nlohmann::json::array();
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
     const std::size_t out = shape.out, in = shape.in;
@@ -124,6 +151,24 @@ int run(int argc, char** argv) {
       return y;
     };
     const auto exact_gauss = exact_product(x_gauss), exact_heavy = exact_product(x_heavy);
+    std::map<std::string, double> format_cos;
+    for (const Format& f : kFormats) {
+      if (in % quant_block_elements(f.type) != 0) continue;  // rows must be whole blocks
+      std::vector<float> wq(w.size());
+      dequantize(f.type, quantize(f.type, w.data(), w.size()).data(), w.size(), wq.data());
+      std::vector<float> y(out);
+      auto cos_of = [&](const std::vector<float>& x, const std::vector<double>& exact) {
+        for (std::size_t o = 0; o < out; ++o) {
+          double sum = 0;
+          for (std::size_t j = 0; j < in; ++j) sum += double(wq[o * in + j]) * x[j];
+          y[o] = float(sum);
+        }
+        return cosine(exact, y);
+      };
+      format_cos[f.name] = cos_of(x_gauss, exact_gauss);
+      formats.push_back({{"shape", name}, {"format", f.name}, {"bytes_per_weight", f.bytes_per_weight},
+                         {"cos_gauss", format_cos[f.name]}, {"cos_heavy", cos_of(x_heavy, exact_heavy)}});
+    }
 
     const double weight_bytes = double(out) * double(in) * 2;
     const std::size_t copies = std::max<std::size_t>(1, std::size_t(std::ceil(kMinWorkingSetBytes / weight_bytes)));
@@ -186,6 +231,7 @@ int run(int argc, char** argv) {
       }
     }
     // The frontier, per thread count: no other point is faster and better.
+    std::map<std::pair<std::string, int>, std::vector<std::pair<double, nlohmann::json>>> by_layout;
     for (auto& r : shape_results) {
       bool dominated = false;
       for (const auto& other : shape_results)
@@ -193,10 +239,19 @@ int run(int argc, char** argv) {
                      other["cos_gauss"].get<double>() > r["cos_gauss"].get<double>();
       r["frontier"] = !dominated;
       results.push_back(r);
+      by_layout[{r["layout"].get<std::string>(), r["threads"].get<int>()}].emplace_back(r["effort"].get<double>(), r);
+    }
+    for (const auto& [key, points] : by_layout) {
+      nlohmann::json m = {{"shape", name}, {"layout", key.first}, {"threads", key.second}};
+      for (const auto& [format, cos] : format_cos) {
+        const auto [effort, time] = effort_reaching(points, cos);
+        m[format] = effort < 0 ? nlohmann::json(nullptr) : nlohmann::json{{"effort", effort}, {"time_ratio", time}};
+      }
+      matched.push_back(m);
     }
   }
   if (json_out) {
-    std::printf("%s\n", results.dump(2).c_str());
+    std::printf("%s\n", nlohmann::json{{"points", results}, {"formats", formats}, {"matched", matched}}.dump(2).c_str());
   } else {
     std::printf("| shape | layout | effort | threads | dense ms | ms | time / dense | speed-up | GB/s | cos Gaussian | cos heavy | frontier |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -206,6 +261,23 @@ int run(int argc, char** argv) {
                   r["threads"].get<int>(), r["dense_ms"].get<double>(), r["ms"].get<double>(), r["time_ratio"].get<double>(),
                   r["speedup"].get<double>(), r["gbps"].get<double>(), r["cos_gauss"].get<double>(),
                   r["cos_heavy"].get<double>(), r["frontier"].get<bool>() ? "*" : "");
+    std::printf("\nllama.cpp's formats on the same matrices:\n\n| shape | format | bytes per weight | cos Gaussian | cos heavy |\n"
+                "|---|---|---|---|---|\n");
+    for (const auto& f : formats)
+      std::printf("| %s | %s | %.4f | %.5f | %.5f |\n", f["shape"].get<std::string>().c_str(),
+                  f["format"].get<std::string>().c_str(), f["bytes_per_weight"].get<double>(), f["cos_gauss"].get<double>(),
+                  f["cos_heavy"].get<double>());
+    std::printf("\nthe effort at which each layout reaches a format's Gaussian cos, and its time / dense there:\n\n"
+                "| shape | layout | threads | at Q8_0's cos | at Q4_0's cos | at Q4_K's cos |\n|---|---|---|---|---|---|\n");
+    for (const auto& m : matched) {
+      std::printf("| %s | %s | %d |", m["shape"].get<std::string>().c_str(), m["layout"].get<std::string>().c_str(),
+                  m["threads"].get<int>());
+      for (const char* format : {"Q8_0", "Q4_0", "Q4_K"}) {
+        if (!m.contains(format) || m[format].is_null()) std::printf(" - |");
+        else std::printf(" %.3f (%.3f) |", m[format]["effort"].get<double>(), m[format]["time_ratio"].get<double>());
+      }
+      std::printf("\n");
+    }
   }
   if (!plot.empty()) {
     std::map<std::string, cli::PlotSeries> series;

@@ -129,9 +129,7 @@ struct Entries<Avx512, std::uint16_t> {
 };
 template <>
 struct Entries<Avx512, std::int8_t> {
-  static __m512 decode(const std::int8_t* p) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-  }
+  static __m512 decode(const std::int8_t* p) { return int8_to_floats<Avx512>(p); }
   static __m128i raw(const std::int8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static __mmask16 test(__m128i raw, int bits) { return _mm_test_epi8_mask(raw, _mm_set1_epi8(char(bits))); }
   static __mmask16 equal(__m128i raw, int bits, int value) {
@@ -147,7 +145,7 @@ struct Entries<Avx2, std::uint16_t> {
 template <>
 struct Entries<Avx2, std::int8_t> {
   static __m256i ints(const std::int8_t* p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
-  static __m256 decode(const std::int8_t* p) { return _mm256_cvtepi32_ps(ints(p)); }
+  static __m256 decode(const std::int8_t* p) { return int8_to_floats<Avx2>(p); }
 };
 #endif
 

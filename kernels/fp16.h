@@ -65,6 +65,13 @@ static inline std::uint16_t float_to_half(float f) {
 
 static inline float bf16_to_float(std::uint16_t b) { return bits_to_float(std::uint32_t(b) << 16); }
 
+// The fp16 scale a Q8_0 block starts with.
+static inline float q8_0_scale(const void* block) {
+  std::uint16_t h;
+  std::memcpy(&h, block, 2);
+  return half_to_float(h);
+}
+
 // Element i of a weight array of dtype D, as a float.
 template <DType D>
 static inline float weight_at(const void* p, std::size_t i) {
@@ -73,9 +80,7 @@ static inline float weight_at(const void* p, std::size_t i) {
   if constexpr (D == DType::bf16) return bf16_to_float(static_cast<const std::uint16_t*>(p)[i]);
   if constexpr (D == DType::q8_0) {
     const auto* block = static_cast<const std::uint8_t*>(p) + i / kQ8_0Block * kQ8_0BlockBytes;
-    std::uint16_t scale;
-    std::memcpy(&scale, block, 2);
-    return float(std::int8_t(block[2 + i % kQ8_0Block])) * half_to_float(scale);
+    return float(std::int8_t(block[2 + i % kQ8_0Block])) * q8_0_scale(block);
   }
 }
 

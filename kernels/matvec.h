@@ -23,9 +23,38 @@ static inline void matvec(float* y, const void* w, const float* x, std::size_t r
 }  // namespace reference
 
 namespace simd {
+
+// N Q8_0 rows from `row` on: each block's 32 products are summed, then multiplied by its scale
+// once (scaling every weight would double the work).
+template <class A, std::size_t N>
+void q8_0_rows(float* y, const std::uint8_t* row, std::size_t row_bytes, const float* x, std::size_t cols) {
+  constexpr std::size_t W = Floats<A>::size, V = kQ8_0Block / W;
+  Floats<A> acc[N];
+  for (std::size_t i = 0; i < N; ++i) acc[i] = Floats<A>(0.0f);
+  for (std::size_t c = 0; c < cols; c += kQ8_0Block) {
+    Floats<A> xv[V];
+    for (std::size_t v = 0; v < V; ++v) xv[v] = Floats<A>::load_unaligned(x + c + v * W);
+    for (std::size_t i = 0; i < N; ++i) {
+      const std::uint8_t* block = row + i * row_bytes + dtype_bytes(DType::q8_0, c);
+      Floats<A> sum = int8_to_floats<A>(block + 2) * xv[0];
+      for (std::size_t v = 1; v < V; ++v) sum = fmadd<A>(int8_to_floats<A>(block + 2 + v * W), xv[v], sum);
+      acc[i] = fmadd<A>(sum, Floats<A>(q8_0_scale(block)), acc[i]);
+    }
+  }
+  for (std::size_t i = 0; i < N; ++i) y[i] = xsimd::hadd(acc[i]);
+}
+
 // Four rows at a time share each load of x; the four accumulator chains hide FMA latency.
 template <class A, DType D>
 void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size_t cols) {
+  if constexpr (D == DType::q8_0) {
+    const auto* base = static_cast<const std::uint8_t*>(w);
+    const std::size_t row_bytes = dtype_bytes(D, cols);
+    std::size_t r = 0;
+    for (; r + 4 <= rows; r += 4) q8_0_rows<A, 4>(y + r, base + r * row_bytes, row_bytes, x, cols);
+    for (; r < rows; ++r) q8_0_rows<A, 1>(y + r, base + r * row_bytes, row_bytes, x, cols);
+    return;
+  }
   constexpr std::size_t W = Floats<A>::size;
   constexpr std::size_t kRowBlock = 4;
   const auto* base = static_cast<const std::uint8_t*>(w);

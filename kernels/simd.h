@@ -23,6 +23,10 @@ using Floats = xsimd::batch<float, A>;
 template <class A, DType D>
 Floats<A> load_weights(const void* row, std::size_t i);
 
+// Floats<A>::size int8 values as floats.
+template <class A>
+Floats<A> int8_to_floats(const void* p);
+
 // Bit l set where a[l] > b[l].
 template <class A>
 std::uint64_t greater_mask(Floats<A> a, Floats<A> b);
@@ -46,12 +50,13 @@ inline Floats<Avx512> load_weights<Avx512, DType::bf16>(const void* row, std::si
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p)), 16));
 }
 template <>
+inline Floats<Avx512> int8_to_floats<Avx512>(const void* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))));
+}
+template <>
 inline Floats<Avx512> load_weights<Avx512, DType::q8_0>(const void* row, std::size_t i) {
   const auto* block = static_cast<const std::uint8_t*>(row) + i / kQ8_0Block * kQ8_0BlockBytes;
-  const auto* q = reinterpret_cast<const __m128i*>(block + 2 + i % kQ8_0Block);
-  std::uint16_t scale;
-  std::memcpy(&scale, block, 2);
-  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), _mm512_set1_ps(half_to_float(scale)));
+  return int8_to_floats<Avx512>(block + 2 + i % kQ8_0Block) * Floats<Avx512>(q8_0_scale(block));
 }
 template <>
 inline std::uint64_t greater_mask<Avx512>(Floats<Avx512> a, Floats<Avx512> b) {
@@ -76,12 +81,13 @@ inline Floats<Avx2> load_weights<Avx2, DType::bf16>(const void* row, std::size_t
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
 }
 template <>
+inline Floats<Avx2> int8_to_floats<Avx2>(const void* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))));
+}
+template <>
 inline Floats<Avx2> load_weights<Avx2, DType::q8_0>(const void* row, std::size_t i) {
   const auto* block = static_cast<const std::uint8_t*>(row) + i / kQ8_0Block * kQ8_0BlockBytes;
-  const auto* q = reinterpret_cast<const __m128i*>(block + 2 + i % kQ8_0Block);
-  std::uint16_t scale;
-  std::memcpy(&scale, block, 2);
-  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q))), _mm256_set1_ps(half_to_float(scale)));
+  return int8_to_floats<Avx2>(block + 2 + i % kQ8_0Block) * Floats<Avx2>(q8_0_scale(block));
 }
 template <>
 inline std::uint64_t greater_mask<Avx2>(Floats<Avx2> a, Floats<Avx2> b) {

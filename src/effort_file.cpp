@@ -107,8 +107,11 @@ const TensorView& EffortFile::get(const std::string& name, const std::string& dt
 }
 
 void EffortFileWriter::plan(const std::string& name, const std::string& dtype, const std::vector<std::int64_t>& shape) {
-  std::uint64_t size = dtype_bytes(dtype);
-  for (auto d : shape) size *= std::uint64_t(d);
+  std::uint64_t elements = 1;
+  for (auto d : shape) elements *= std::uint64_t(d);
+  const auto bytes = tensor_bytes(dtype, elements, shape.empty() ? 1 : std::uint64_t(shape.back()));
+  if (!bytes) throw Error(ErrorCode::invalid_argument, "[effort-file] tensor " + name + ": cannot store " + dtype + " " + shape_string(shape));
+  const std::uint64_t size = *bytes;
   header_["tensors"][name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {0, 0}}, {"xxh3", kNoChecksum}};
   planned_[name].size = size;
   order_.push_back(name);

@@ -1,8 +1,6 @@
 // gguf.cpp: GGUF reading (bounds-checked), the llama/mistral source for the converter, writing.
 #include "gguf.h"
 
-#include "gguf_quants.h"
-
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -19,7 +17,6 @@ using nlohmann::json;
 namespace {
 
 constexpr std::uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
-constexpr std::size_t kQ8Block = 32, kQ8BlockBytes = 34;
 
 enum ValueType : std::uint32_t {
   kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8, kArray = 9,
@@ -181,23 +178,6 @@ const json& GgufFile::metadata(const std::string& key) const {
 const GgufTensor* GgufFile::find(const std::string& name) const {
   const auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;
-}
-
-std::vector<std::uint8_t> quantize_q8_0(const float* values, std::size_t n) {
-  std::vector<std::uint8_t> out(n / kQ8Block * kQ8BlockBytes);
-  for (std::size_t b = 0; b < n / kQ8Block; ++b) {
-    float amax = 0;
-    for (std::size_t i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(values[b * kQ8Block + i]));
-    const std::uint16_t d = kernels::float_to_half(amax / 127.0f);
-    const float scale = kernels::half_to_float(d);
-    std::uint8_t* block = out.data() + b * kQ8BlockBytes;
-    std::memcpy(block, &d, 2);
-    for (std::size_t i = 0; i < kQ8Block; ++i) {
-      const float q = scale > 0 ? std::round(values[b * kQ8Block + i] / scale) : 0.0f;
-      block[2 + i] = std::uint8_t(std::int8_t(std::clamp(q, -127.0f, 127.0f)));
-    }
-  }
-  return out;
 }
 
 namespace {
@@ -450,7 +430,7 @@ std::vector<float> interleave_rotary_rows(const std::vector<float>& w, std::size
 }
 
 std::vector<std::uint8_t> encode_gguf(GgufType type, const std::vector<float>& values) {
-  if (type == GgufType::q8_0) return quantize_q8_0(values.data(), values.size());
+  if (type == GgufType::q8_0) return quantize(std::uint32_t(type), values.data(), values.size());
   if (type == GgufType::f32) {
     std::vector<std::uint8_t> bytes(values.size() * 4);
     std::memcpy(bytes.data(), values.data(), bytes.size());

@@ -97,8 +97,4 @@ void reorder_rotary_rows(const std::uint8_t* in, std::uint8_t* out, std::size_t 
 std::vector<float> interleave_rotary_rows(const std::vector<float>& w, std::size_t heads, std::size_t head_dim,
                                           std::size_t cols);
 
-// Q8_0: blocks of 32 weights as an fp16 scale d and 32 int8 q; weight = d * q (decoded by
-// gguf_quants.h's dequantize).
-std::vector<std::uint8_t> quantize_q8_0(const float* values, std::size_t n);
-
 }  // namespace effort

@@ -3,6 +3,8 @@
 // (Q4_K/Q5_K, with 6-bit scales and mins) or 16 (Q6_K, with int8 scales).
 #include "gguf_quants.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/fp16.h"
@@ -113,21 +115,154 @@ void q6_k(const std::uint8_t* b, float* y) {
     }
 }
 
+void put_half(std::uint8_t* p, float value) {
+  const std::uint16_t h = kernels::float_to_half(value);
+  std::memcpy(p, &h, 2);
+}
+
+// Round half to even, as ggml's nearest_int (its magic-number trick) does.
+int nearest_int(float value) { return int(std::nearbyint(value)); }
+
+// Q8_0: d = absmax / 127; q = round(x / d), with 1/d taken before d is rounded to fp16.
+void encode_q8_0(const float* x, std::uint8_t* b) {
+  float amax = 0;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+  put_half(b, d);
+  for (int j = 0; j < 32; ++j) b[2 + j] = std::uint8_t(std::int8_t(std::round(x[j] * id)));
+}
+
+// Q4_0: d = (the signed value of largest magnitude) / -8, so it maps to q = 0; q = x/d + 8
+// truncated after adding 0.5, at most 15.
+void encode_q4_0(const float* x, std::uint8_t* b) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j)
+    if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), max = x[j];
+  const float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+  put_half(b, d);
+  for (int j = 0; j < 16; ++j) {
+    const int lo = std::min(15, int(std::int8_t(x[j] * id + 8.5f)));
+    const int hi = std::min(15, int(std::int8_t(x[j + 16] * id + 8.5f)));
+    b[2 + j] = std::uint8_t(lo | (hi << 4));
+  }
+}
+
+// One Q4_K sub-block of 32: the scale and (non-positive) min whose levels 0..15 minimise the
+// weighted squared error, searched over 21 candidate scales around (max - min) / 15 and refined
+// by weighted least squares (ggml's make_qkx2_quants with rmin -1, rdelta 0.1, 20 steps).
+// Returns the scale, sets minus_min = -min and the levels.
+float fit_scale_min(const float* x, const float* w, int* levels, float& minus_min) {
+  constexpr int n = 32, nmax = 15, steps = 20;
+  float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
+  for (int i = 1; i < n; ++i) {
+    min = std::min(min, x[i]);
+    max = std::max(max, x[i]);
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    std::fill(levels, levels + n, 0);
+    minus_min = -min;
+    return 0.0f;
+  }
+  float iscale = nmax / (max - min), scale = 1 / iscale, best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    levels[i] = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
+    const float diff = scale * float(levels[i]) + min - x[i];
+    best_error += w[i] * diff * diff;
+  }
+  int candidate[n];
+  for (int step = 0; step <= steps; ++step) {
+    iscale = (-1.0f + 0.1f * float(step) + nmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
+      candidate[i] = l;
+      sum_l += w[i] * float(l);
+      sum_l2 += w[i] * float(l) * float(l);
+      sum_xl += w[i] * float(l) * x[i];
+    }
+    const float det = sum_w * sum_l2 - sum_l * sum_l;
+    if (det <= 0) continue;
+    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det, this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+    if (this_min > 0) this_min = 0, this_scale = sum_xl / sum_l2;
+    float error = 0;
+    for (int i = 0; i < n; ++i) {
+      const float diff = this_scale * float(candidate[i]) + this_min - x[i];
+      error += w[i] * diff * diff;
+    }
+    if (error < best_error) {
+      std::copy(candidate, candidate + n, levels);
+      best_error = error, scale = this_scale, min = this_min;
+    }
+  }
+  minus_min = -min;
+  return scale;
+}
+
+// Q4_K: each sub-block's scale and min fitted, then both quantized to 6 bits against the
+// super-block's largest (d = max scale / 63, dmin = max min / 63), and the levels recomputed
+// with the quantized values.
+void encode_q4_k(const float* x, std::uint8_t* b) {
+  float scales[8], mins[8], weights[32];
+  int levels[256];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    const float* xs = x + 32 * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
+    scales[j] = fit_scale_min(xs, weights, levels + 32 * j, mins[j]);
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f, inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+  std::uint8_t* packed = b + 4;
+  std::fill(packed, packed + 12, std::uint8_t(0));
+  for (int j = 0; j < 8; ++j) {
+    const int ls = std::min(63, nearest_int(inv_scale * scales[j])), lm = std::min(63, nearest_int(inv_min * mins[j]));
+    if (j < 4) {
+      packed[j] = std::uint8_t(ls);
+      packed[j + 4] = std::uint8_t(lm);
+    } else {
+      packed[j + 4] = std::uint8_t((ls & 0xF) | ((lm & 0xF) << 4));
+      packed[j - 4] |= std::uint8_t((ls >> 4) << 6);
+      packed[j] |= std::uint8_t((lm >> 4) << 6);
+    }
+  }
+  put_half(b, max_scale / 63.0f);
+  put_half(b + 2, max_min / 63.0f);
+  const float d = half_at(b), dmin = half_at(b + 2);
+  for (int j = 0; j < 8; ++j) {
+    std::uint8_t sc, m;
+    scale_min_k4(j, packed, sc, m);
+    const float dj = d * float(sc), mj = dmin * float(m);
+    if (dj == 0) continue;
+    for (int l = 0; l < 32; ++l) levels[32 * j + l] = std::clamp(nearest_int((x[32 * j + l] + mj) / dj), 0, 15);
+  }
+  std::uint8_t* q = b + 16;
+  for (int j = 0; j < 256; j += 64, q += 32)
+    for (int l = 0; l < 32; ++l) q[l] = std::uint8_t(levels[j + l] | (levels[j + l + 32] << 4));
+}
+
 struct QuantType {
   std::uint32_t type;
   std::size_t elements, bytes;
   void (*decode)(const std::uint8_t*, float*);
+  void (*encode)(const float*, std::uint8_t*);  // null: decode only
 };
 
 constexpr QuantType kTypes[] = {
-    {2, 32, 18, q4_0},
-    {3, 32, 20, q4_1},
-    {6, 32, 22, [](const std::uint8_t* b, float* y) { q5(b, y, false); }},
-    {7, 32, 24, [](const std::uint8_t* b, float* y) { q5(b, y, true); }},
-    {8, 32, 34, q8_0},
-    {12, 256, 144, [](const std::uint8_t* b, float* y) { q45_k(b, y, false); }},
-    {13, 256, 176, [](const std::uint8_t* b, float* y) { q45_k(b, y, true); }},
-    {14, 256, 210, q6_k},
+    {2, 32, 18, q4_0, encode_q4_0},
+    {3, 32, 20, q4_1, nullptr},
+    {6, 32, 22, [](const std::uint8_t* b, float* y) { q5(b, y, false); }, nullptr},
+    {7, 32, 24, [](const std::uint8_t* b, float* y) { q5(b, y, true); }, nullptr},
+    {8, 32, 34, q8_0, encode_q8_0},
+    {12, 256, 144, [](const std::uint8_t* b, float* y) { q45_k(b, y, false); }, encode_q4_k},
+    {13, 256, 176, [](const std::uint8_t* b, float* y) { q45_k(b, y, true); }, nullptr},
+    {14, 256, 210, q6_k, nullptr},
 };
 
 const QuantType* find(std::uint32_t type) {
@@ -148,6 +283,18 @@ std::size_t quant_block_elements(std::uint32_t type) {
 void dequantize(std::uint32_t type, const std::uint8_t* blocks, std::size_t n, float* out) {
   const QuantType& t = *find(type);
   for (std::size_t i = 0; i < n / t.elements; ++i) t.decode(blocks + i * t.bytes, out + i * t.elements);
+}
+
+bool is_quantizable(std::uint32_t type) {
+  const QuantType* t = find(type);
+  return t && t->encode;
+}
+
+std::vector<std::uint8_t> quantize(std::uint32_t type, const float* values, std::size_t n) {
+  const QuantType& t = *find(type);
+  std::vector<std::uint8_t> blocks(n / t.elements * t.bytes);
+  for (std::size_t i = 0; i < n / t.elements; ++i) t.encode(values + i * t.elements, blocks.data() + i * t.bytes);
+  return blocks;
 }
 
 }  // namespace effort

@@ -24,6 +24,16 @@ std::size_t dtype_bytes(const std::string& dtype) {
   return it == sizes.end() ? 0 : it->second;
 }
 
+std::optional<std::uint64_t> tensor_bytes(const std::string& dtype, std::uint64_t elements, std::uint64_t row) {
+  if (dtype == "Q8_0") {
+    if (row % kernels::kQ8_0Block != 0) return std::nullopt;
+    return kernels::dtype_bytes(kernels::DType::q8_0, elements);
+  }
+  const std::size_t size = dtype_bytes(dtype);
+  if (size == 0) return std::nullopt;
+  return elements * size;
+}
+
 namespace {
 
 [[noreturn]] void fail(const std::filesystem::path& path, const std::string& what) {
@@ -48,9 +58,10 @@ kernels::DType TensorView::dtype() const {
   if (dtype_name == "F32") return kernels::DType::f32;
   if (dtype_name == "F16") return kernels::DType::f16;
   if (dtype_name == "BF16") return kernels::DType::bf16;
+  if (dtype_name == "Q8_0") return kernels::DType::q8_0;
   throw Error(ErrorCode::unsupported, "[load] " + (file ? file->path().string() + ": " : "") +
                                           "tensor " + name + " has dtype " + dtype_name +
-                                          "; expected F32, F16 or BF16");
+                                          "; expected F32, F16, BF16 or Q8_0");
 }
 
 std::map<std::string, TensorView> parse_tensor_table(const json& table, const std::uint8_t* data,
@@ -71,8 +82,6 @@ std::map<std::string, TensorView> parse_tensor_table(const json& table, const st
     view.name = name;
     view.dtype_name = info["dtype"].get<std::string>();
     view.file = file;
-    const std::size_t elem_bytes = dtype_bytes(view.dtype_name);
-    if (elem_bytes == 0) bad("unknown dtype " + view.dtype_name);
     std::uint64_t elements = 1;
     for (const auto& d : info["shape"]) {
       if (!d.is_number_unsigned()) bad("shape must hold non-negative integers");
@@ -89,9 +98,13 @@ std::map<std::string, TensorView> parse_tensor_table(const json& table, const st
     if (begin > end || end > data_size)
       bad("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
           "] outside the data section of " + std::to_string(data_size) + " bytes");
-    if (end - begin != elements * elem_bytes)
+    const auto bytes = tensor_bytes(view.dtype_name, elements, view.shape.empty() ? 1 : std::uint64_t(view.shape.back()));
+    if (!bytes)
+      bad(dtype_bytes(view.dtype_name) || view.dtype_name == "Q8_0" ? "Q8_0 rows must be a multiple of 32 long"
+                                                                    : "unknown dtype " + view.dtype_name);
+    if (end - begin != *bytes)
       bad("data_offsets cover " + std::to_string(end - begin) + " bytes, but " + view.dtype_name + " " +
-          shape_string(view.shape) + " needs " + std::to_string(elements * elem_bytes));
+          shape_string(view.shape) + " needs " + std::to_string(*bytes));
     view.data = data + begin;
     view.num_bytes = end - begin;
     if (view.num_bytes) {
@@ -113,7 +126,9 @@ std::vector<float> TensorView::to_floats() const {
   std::vector<float> out(static_cast<std::size_t>(num_elements()));
   const auto type = dtype();
   for (std::size_t i = 0; i < out.size(); ++i) {
-    if (type == kernels::DType::f32) {
+    if (type == kernels::DType::q8_0) {
+      out[i] = kernels::weight_at<kernels::DType::q8_0>(data, i);
+    } else if (type == kernels::DType::f32) {
       std::memcpy(&out[i], data + 4 * i, 4);
     } else {
       std::uint16_t h;

@@ -50,7 +50,8 @@ const Matrix& matrix_of(const EffortCheckpoint& c, const std::string& name) {
 }
 
 // A dense HF checkpoint whose projections are the .effort file's decoded buckets (the first
-// `rows_fraction` of each matrix's rows), everything else copied from the fixture.
+// `rows_fraction` of each matrix's rows) and whose other tensors are the file's, as F32 (a q8
+// file's head is Q8_0).
 void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction, std::size_t bucket_size,
                               kernels::BucketWeights weights = ConvertOptions{}.weights) {
   const EffortFile file(fixture_effort(bucket_size, weights));
@@ -64,6 +65,8 @@ void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fract
       const Matrix& m = matrix_of(bucketed, name);
       const auto& b = std::get<BucketMatrix>(m);
       t = test::f32_tensor(view.shape, decode_buckets(b, b.loaded_units));
+    } else if (file.contains(name)) {
+      t = test::f32_tensor(view.shape, file.get(name).to_floats());
     }
     tensors.emplace(name, std::move(t));
   }

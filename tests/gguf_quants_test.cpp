@@ -34,3 +34,18 @@ TEST_CASE("each quantized type decodes as llama.cpp decodes it", "[gguf]") {
   }
   REQUIRE(!is_dequantizable(10));  // Q2_K: not read
 }
+
+TEST_CASE("Q8_0, Q4_0 and Q4_K encode as llama.cpp's llama-quantize does", "[gguf]") {
+  const std::filesystem::path data = std::filesystem::path(EFFORT_SOURCE_DIR) / "tests" / "data" / "gguf_quants";
+  const auto input = test::read_f32_file(data / "input.f32");
+  REQUIRE(input.size() == 1024);
+  for (const auto& [name, type] : {std::pair{"q8_0", 8u}, {"q4_0", 2u}, {"q4_k", 12u}}) {
+    CAPTURE(name);
+    REQUIRE(is_quantizable(type));
+    const auto expected = test::read_bytes(data / (std::string(name) + ".blocks"));
+    const auto ours = quantize(type, input.data(), input.size());
+    REQUIRE(ours.size() == expected.size());
+    REQUIRE(std::equal(ours.begin(), ours.end(), reinterpret_cast<const std::uint8_t*>(expected.data())));
+  }
+  REQUIRE(!is_quantizable(14));  // Q6_K: decoded only
+}

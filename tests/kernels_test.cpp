@@ -309,7 +309,7 @@ TEST_CASE("dense panels and panel products equal the scalar reference on every a
   }
 }
 
-TEST_CASE("Q8_0 weights read in place give the products of their dequantized F32 values, on every arch", "[kernels]") {
+TEST_CASE("Q8_0 weights read in place give the products of their dequantized values, on every arch", "[kernels]") {
   std::mt19937 rng(11);
   const std::size_t rows = 37, cols = 256;  // rows of 8 blocks; panels of chunks of 128 inputs
   std::vector<std::uint8_t> q8(rows * dtype_bytes(DType::q8_0, cols));
@@ -331,11 +331,20 @@ TEST_CASE("Q8_0 weights read in place give the products of their dequantized F32
   for (Arch arch : arches) {
     CAPTURE(arch_name(arch));
     const KernelTable& k = kernel_table(arch);
-    // The same floats in the same order as the F32 copy: bit for bit.
-    std::vector<float> y(rows), y_f32(rows);
+    std::vector<float> y(rows);
     k.matvec[int(DType::q8_0)](y.data(), q8.data(), x.data(), rows, cols);
-    k.matvec[int(DType::f32)](y_f32.data(), dequantized.data(), x.data(), rows, cols);
-    REQUIRE(y == y_f32);
+    for (std::size_t r = 0; r < rows; ++r) {
+      double exact = 0, magnitude = 0;
+      for (std::size_t c = 0; c < cols; ++c) {
+        exact += double(dequantized[r * cols + c]) * x[c];
+        magnitude += std::fabs(double(dequantized[r * cols + c]) * x[c]);
+      }
+      // Blocks summed then scaled: fp32 roundings along any term's path are at most the 32 of
+      // its block, the scale product, one per block of the row, and the final lane sums:
+      // Higham's bound with cols + 8 of them.
+      REQUIRE(std::fabs(y[r] - exact) <= double(cols + 8) * 0x1p-24 * magnitude);
+    }
+    // Rows and panels decode to the F32 copy's floats exactly.
     std::vector<float> row(cols);
     k.to_float[int(DType::q8_0)](row.data(), q8.data() + 5 * dtype_bytes(DType::q8_0, cols), cols);
     REQUIRE(std::equal(row.begin(), row.end(), dequantized.begin() + 5 * cols));

@@ -3,8 +3,8 @@
 # tools: llama-quantize quantizes a 1-layer synthetic Mistral-7B-shaped model to each type, and
 # llama.cpp's gguf-py package decodes the first 1024 weights of blk.0.attn_q.weight. Run by hand
 # (it needs the llama.cpp checkout that bench/compare-llama.sh builds, and Debian's
-# python3-numpy); writes tests/data/gguf_quants/TYPE.blocks (the raw blocks) and TYPE.f32
-# (gguf-py's decoded floats).
+# python3-numpy); writes tests/data/gguf_quants/TYPE.blocks (the raw blocks), TYPE.f32
+# (gguf-py's decoded floats) and input.f32 (the F16 weights llama-quantize was given, as floats).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 llama=${LLAMA_CPP_DIR:-${EFFORT_CACHE:-$HOME/.cache/effort}/llama.cpp}
@@ -20,6 +20,8 @@ import numpy as np
 from gguf import GGUFReader
 from gguf.quants import dequantize
 work, out = sys.argv[1:3]
+source = next(t for t in GGUFReader(f"{work}/f16.gguf").tensors if t.name == "blk.0.attn_q.weight")
+np.asarray(source.data).reshape(-1)[:1024].astype(np.float32).tofile(f"{out}/input.f32")
 for name in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]:
     reader = GGUFReader(f"{work}/{name}.gguf")
     t = next(t for t in reader.tensors if t.name == "blk.0.attn_q.weight")
