@@ -196,7 +196,7 @@ TEST_CASE("checksums and effort-check find damaged data that loading does not", 
   REQUIRE(r.exit_code == 0);
   REQUIRE(r.output.find("good.effort: ok") != std::string::npos);
   REQUIRE(r.output.find("every checksum matches") != std::string::npos);
-  REQUIRE(r.output.find("35 bucketed matrices (buckets2): positions, stats and probes consistent") != std::string::npos);
+  REQUIRE(r.output.find("35 bucketed matrices (buckets2-q8): positions, stats and probes consistent") != std::string::npos);
   EffortFile(good).verify();
 
   // Random bytes in the data: loading (header, shapes, ranges) takes them; the checksums do not.
@@ -223,14 +223,15 @@ TEST_CASE("checksums and effort-check find damaged data that loading does not", 
   REQUIRE(r.output.find("the file is damaged") != std::string::npos);
   REQUIRE_THROWS_WITH(Model::load(test::fixture_model(), {.verify = true}), Contains("verify needs a .effort file"));
 
-  // Damage the checksums cannot see (written with fresh ones): the bucket checks do.
+  // Damage the checksums cannot see (written with fresh ones): the bucket checks do. Byte 6 of
+  // the int8 entries is input 0's bucket 6; its low bit is the position.
   const auto flipped = dir / "flipped.effort";
   rewrite_with(good, flipped, "model.layers.1.self_attn.q_proj.weight.units", [](auto& b) { b[6] ^= 1; });
   REQUIRE_NOTHROW(EffortFile(flipped).verify());
   r = test::run_command(check + "'" + flipped.string() + "'");
   CAPTURE(r.output);
   REQUIRE(r.exit_code == 1);
-  REQUIRE(r.output.find("model.layers.1.self_attn.q_proj.weight: input 0, bucket 3: its ranks do not hold every position once") !=
+  REQUIRE(r.output.find("model.layers.1.self_attn.q_proj.weight: input 0, bucket 6: its ranks do not hold every position once") !=
           std::string::npos);
   const auto stats = dir / "stats.effort";
   rewrite_with(good, stats, "model.layers.0.mlp.down_proj.weight.stats", [](auto& b) { b[0] ^= 4; });

@@ -24,8 +24,9 @@ constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [opt
       --force       replace PATH if it exists
       --bucket-size S  outputs per bucket: 1, 2, 4, 8 or 16; small buckets are cheaper per
                     weight on a CPU, large ones lose less quality at equal effort (default 2)
-      --weights f16|q8  bucketed entries as fp16 (2 bytes per weight), or int8 with an fp16
-                    scale per 32 (1.06 bytes: faster, within 2.5e-4 cos up to effort 0.75)
+      --weights q8|f16  bucketed entries as int8 with an fp16 scale per 32 and the output head
+                    in Q8_0 (q8, the default: 1.06 bytes per weight, faster), or as fp16 (2
+                    bytes: effort 1 is exact to fp16, for the last bit of quality)
       --probes N    probe units per matrix for the effort cutoff (default 4096)
       --seed S      probe sampling seed (default 1)
   -h, --help        this text
