@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "simd.h"
 
@@ -25,20 +26,34 @@ static inline void matvec(float* y, const void* w, const float* x, std::size_t r
 namespace simd {
 
 // N Q8_0 rows from `row` on: each block's 32 products are summed, then multiplied by its scale
-// once (scaling every weight would double the work).
+// once (scaling every weight would double the work). The scales of kSpanBlocks blocks are
+// converted W at a time first, so that a block's scale is a broadcast from memory, not a scalar
+// load, convert and broadcast on the vector ports.
 template <class A, std::size_t N>
 void q8_0_rows(float* y, const std::uint8_t* row, std::size_t row_bytes, const float* x, std::size_t cols) {
-  constexpr std::size_t W = Floats<A>::size, V = kQ8_0Block / W;
+  constexpr std::size_t W = Floats<A>::size, V = kQ8_0Block / W, kSpanBlocks = 16;
   Floats<A> acc[N];
   for (std::size_t i = 0; i < N; ++i) acc[i] = Floats<A>(0.0f);
-  for (std::size_t c = 0; c < cols; c += kQ8_0Block) {
-    Floats<A> xv[V];
-    for (std::size_t v = 0; v < V; ++v) xv[v] = Floats<A>::load_unaligned(x + c + v * W);
+  alignas(64) float scales[N][kSpanBlocks];
+  const std::size_t blocks = cols / kQ8_0Block;
+  for (std::size_t span = 0; span < blocks; span += kSpanBlocks) {
+    const std::size_t span_blocks = std::min(kSpanBlocks, blocks - span);
     for (std::size_t i = 0; i < N; ++i) {
-      const std::uint8_t* block = row + i * row_bytes + dtype_bytes(DType::q8_0, c);
-      Floats<A> sum = int8_to_floats<A>(block + 2) * xv[0];
-      for (std::size_t v = 1; v < V; ++v) sum = fmadd<A>(int8_to_floats<A>(block + 2 + v * W), xv[v], sum);
-      acc[i] = fmadd<A>(sum, Floats<A>(q8_0_scale(block)), acc[i]);
+      alignas(32) std::uint16_t halves[kSpanBlocks] = {};
+      for (std::size_t k = 0; k < span_blocks; ++k)
+        std::memcpy(&halves[k], row + i * row_bytes + (span + k) * kQ8_0BlockBytes, 2);
+      for (std::size_t k = 0; k < kSpanBlocks; k += W) load_weights<A, DType::f16>(halves, k).store_aligned(scales[i] + k);
+    }
+    for (std::size_t k = 0; k < span_blocks; ++k) {
+      const std::size_t c = (span + k) * kQ8_0Block;
+      Floats<A> xv[V];
+      for (std::size_t v = 0; v < V; ++v) xv[v] = Floats<A>::load_unaligned(x + c + v * W);
+      for (std::size_t i = 0; i < N; ++i) {
+        const std::uint8_t* q = row + i * row_bytes + (span + k) * kQ8_0BlockBytes + 2;
+        Floats<A> sum = int8_to_floats<A>(q) * xv[0];
+        for (std::size_t v = 1; v < V; ++v) sum = fmadd<A>(int8_to_floats<A>(q + v * W), xv[v], sum);
+        acc[i] = fmadd<A>(sum, Floats<A>(scales[i][k]), acc[i]);
+      }
     }
   }
   for (std::size_t i = 0; i < N; ++i) y[i] = xsimd::hadd(acc[i]);
