@@ -14,7 +14,7 @@ struct ConvertOptions {
   // stream kernel is memory-bound for 1 and 2, and 2 loses the least quality of those (README).
   std::size_t bucket_size = 2;
   // Entries: int8 with a scale per 32 and the head in Q8_0 (q8, the default: 0.6x the bytes,
-  // 1.15-1.5x the generation speed, within 1e-4 cos up to effort 0.75; README), or fp16.
+  // 1.05-1.2x the generation speed, within 1e-4 cos up to effort 0.75; README), or fp16.
   kernels::BucketWeights weights = kernels::BucketWeights::q8;
   std::size_t max_probes = 4096;  // probe units sampled per matrix (all units when fewer)
   std::uint64_t seed = 1;         // probe sampling seed: same input, same options, same file
