@@ -5,9 +5,11 @@
 //   bytes 12..15  zero
 //   bytes 16..23  header size N, u64 little-endian
 //   bytes 24..    N bytes of JSON: {"config": HF config.json fields, "conversion": parameters,
-//                 "tokenizer": tensor name or null, "matrices": {name: {layout, ...}},
-//                 "tensors": {name: {dtype, shape, data_offsets, xxh3}}}: xxh3 is the XXH3-64
-//                 checksum of the tensor's bytes, 16 hex digits
+//                 "tokenizer": tensor name or null, "matrices": {name: {layout, bucket_size,
+//                 weights ("f16": U16 units; "q8": I8 units and F16 scales; absent: f16)}},
+//                 "tensors": {name: {dtype, shape, data_offsets, xxh3}}}: dtypes are
+//                 safetensors' plus Q8_0 (GGUF's blocks, for a q8 file's output head); xxh3 is
+//                 the XXH3-64 checksum of the tensor's bytes, 16 hex digits
 //   then zeros up to a multiple of 64: the data section, every tensor 64-byte aligned in it.
 #pragma once
 #include <cstdint>
