@@ -25,6 +25,24 @@ phase "build (optimised)"
 (cd build && ctest --output-on-failure -j"$jobs")
 phase "tests (optimised)"
 
+# The library as a user links it: installed in a temporary prefix, examples/ built against the
+# CMake package, run on the fixture (60 greedy tokens, effort 1 then 0.5: 75% of the work).
+echo "== examples/ against the installed package"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install build --prefix "$tmp/prefix" >/dev/null
+cmake -G Ninja -S examples -B "$tmp/example" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/example"
+fixture=${EFFORT_MODELS_DIR:-../shared/models}/stories260K-hf
+if [ -d "$fixture" ]; then
+  "$tmp/prefix/bin/effort-convert" "$fixture" -o "$tmp/fixture.effort" 2>/dev/null
+  "$tmp/example/effort-example" "$tmp/fixture.effort" | tee "$tmp/example.out"
+  grep -q "75% of the dense multiply-adds done" "$tmp/example.out" || { echo "examples/: unexpected output" >&2; exit 1; }
+else
+  echo "examples/: skipped running ($fixture absent)"
+fi
+phase "install and examples/"
+
 echo "== again under AddressSanitizer + UBSan"
 # -O1, as the sanitizers recommend (-O0 measured: 63 s less compiling, 61 s more testing); -g1 keeps line numbers
 # in reports.
