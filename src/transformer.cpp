@@ -5,9 +5,9 @@
 // exit, then propagate_kv). prefill() runs a batch at effort 1: each projection unpacks its
 // weights into panels once for all the tokens (matmul), attention goes token by token over the
 // growing cache, and only the last token is carried through the last layer's attention and MLP.
-// forward() as prefill() of one token would pay the panel unpacking per token (about twice the
-// stream kernel's time) and lose effort and exits; prefill() as forward() per token would read
-// the weights once per token. Their shared parts are the blocks' kernels, not the loop.
+// forward() as prefill() of one token would unpack every weight to floats for a single product
+// and lose effort and exits; prefill() as forward() per token would read the weights once per
+// token. Their shared parts are the blocks' kernels, not the loop.
 #include "transformer.h"
 
 #include <algorithm>
