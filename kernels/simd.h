@@ -19,13 +19,22 @@ template <class A>
 using Floats = xsimd::batch<float, A>;
 
 // Loads Floats<A>::size weights of one dtype, from weight i of a row on, as floats (for q8_0, i
-// is a multiple of the lanes: they share a block's scale).
+// is a multiple of the lanes: they share a block's scale). Defined below.
 template <class A, DType D>
 Floats<A> load_weights(const void* row, std::size_t i);
 
 // Floats<A>::size int8 values as floats.
 template <class A>
 Floats<A> int8_to_floats(const void* p);
+
+// The primary template is q8_0's, for every arch (int8 lanes times the block's scale); the other
+// dtypes are specialized per arch below.
+template <class A, DType D>
+Floats<A> load_weights(const void* row, std::size_t i) {
+  static_assert(D == DType::q8_0);
+  const auto* block = static_cast<const std::uint8_t*>(row) + i / kQ8_0Block * kQ8_0BlockBytes;
+  return int8_to_floats<A>(block + 2 + i % kQ8_0Block) * Floats<A>(q8_0_scale(block));
+}
 
 // Bit l set where a[l] > b[l].
 template <class A>
@@ -54,11 +63,6 @@ inline Floats<Avx512> int8_to_floats<Avx512>(const void* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))));
 }
 template <>
-inline Floats<Avx512> load_weights<Avx512, DType::q8_0>(const void* row, std::size_t i) {
-  const auto* block = static_cast<const std::uint8_t*>(row) + i / kQ8_0Block * kQ8_0BlockBytes;
-  return int8_to_floats<Avx512>(block + 2 + i % kQ8_0Block) * Floats<Avx512>(q8_0_scale(block));
-}
-template <>
 inline std::uint64_t greater_mask<Avx512>(Floats<Avx512> a, Floats<Avx512> b) {
   return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ);
 }
@@ -83,11 +87,6 @@ inline Floats<Avx2> load_weights<Avx2, DType::bf16>(const void* row, std::size_t
 template <>
 inline Floats<Avx2> int8_to_floats<Avx2>(const void* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))));
-}
-template <>
-inline Floats<Avx2> load_weights<Avx2, DType::q8_0>(const void* row, std::size_t i) {
-  const auto* block = static_cast<const std::uint8_t*>(row) + i / kQ8_0Block * kQ8_0BlockBytes;
-  return int8_to_floats<Avx2>(block + 2 + i % kQ8_0Block) * Floats<Avx2>(q8_0_scale(block));
 }
 template <>
 inline std::uint64_t greater_mask<Avx2>(Floats<Avx2> a, Floats<Avx2> b) {

@@ -351,7 +351,15 @@ class GgufSource : public SourceModel {
   DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const GgufTensor& t = tensor(name, shape);
     const GgufType type = GgufType(t.type);
-    if (is_dequantizable(t.type) && type != GgufType::q8_0) return f16_copy(floats(name, shape));
+    if (is_dequantizable(t.type) && type != GgufType::q8_0) {
+      const auto values = floats(name, shape);
+      auto copy = aligned_bytes(values.size() * 2);
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const std::uint16_t h = kernels::float_to_half(values[i]);
+        std::memcpy(copy.get() + 2 * i, &h, 2);
+      }
+      return DenseBytes{kernels::DType::f16, copy.get(), values.size() * 2, copy};
+    }
     const kernels::DType dtype = type == GgufType::f32    ? kernels::DType::f32
                                  : type == GgufType::f16  ? kernels::DType::f16
                                  : type == GgufType::q8_0 ? kernels::DType::q8_0

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "effort/error.h"
-#include "kernels/fp16.h"
 #include "safetensors.h"
 #include "source_model.h"
 
@@ -80,15 +79,6 @@ std::unique_ptr<SourceModel> open_hf_source(const std::filesystem::path& folder)
 std::shared_ptr<std::uint8_t[]> aligned_bytes(std::size_t n) {
   return std::shared_ptr<std::uint8_t[]>(new (std::align_val_t(64)) std::uint8_t[n],
                                          [](std::uint8_t* p) { operator delete[](p, std::align_val_t(64)); });
-}
-
-DenseBytes f16_copy(const std::vector<float>& values) {
-  auto copy = aligned_bytes(values.size() * 2);
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const std::uint16_t h = kernels::float_to_half(values[i]);
-    std::memcpy(copy.get() + 2 * i, &h, 2);
-  }
-  return DenseBytes{kernels::DType::f16, copy.get(), values.size() * 2, copy};
 }
 
 }  // namespace effort

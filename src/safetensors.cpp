@@ -100,8 +100,7 @@ std::map<std::string, TensorView> parse_tensor_table(const json& table, const st
           "] outside the data section of " + std::to_string(data_size) + " bytes");
     const auto bytes = tensor_bytes(view.dtype_name, elements, view.shape.empty() ? 1 : std::uint64_t(view.shape.back()));
     if (!bytes)
-      bad(dtype_bytes(view.dtype_name) || view.dtype_name == "Q8_0" ? "Q8_0 rows must be a multiple of 32 long"
-                                                                    : "unknown dtype " + view.dtype_name);
+      bad(view.dtype_name == "Q8_0" ? "Q8_0 rows must be a multiple of 32 long" : "unknown dtype " + view.dtype_name);
     if (end - begin != *bytes)
       bad("data_offsets cover " + std::to_string(end - begin) + " bytes, but " + view.dtype_name + " " +
           shape_string(view.shape) + " needs " + std::to_string(*bytes));

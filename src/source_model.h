@@ -44,7 +44,5 @@ std::unique_ptr<SourceModel> open_hf_source(const std::filesystem::path& folder)
 
 // A copy of n bytes in 64-byte aligned memory, for DenseBytes::copy.
 std::shared_ptr<std::uint8_t[]> aligned_bytes(std::size_t n);
-// values rounded to F16, in a copy.
-DenseBytes f16_copy(const std::vector<float>& values);
 
 }  // namespace effort
