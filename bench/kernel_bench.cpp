@@ -9,12 +9,12 @@
 #include <string>
 
 #include "bench_util.h"
-#include "bucketize.h"
+#include "model/bucketize.h"
 #include "cli.h"
-#include "gguf_quants.h"
+#include "formats/ggml_types.h"
 #include "svg_plot.h"
 #include "kernels/fp16.h"
-#include "linear.h"
+#include "model/linear.h"
 
 namespace {
 
@@ -153,7 +153,7 @@ int run(int argc, char** argv) {
     const auto exact_gauss = exact_product(x_gauss), exact_heavy = exact_product(x_heavy);
     std::map<std::string, double> format_cos;
     for (const Format& f : kFormats) {
-      if (in % quant_block_elements(f.type) != 0) continue;  // rows must be whole blocks
+      if (in % ggml_block_elements(f.type) != 0) continue;  // rows must be whole blocks
       std::vector<float> wq(w.size());
       dequantize(f.type, quantize(f.type, w.data(), w.size()).data(), w.size(), wq.data());
       std::vector<float> y(out);

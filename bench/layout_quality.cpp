@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "bucketize.h"
+#include "model/bucketize.h"
 #include "cli.h"
 #include "effort/effort.h"
-#include "linear.h"
-#include "safetensors.h"
+#include "model/linear.h"
+#include "formats/safetensors.h"
 
 namespace {
 

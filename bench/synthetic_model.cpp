@@ -8,7 +8,7 @@
 
 #include "bench_util.h"
 #include "cli.h"
-#include "gguf.h"
+#include "formats/gguf.h"
 #include "kernels/fp16.h"
 
 namespace {
@@ -93,7 +93,7 @@ int run(int argc, char** argv) {
     scores.push_back(-float(i));
     types.push_back(1);
   }
-  gguf.add_llama_vocabulary(tokens, scores, types, 1, 2, 0);
+  gguf.add_llama_vocabulary({.tokens = tokens, .scores = scores, .types = types, .bos = 1, .eos = 2, .unk = 0});
 
   auto rng = std::make_shared<Random>(Random{seed});
   auto matrix = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols, float scale) {

@@ -1,6 +1,6 @@
 // bucket_matvec.h: the effort product y ~= W x over a bucketed matrix.
 //
-// Layout (built by src/bucketize.cpp), for W [out, in] and bucket size S (1, 2, 4, 8 or 16):
+// Layout (built by src/model/bucketize.cpp), for W [out, in] and bucket size S (1, 2, 4, 8 or 16):
 // outputs are cut into B = ceil(out/S) buckets of S neighbours. For every input j and bucket b
 // the bucket's S weights of column j are sorted by |w| descending; rank k names the k-th. Unit
 // u = k*in + j is a row of B entries: entry b is the rank-k weight of bucket b in column j.

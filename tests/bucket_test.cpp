@@ -4,11 +4,11 @@
 #include <cmath>
 #include <random>
 
-#include "bucketize.h"
+#include "model/bucketize.h"
 #include "kernels/bucket_matvec.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
-#include "linear.h"
+#include "model/linear.h"
 
 using namespace effort;
 using kernels::Arch;

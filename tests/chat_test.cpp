@@ -4,9 +4,9 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 
-#include "convert.h"
+#include "convert/convert.h"
 #include "effort/effort.h"
-#include "gguf.h"
+#include "formats/gguf.h"
 #include "test_util.h"
 
 using namespace effort;

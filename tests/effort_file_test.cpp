@@ -4,10 +4,10 @@
 #include <cstring>
 #include <functional>
 
-#include "config_json.h"
-#include "convert.h"
+#include "formats/config_json.h"
+#include "convert/convert.h"
 #include "effort/effort.h"
-#include "effort_file.h"
+#include "formats/effort_file.h"
 #include "test_util.h"
 
 using namespace effort;

@@ -4,11 +4,11 @@
 
 #include <map>
 
-#include "bucketize.h"
-#include "convert.h"
+#include "model/bucketize.h"
+#include "convert/convert.h"
 #include "effort/effort.h"
-#include "effort_checkpoint.h"
-#include "effort_file.h"
+#include "model/effort_checkpoint.h"
+#include "formats/effort_file.h"
 #include "test_util.h"
 
 using namespace effort;

@@ -4,13 +4,13 @@
 
 #include <catch2/catch.hpp>
 
-#include "convert.h"
+#include "convert/convert.h"
 #include "effort/effort.h"
-#include "effort_file.h"
-#include "gguf.h"
-#include "gguf_quants.h"
+#include "formats/effort_file.h"
+#include "formats/gguf.h"
+#include "formats/ggml_types.h"
 #include "kernels/fp16.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 
 using namespace effort;
@@ -67,7 +67,7 @@ void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool w
       scores.push_back(sp.GetScore(i));
       types.push_back(sp.IsUnknown(i) ? 2 : sp.IsControl(i) ? 3 : sp.IsByte(i) ? 6 : 1);
     }
-    gguf.add_llama_vocabulary(tokens, scores, types, 1, 2, 0);
+    gguf.add_llama_vocabulary({.tokens = tokens, .scores = scores, .types = types, .bos = 1, .eos = 2, .unk = 0});
   } else {
     gguf.add_metadata("llama.vocab_size", c.vocab_size);
   }

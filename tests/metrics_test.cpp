@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "metrics.h"
+#include "eval/metrics.h"
 
 using namespace effort;
 

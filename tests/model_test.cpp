@@ -6,7 +6,7 @@
 #include "kernels/kernels.h"
 #include "kernels/fp16.h"
 #include "reference_forward.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 
 using namespace effort;

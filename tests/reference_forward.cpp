@@ -7,7 +7,7 @@
 
 #include "effort/config.h"
 #include "kernels/fp16.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 namespace test {
 

@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "effort/effort.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 
 using namespace effort;

@@ -2,8 +2,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "sampler.h"
-#include "stop_rules.h"
+#include "runtime/sampler.h"
+#include "runtime/stop_rules.h"
 
 using namespace effort;
 

@@ -4,8 +4,8 @@
 #include <random>
 
 #include "kernels/kernels.h"
-#include "linear.h"
-#include "thread_pool.h"
+#include "model/linear.h"
+#include "model/thread_pool.h"
 
 using namespace effort;
 

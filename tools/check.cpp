@@ -4,7 +4,7 @@
 #include <string>
 
 #include "cli.h"
-#include "effort_check.h"
+#include "convert/effort_check.h"
 
 namespace {
 

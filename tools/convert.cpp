@@ -10,8 +10,8 @@
 #include <string>
 
 #include "cli.h"
-#include "convert.h"
-#include "gguf.h"
+#include "convert/convert.h"
+#include "formats/gguf.h"
 
 namespace {
 

@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
-namespace effort {
+#include "effort/types.h"
 
-using Token = std::int32_t;
+namespace effort {
 
 class Tokenizer {
  public:

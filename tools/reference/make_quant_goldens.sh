@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# make_quant_goldens.sh: the test data for tests/gguf_quants_test.cpp, made by llama.cpp's own
+# make_quant_goldens.sh: the test data for tests/ggml_types_test.cpp, made by llama.cpp's own
 # tools: llama-quantize quantizes a 1-layer synthetic Mistral-7B-shaped model to each type, and
 # llama.cpp's gguf-py package decodes the first 1024 weights of blk.0.attn_q.weight. Run by hand
 # (it needs the llama.cpp checkout that bench/compare-llama.sh builds, and Debian's
-# python3-numpy); writes tests/data/gguf_quants/TYPE.blocks (the raw blocks), TYPE.f32
+# python3-numpy); writes tests/data/ggml_types/TYPE.blocks (the raw blocks), TYPE.f32
 # (gguf-py's decoded floats) and input.f32 (the F16 weights llama-quantize was given, as floats).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,7 +14,7 @@ trap 'rm -rf "$work"' EXIT
 for type in Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K; do
   "$llama/build/bin/llama-quantize" --pure "$work/f16.gguf" "$work/$type.gguf" "$type" >"$work/$type.log" 2>&1
 done
-PYTHONPATH="$llama/gguf-py" /usr/bin/python3 - "$work" "$here/tests/data/gguf_quants" <<'PY'
+PYTHONPATH="$llama/gguf-py" /usr/bin/python3 - "$work" "$here/tests/data/ggml_types" <<'PY'
 import sys
 import numpy as np
 from gguf import GGUFReader

@@ -1,0 +1,314 @@
+// transformer.cpp: the forward pass. Composes kernels; never touches intrinsics.
+//
+// Two loops over the layers, on purpose. forward() runs one token: each projection is a matvec
+// at its effort (a cutoff per token, the stream kernel), and a layer may be the last (early
+// exit, then propagate_kv). prefill() runs a batch at effort 1: each projection unpacks its
+// weights into panels once for all the tokens (matmul), attention goes token by token over the
+// growing cache, and only the last token is carried through the last layer's attention and MLP.
+// forward() as prefill() of one token would unpack every weight to floats for a single product
+// and lose effort and exits; prefill() as forward() per token would read the weights once per
+// token. Their shared parts are the blocks' kernels, not the loop.
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+namespace effort {
+
+Activations::Activations(const ModelConfig& c, int kv_capacity)
+    : residual(std::size_t(c.hidden_size)),
+      normed(residual.size()),
+      q(std::size_t(c.num_attention_heads) * std::size_t(c.head_dim)),
+      k(std::size_t(c.num_key_value_heads) * std::size_t(c.head_dim)),
+      v(k.size()),
+      attended(q.size()),
+      gate(std::size_t(c.intermediate_size)),
+      up(gate.size()),
+      scores(std::size_t(c.num_attention_heads) * std::size_t(kv_capacity)),
+      cos(std::size_t(c.head_dim / 2)),
+      sin(cos.size()),
+      logits(std::size_t(c.vocab_size)) {}
+
+BatchActivations::BatchActivations(const ModelConfig& c, std::size_t n)
+    : capacity(n),
+      residual(n * std::size_t(c.hidden_size)),
+      normed(residual.size()),
+      q(n * std::size_t(c.num_attention_heads) * std::size_t(c.head_dim)),
+      attended(q.size()),
+      k(n * std::size_t(c.num_key_value_heads) * std::size_t(c.head_dim)),
+      v(k.size()),
+      gate(n * std::size_t(c.intermediate_size)),
+      up(gate.size()),
+      cos(n * std::size_t(c.head_dim / 2)),
+      sin(cos.size()),
+      packed_x(n * std::size_t(std::max(c.hidden_size, c.intermediate_size))) {}
+
+Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
+    : config_(config), weights_(weights) {
+  const int half = config.head_dim / 2;
+  for (int i = 0; i < half; ++i)
+    inv_freq_.push_back(std::pow(config.rope_theta, -2.0 * i / config.head_dim));
+}
+
+void Transformer::shift_cache(KvCache& cache, int keep, int discard, int used, Activations& act,
+                              const Compute& compute) const {
+  const std::size_t head_dim = std::size_t(config_.head_dim), kv_dim = std::size_t(config_.num_key_value_heads) * head_dim;
+  rotary_table(-discard, act);
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    float* keys = cache.keys(l);
+    float* values = cache.values(l);
+    for (int p = keep + discard; p < used; ++p) {
+      float* key = keys + std::size_t(p - discard) * kv_dim;
+      std::copy_n(keys + std::size_t(p) * kv_dim, kv_dim, key);
+      std::copy_n(values + std::size_t(p) * kv_dim, kv_dim, values + std::size_t(p - discard) * kv_dim);
+      for (std::size_t h = 0; h < kv_dim; h += head_dim) compute.kernels.rope(key + h, act.cos.data(), act.sin.data(), head_dim);
+    }
+  }
+}
+
+void Transformer::rotary_table(int position, Activations& act) const {
+  for (std::size_t i = 0; i < inv_freq_.size(); ++i) {
+    const double angle = position * inv_freq_[i];
+    act.cos[i] = float(std::cos(angle));
+    act.sin[i] = float(std::sin(angle));
+  }
+}
+
+void Transformer::forward(Token token, int position, KvCache& cache, Activations& act, const Compute& compute,
+                          ExitState* exit) const {
+  const auto& k = compute.kernels;
+  const auto& embed = weights_.embed_tokens;
+  k.to_float[int(embed.dtype)](act.residual.data(), embed.row(std::size_t(token)), embed.cols);
+  rotary_table(position, act);
+  const float eps = float(config_.rms_norm_eps);
+  const int n = config_.num_hidden_layers;
+  // Exits are allowed after warm-up, with the previous token's candidates, and not too often.
+  const bool may_exit = exit && exit->options.enabled && position >= exit->options.warmup &&
+                        !exit->candidates.empty() && exit->consecutive_exits < exit->options.max_consecutive;
+  Token streak_top = -1;
+  int streak = 0, layers = n;
+  for (int l = 0; l < n; ++l) {
+    const LayerWeights& layer = weights_.layers[std::size_t(l)];
+    const bool check = may_exit && exit->threshold[std::size_t(l)] <= 1.0f;
+    if (check) exit->before = act.residual;
+    k.rms_norm(act.normed.data(), act.residual.data(), layer.input_layernorm.data(),
+               act.residual.size(), eps);
+    attention_block(layer, l, position, cache, act, compute);
+    k.rms_norm(act.normed.data(), act.residual.data(), layer.post_attention_layernorm.data(),
+               act.residual.size(), eps);
+    mlp_block(layer, l, act, compute);
+    if (check && should_exit(l, position, *exit, streak_top, streak, act, compute)) {
+      propagate_kv(l, position, cache, act, compute);
+      layers = l + 1;
+      break;
+    }
+  }
+  k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), act.residual.size(), eps);
+  const auto head_start = Clock::now();
+  matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
+  compute.effort->stats.head_seconds += seconds_since(head_start);
+  if (exit && exit->options.enabled) {
+    exit->consecutive_exits = layers < n ? exit->consecutive_exits + 1 : 0;
+    exit->layers_run += layers;
+    exit->tokens += 1;
+    exit->take_candidates(act.logits);
+  }
+}
+
+void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act,
+                          BatchActivations& batch, const Compute& compute) const {
+  const auto& k = compute.kernels;
+  const std::size_t n = tokens.size(), H = std::size_t(config_.hidden_size);
+  const std::size_t head_dim = std::size_t(config_.head_dim), half = head_dim / 2;
+  const std::size_t q_dim = act.q.size(), kv_dim = act.k.size(), inter = act.gate.size();
+  const float eps = float(config_.rms_norm_eps);
+  const auto& embed = weights_.embed_tokens;
+  for (std::size_t t = 0; t < n; ++t) {
+    k.to_float[int(embed.dtype)](&batch.residual[t * H], embed.row(std::size_t(tokens[t])), embed.cols);
+    rotary_table(start + int(t), act);
+    std::copy(act.cos.begin(), act.cos.end(), &batch.cos[t * half]);
+    std::copy(act.sin.begin(), act.sin.end(), &batch.sin[t * half]);
+  }
+  // Each projection once for rows [first, n) of the batch.
+  std::size_t first = 0;
+  auto project_all = [&](const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
+    const std::size_t in = in_features(w), out = out_features(w);
+    matmul(w, kind, &x[first * in], &y[first * out], n - first, compute, batch.packed_x);
+  };
+  auto norm_rows = [&](const std::vector<float>& weight) {
+    for (std::size_t t = first; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
+  };
+  const std::size_t group = std::size_t(config_.num_attention_heads / config_.num_key_value_heads);
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  const std::size_t capacity = std::size_t(cache.capacity());
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const LayerWeights& layer = weights_.layers[std::size_t(l)];
+    norm_rows(layer.input_layernorm);
+    project_all(layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
+    project_all(layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
+    float* keys = cache.keys(l);
+    float* values = cache.values(l);
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
+        k.rope(&batch.k[t * kv_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
+      const std::size_t slot = std::size_t(cache.slot(start + int(t)));
+      std::copy_n(&batch.k[t * kv_dim], kv_dim, keys + slot * kv_dim);
+      std::copy_n(&batch.v[t * kv_dim], kv_dim, values + slot * kv_dim);
+    }
+    // The last layer's keys and values are needed for every token, the rest of it only for the
+    // last token, whose logits are the result.
+    if (l == config_.num_hidden_layers - 1) first = n - 1;
+    project_all(layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
+    // Token t sees the cache up to its own position: the later tokens' keys are in later slots.
+    for (std::size_t t = first; t < n; ++t) {
+      for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
+        k.rope(&batch.q[t * q_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
+      const std::size_t n_keys = std::size_t(cache.visible(start + int(t)));
+      const std::size_t head_grain = std::max<std::size_t>(1, 16384 / (n_keys * head_dim));
+      compute.pool.parallel_for(std::size_t(config_.num_attention_heads), head_grain, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t h = begin; h < end; ++h) {
+          const std::size_t kv_offset = (h / group) * head_dim;
+          k.attention(&batch.attended[t * q_dim + h * head_dim], &batch.q[t * q_dim + h * head_dim], keys + kv_offset,
+                      values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
+        }
+      });
+    }
+    project_all(layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
+    for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+    norm_rows(layer.post_attention_layernorm);
+    project_all(layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
+    project_all(layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
+    for (std::size_t t = first; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
+    project_all(layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
+    for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+  }
+  std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
+  k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);
+  matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
+}
+
+void ExitState::take_candidates(std::span<const float> logits) {
+  const std::size_t count = std::min<std::size_t>(std::size_t(options.candidates), logits.size());
+  candidates.resize(logits.size());
+  std::iota(candidates.begin(), candidates.end(), 0);
+  std::partial_sort(candidates.begin(), candidates.begin() + std::ptrdiff_t(count), candidates.end(),
+                    [&](Token a, Token b) { return logits[std::size_t(a)] > logits[std::size_t(b)] ||
+                                                  (logits[std::size_t(a)] == logits[std::size_t(b)] && a < b); });
+  candidates.resize(count);
+}
+
+bool Transformer::should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak,
+                              const Activations& act, const Compute& compute) const {
+  struct AddTime {
+    ExitState& e;
+    Clock::time_point start;
+    ~AddTime() { e.check_seconds += seconds_since(start); }
+  } add_time{exit, Clock::now()};
+  const std::size_t n = act.residual.size();
+  if (exit.options.min_saturation > 0) {
+    double ab = 0, aa = 0, bb = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      ab += double(exit.before[i]) * act.residual[i], aa += double(exit.before[i]) * exit.before[i],
+          bb += double(act.residual[i]) * act.residual[i];
+    if (ab / std::sqrt(aa * bb) < exit.options.min_saturation) return false;
+  }
+  // The head over the candidates only: a check costs candidates x hidden_size multiply-adds.
+  exit.final_normed.resize(n);
+  compute.kernels.rms_norm(exit.final_normed.data(), act.residual.data(), weights_.norm.data(), n,
+                           float(config_.rms_norm_eps));
+  const auto& head = weights_.lm_head;
+  float z1 = -INFINITY, z2 = -INFINITY;
+  Token top = -1;
+  for (Token c : exit.candidates) {
+    float z;
+    compute.kernels.matvec[int(head.dtype)](&z, head.row(std::size_t(c)), exit.final_normed.data(), 1, head.cols);
+    if (z > z1) {
+      z2 = z1, z1 = z, top = c;
+    } else if (z > z2) {
+      z2 = z;
+    }
+  }
+  streak = top == streak_top ? streak + 1 : 1;
+  streak_top = top;
+  const double threshold = exit.threshold[std::size_t(l)];
+  const double confidence = 1.0 - std::exp(-double(z1 - z2));
+  if (exit.options.record_signals) {
+    exit.signals.push_back({position, l, top, float(confidence)});
+    return false;
+  }
+  return threshold < 1.0 && streak >= exit.options.patience && confidence >= threshold;
+}
+
+void Transformer::propagate_kv(int last, int position, KvCache& cache, Activations& act, const Compute& compute) const {
+  const std::size_t head_dim = std::size_t(config_.head_dim), kv_dim = act.k.size();
+  const std::size_t slot = std::size_t(cache.slot(position));
+  for (int l = last + 1; l < config_.num_hidden_layers; ++l) {
+    const LayerWeights& layer = weights_.layers[std::size_t(l)];
+    compute.kernels.rms_norm(act.normed.data(), act.residual.data(), layer.input_layernorm.data(), act.residual.size(),
+                             float(config_.rms_norm_eps));
+    project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
+    project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
+    for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
+      compute.kernels.rope(act.k.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
+    std::copy(act.k.begin(), act.k.end(), cache.keys(l) + slot * kv_dim);
+    std::copy(act.v.begin(), act.v.end(), cache.values(l) + slot * kv_dim);
+  }
+}
+
+void Transformer::project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x,
+                          std::vector<float>& y, const Compute& compute) const {
+  if (compute.observer) (*compute.observer)(layer, kind, std::span<const float>(x.data(), in_features(w)));
+  matvec(w, layer, kind, x.data(), y.data(), compute);
+}
+
+void Transformer::attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
+                                  Activations& act, const Compute& compute) const {
+  const auto& k = compute.kernels;
+  const std::size_t head_dim = std::size_t(config_.head_dim);
+  const std::size_t kv_dim = act.k.size();
+  project(layer.q_proj, l, MatrixKind::q_proj, act.normed, act.q, compute);
+  project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
+  project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
+  const auto attention_start = Clock::now();
+  for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
+    k.rope(act.q.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
+  for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
+    k.rope(act.k.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
+
+  float* keys = cache.keys(l);
+  float* values = cache.values(l);
+  const std::size_t slot = std::size_t(cache.slot(position));
+  std::copy(act.k.begin(), act.k.end(), keys + slot * kv_dim);
+  std::copy(act.v.begin(), act.v.end(), values + slot * kv_dim);
+
+  // Grouped-query attention: query head h reads KV head h / (heads per KV head).
+  const std::size_t n_keys = std::size_t(cache.visible(position));
+  const std::size_t group = std::size_t(config_.num_attention_heads / config_.num_key_value_heads);
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  const std::size_t capacity = std::size_t(cache.capacity());
+  // Heads go to threads only when each thread gets enough work to pay for waking it.
+  const std::size_t head_grain = std::max<std::size_t>(1, 16384 / (n_keys * head_dim));
+  compute.pool.parallel_for(std::size_t(config_.num_attention_heads), head_grain, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t h = begin; h < end; ++h) {
+      const std::size_t kv_offset = (h / group) * head_dim;
+      k.attention(act.attended.data() + h * head_dim, act.q.data() + h * head_dim, keys + kv_offset,
+                  values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
+    }
+  });
+  compute.effort->stats.attention_seconds += seconds_since(attention_start);
+  project(layer.o_proj, l, MatrixKind::o_proj, act.attended, act.normed, compute);
+  k.add(act.residual.data(), act.normed.data(), act.residual.size());
+}
+
+void Transformer::mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const {
+  const auto& k = compute.kernels;
+  project(layer.gate_proj, l, MatrixKind::gate_proj, act.normed, act.gate, compute);
+  project(layer.up_proj, l, MatrixKind::up_proj, act.normed, act.up, compute);
+  k.silu_mul(act.gate.data(), act.gate.data(), act.up.data(), act.gate.size());
+  project(layer.down_proj, l, MatrixKind::down_proj, act.gate, act.normed, compute);
+  k.add(act.residual.data(), act.normed.data(), act.residual.size());
+}
+
+}  // namespace effort

@@ -1,0 +1,96 @@
+// transformer.h: the Mistral decoder (embedding, N x [RMSNorm -> GQA attention -> residual ->
+// RMSNorm -> SwiGLU MLP -> residual], final norm, lm_head) for one token at a time.
+#pragma once
+#include <span>
+#include <vector>
+
+#include "effort/config.h"
+#include "effort/types.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+#include "model/weights.h"
+
+namespace effort {
+
+// Activations of one token, allocated once per session.
+struct Activations {
+  explicit Activations(const ModelConfig& c, int kv_capacity);
+  std::vector<float> residual;  // [hidden_size]
+  std::vector<float> normed;    // [hidden_size]
+  std::vector<float> q;         // [num_attention_heads * head_dim]
+  std::vector<float> k, v;      // [num_key_value_heads * head_dim]
+  std::vector<float> attended;  // [num_attention_heads * head_dim]
+  std::vector<float> gate, up;  // [intermediate_size]
+  std::vector<float> scores;    // [num_attention_heads, kv_capacity]
+  std::vector<float> cos, sin;  // [head_dim / 2] rotary table of the current position
+  std::vector<float> logits;    // [vocab_size]
+};
+
+// Activations of up to `capacity` prompt tokens processed together, allocated once per session.
+struct BatchActivations {
+  BatchActivations(const ModelConfig& c, std::size_t capacity);
+  std::size_t capacity;
+  std::vector<float> residual, normed;  // [capacity, hidden_size]
+  std::vector<float> q, attended;       // [capacity, num_attention_heads * head_dim]
+  std::vector<float> k, v;              // [capacity, num_key_value_heads * head_dim]
+  std::vector<float> gate, up;          // [capacity, intermediate_size]
+  std::vector<float> cos, sin;          // [capacity, head_dim / 2]
+  std::vector<float> packed_x;          // matmul's transposed inputs [input slots, capacity]
+};
+
+// A session's early-exit state: the resolved options and what carries over between tokens.
+struct ExitState {
+  EarlyExitOptions options;
+  std::vector<float> threshold;      // [num_hidden_layers]: > 1 where there is no check
+  std::vector<Token> candidates;     // the previous token's top tokens
+  int consecutive_exits = 0;
+  double layers_run = 0, tokens = 0;
+  double check_seconds = 0;
+  std::vector<ExitSignal> signals;
+  std::vector<float> before, final_normed;  // scratch [hidden_size]
+  // A token's top logits become the next token's candidates.
+  void take_candidates(std::span<const float> logits);
+};
+
+class Transformer {
+ public:
+  Transformer(const ModelConfig& config, const ModelWeights& weights);
+
+  // Runs `token` at `position`: stores its keys/values in `cache` and leaves the next-token
+  // logits in act.logits. The caller checks token and position ranges. With `exit`, the pass
+  // may stop at a check layer (see EarlyExitOptions).
+  void forward(Token token, int position, KvCache& cache, Activations& act, const Compute& compute,
+               ExitState* exit = nullptr) const;
+
+  // Runs the prompt tokens at positions start.. together, one matmul per weight matrix at effort
+  // 1, and leaves the logits after the last one in act.logits: what forward() token by token
+  // gives at effort 1, to rounding. Needs positions that fit the cache without wrapping.
+  void prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act, BatchActivations& batch,
+               const Compute& compute) const;
+
+  // Drops positions [keep, keep + discard) from the first `used` of the cache: the later ones
+  // move down by `discard` slots, their keys rotated back by as many positions (RoPE rotations
+  // compose, so rotating a key by -d moves it from position p to p - d); values move as they
+  // are. Needs slot == position (no sliding-window ring).
+  void shift_cache(KvCache& cache, int keep, int discard, int used, Activations& act, const Compute& compute) const;
+
+ private:
+  void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
+                       Activations& act, const Compute& compute) const;
+  void mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
+  void rotary_table(int position, Activations& act) const;
+  // Whether to exit after layer l; updates the streak of agreeing checks.
+  bool should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak, const Activations& act,
+                   const Compute& compute) const;
+  // Keys and values of the layers after `last`, from the current hidden state.
+  void propagate_kv(int last, int position, KvCache& cache, Activations& act, const Compute& compute) const;
+  // y = w x at the session's effort for `kind`, shown to the observer first.
+  void project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y,
+               const Compute& compute) const;
+
+  const ModelConfig& config_;
+  const ModelWeights& weights_;
+  std::vector<double> inv_freq_;  // [head_dim / 2]: rope_theta^(-2i/head_dim)
+};
+
+}  // namespace effort

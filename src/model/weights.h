@@ -1,0 +1,70 @@
+// weights.h: the model's weights as the transformer sees them, whatever file they came from.
+// Legend: rows = output features, cols = input features (HF nn.Linear weight layout [out, in]).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "effort/types.h"
+#include "kernels/bucket_matvec.h"
+#include "kernels/kernels.h"
+
+namespace effort {
+
+// A dense matrix read in place (memory-mapped or owned by ModelWeights::storage).
+struct DenseMatrix {
+  kernels::DType dtype = kernels::DType::f32;
+  const void* data = nullptr;  // [rows, cols] row-major
+  std::size_t rows = 0, cols = 0;
+
+  const void* row(std::size_t r) const {
+    return static_cast<const std::uint8_t*>(data) + r * kernels::dtype_bytes(dtype, cols);
+  }
+};
+
+// A bucketed matrix (layout in kernels/bucket_matvec.h), read in place from a .effort file.
+struct BucketMatrix {
+  kernels::BucketView view;               // units, stats, num_buckets, num_inputs, bucket_size
+  std::size_t out_features = 0, in_features = 0;
+  std::size_t loaded_units = 0;           // leading units in use (partial loading)
+  std::vector<std::uint32_t> probe_units; // the file's probes among the loaded units
+  std::vector<float> probe_stats;         // [P]
+};
+
+// One of the seven projection matrices of a layer, dense or bucketed.
+using Matrix = std::variant<DenseMatrix, BucketMatrix>;
+
+// The HF tensor name of a layer's projection, e.g. "model.layers.3.mlp.up_proj.weight".
+inline std::string projection_name(int layer, MatrixKind kind) {
+  static const char* names[kNumMatrixKinds] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                               "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                               "mlp.down_proj"};
+  return "model.layers." + std::to_string(layer) + "." + names[int(kind)] + ".weight";
+}
+
+struct LayerWeights {
+  // Projections are [out_features, in_features] in HF terms, whatever their storage.
+  std::vector<float> input_layernorm;           // [hidden_size]
+  Matrix q_proj;                           // [num_attention_heads*head_dim, hidden_size]
+  Matrix k_proj;                           // [num_key_value_heads*head_dim, hidden_size]
+  Matrix v_proj;                           // [num_key_value_heads*head_dim, hidden_size]
+  Matrix o_proj;                           // [hidden_size, num_attention_heads*head_dim]
+  std::vector<float> post_attention_layernorm;  // [hidden_size]
+  Matrix gate_proj;                        // [intermediate_size, hidden_size]
+  Matrix up_proj;                          // [intermediate_size, hidden_size]
+  Matrix down_proj;                        // [hidden_size, intermediate_size]
+};
+
+struct ModelWeights {
+  DenseMatrix embed_tokens;  // [vocab_size, hidden_size]
+  std::vector<LayerWeights> layers;
+  std::vector<float> norm;   // [hidden_size]
+  DenseMatrix lm_head;       // [vocab_size, hidden_size]; embed_tokens' data when tied
+  // Whatever the views above point into: mapped files, aligned copies.
+  std::vector<std::shared_ptr<const void>> storage;
+};
+
+}  // namespace effort

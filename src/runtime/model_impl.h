@@ -1,0 +1,23 @@
+// model_impl.h: what a loaded Model holds (shared read-only by its sessions).
+#pragma once
+#include <optional>
+
+#include "effort/effort.h"
+#include "model/transformer.h"
+#include "model/weights.h"
+
+namespace effort {
+
+struct Model::Impl {
+  ModelConfig config;
+  ModelWeights weights;
+  std::optional<Tokenizer> tokenizer;
+  std::string chat_template;  // the metadata's Jinja text; empty when none
+  std::optional<Transformer> transformer;  // refers to config and weights above
+
+  bool bucketed() const {
+    return !weights.layers.empty() && std::holds_alternative<BucketMatrix>(weights.layers[0].q_proj);
+  }
+};
+
+}  // namespace effort

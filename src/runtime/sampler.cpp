@@ -1,0 +1,83 @@
+// sampler.cpp: deterministic given the seed: ties are broken by token id, and the uniform draw
+// is built from the generator's bits rather than a library distribution.
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace effort {
+
+Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(options.seed) {
+  auto bad = [](const std::string& what) { throw Error(ErrorCode::invalid_argument, "[sampling] " + what); };
+  if (!(options.temperature >= 0) || !std::isfinite(options.temperature))
+    bad("temperature must be a finite number >= 0, got " + std::to_string(options.temperature));
+  if (options.top_k < 0) bad("top_k must be >= 0, got " + std::to_string(options.top_k));
+  if (!(options.top_p > 0 && options.top_p <= 1))
+    bad("top_p must be in (0, 1], got " + std::to_string(options.top_p));
+  if (!(options.min_p >= 0 && options.min_p <= 1)) bad("min_p must be in [0, 1], got " + std::to_string(options.min_p));
+  if (!(options.repetition_penalty > 0) || !std::isfinite(options.repetition_penalty))
+    bad("repetition_penalty must be a finite number > 0, got " + std::to_string(options.repetition_penalty));
+  if (options.repetition_window < 0)
+    bad("repetition_window must be >= 0, got " + std::to_string(options.repetition_window));
+}
+
+Token Sampler::sample(std::span<const float> logits, std::span<const Token> recent) {
+  logits_.assign(logits.begin(), logits.end());
+  if (options_.repetition_penalty != 1.0f) {
+    const std::size_t window = std::min(recent.size(), std::size_t(options_.repetition_window));
+    std::vector<bool> seen(logits_.size(), false);
+    for (Token t : recent.subspan(recent.size() - window)) {
+      if (t < 0 || std::size_t(t) >= logits_.size() || seen[std::size_t(t)]) continue;
+      seen[std::size_t(t)] = true;
+      float& z = logits_[std::size_t(t)];
+      z = z > 0 ? z / options_.repetition_penalty : z * options_.repetition_penalty;
+    }
+  }
+  if (options_.temperature == 0.0f)
+    return Token(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
+
+  candidates_.resize(logits_.size());
+  for (std::size_t i = 0; i < candidates_.size(); ++i) candidates_[i] = Token(i);
+  const auto higher = [&](Token a, Token b) {
+    return logits_[std::size_t(a)] > logits_[std::size_t(b)] ||
+           (logits_[std::size_t(a)] == logits_[std::size_t(b)] && a < b);
+  };
+  std::size_t keep = candidates_.size();
+  if (options_.top_k > 0 && std::size_t(options_.top_k) < keep) keep = std::size_t(options_.top_k);
+  std::partial_sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(keep), candidates_.end(), higher);
+  const double max_logit = logits_[std::size_t(candidates_[0])];
+  // min-p, as llama.cpp: keep the tokens at least min_p times as likely as the top one (before
+  // temperature), i.e. whose logit is within log(min_p) of the top logit.
+  if (options_.min_p > 0) {
+    const double floor = max_logit + std::log(double(options_.min_p));
+    while (keep > 1 && logits_[std::size_t(candidates_[keep - 1])] < floor) --keep;
+  }
+  candidates_.resize(keep);
+
+  probs_.resize(keep);
+  double total = 0;
+  for (std::size_t i = 0; i < keep; ++i) {
+    probs_[i] = std::exp((logits_[std::size_t(candidates_[i])] - max_logit) / options_.temperature);
+    total += probs_[i];
+  }
+  // Nucleus: the shortest prefix of the sorted candidates whose mass reaches top_p.
+  double mass = 0;
+  std::size_t nucleus = 0;
+  while (nucleus < keep) {
+    mass += probs_[nucleus++] / total;
+    if (mass >= options_.top_p) break;
+  }
+  double nucleus_total = 0;
+  for (std::size_t i = 0; i < nucleus; ++i) nucleus_total += probs_[i];
+
+  const double u = double(rng_() >> 11) * 0x1.0p-53 * nucleus_total;
+  double acc = 0;
+  for (std::size_t i = 0; i < nucleus; ++i) {
+    acc += probs_[i];
+    if (u < acc) return candidates_[i];
+  }
+  return candidates_[nucleus - 1];
+}
+
+}  // namespace effort

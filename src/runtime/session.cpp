@@ -1,0 +1,406 @@
+// session.cpp: one conversation: its KV cache, activations, thread pool and the generate loop.
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include "effort/effort.h"
+#include "kernels/bucket_matvec.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+#include "runtime/model_impl.h"
+#include "runtime/sampler.h"
+#include "runtime/stop_rules.h"
+#include "model/thread_pool.h"
+#include "model/transformer.h"
+
+namespace effort {
+
+namespace {
+
+kernels::Arch choose_arch(const std::string& requested) {
+  std::string name = requested;
+  if (name.empty()) {
+    const char* forced = std::getenv("EFFORT_FORCE_ARCH");  // the one debug override
+    if (forced && *forced) name = forced;
+  }
+  try {
+    const kernels::Arch arch = name.empty() ? kernels::best_arch() : kernels::parse_arch(name);
+    kernels::kernel_table(arch);  // throws when this CPU cannot run it
+    return arch;
+  } catch (const std::invalid_argument& e) {
+    throw Error(ErrorCode::invalid_argument, std::string("[session] kernel_arch: ") + e.what());
+  }
+}
+
+int choose_threads(int requested) {
+  if (requested < 0)
+    throw Error(ErrorCode::invalid_argument, "[session] num_threads must be >= 0, got " + std::to_string(requested));
+  return requested ? requested : int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int choose_context(const ModelConfig& c, int requested) {
+  if (requested < 0)
+    throw Error(ErrorCode::invalid_argument, "[session] context_length must be >= 0, got " + std::to_string(requested));
+  if (requested > c.max_position_embeddings)
+    throw Error(ErrorCode::invalid_argument, "[session] context_length " + std::to_string(requested) +
+                                                 " exceeds the model's max_position_embeddings " +
+                                                 std::to_string(c.max_position_embeddings));
+  return requested ? requested : std::min(c.max_position_embeddings, 4096);
+}
+
+// Scratch for the largest bucketed matrix of the model.
+BucketScratch make_bucket_scratch(const ModelWeights& weights) {
+  std::vector<const BucketMatrix*> matrices;
+  for (const auto& layer : weights.layers)
+    for (const Matrix* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
+                            &layer.up_proj, &layer.down_proj})
+      if (const auto* b = std::get_if<BucketMatrix>(m)) matrices.push_back(b);
+  return BucketScratch(matrices);
+}
+
+void check_effort(float effort) {
+  if (!(effort > 0.0f && effort <= 1.0f))
+    throw Error(ErrorCode::invalid_argument, "[session] effort must be in (0, 1], got " + std::to_string(effort));
+}
+
+
+}  // namespace
+
+struct Session::Impl {
+  Impl(std::shared_ptr<const Model::Impl> shared, const SessionOptions& options)
+      : model_data(std::move(shared)),
+        model(*model_data),
+        arch(choose_arch(options.kernel_arch)),
+        kernel_table(kernels::kernel_table(arch)),
+        pool(choose_threads(options.num_threads)),
+        context_length(choose_context(model.config, options.context_length)),
+        cache(model.config.num_hidden_layers,
+              model.config.sliding_window ? std::min(context_length, model.config.sliding_window) : context_length,
+              model.config.num_key_value_heads * model.config.head_dim),
+        act(model.config, cache.capacity()),
+        scratch(make_bucket_scratch(model.weights)),
+        effort(model.config.num_hidden_layers) {}
+
+  Compute compute() {
+    return Compute{kernel_table, pool, &effort, &scratch, observer ? &observer : nullptr};
+  }
+
+  void check_token(Token token) const {
+    if (token < 0 || token >= model.config.vocab_size)
+      throw Error(ErrorCode::invalid_argument, "[session] token id " + std::to_string(token) +
+                                                   " is outside the vocabulary [0, " +
+                                                   std::to_string(model.config.vocab_size) + ")");
+  }
+
+  void check_room(std::size_t tokens) const {
+    if (history.size() + tokens > std::size_t(context_length))
+      throw Error(ErrorCode::invalid_argument,
+                  "[session] " + std::to_string(tokens) + " more tokens do not fit the context: " +
+                      std::to_string(history.size()) + " of " + std::to_string(context_length) + " positions used");
+  }
+
+  // Runs one token through the model (range and room already checked).
+  void run(Token token) {
+    model.transformer->forward(token, int(history.size()), cache, act, compute(), &exit);
+    history.push_back(token);
+  }
+
+  // Feeds the token generation left pending (at the generation effort), then `tokens`, after
+  // checking them all. Prompt tokens run at the prompt effort, in batches when nothing needs
+  // them one at a time; other tokens run one at a time at the generation effort.
+  void feed(std::span<const Token> tokens, bool prompt) {
+    for (Token t : tokens) check_token(t);
+    check_room(tokens.size() + (pending ? 1 : 0));
+    if (pending) {
+      run(*pending);
+      pending.reset();
+    }
+    if (tokens.empty()) return;
+    // The prompt's effort replaces the generation's while it runs, and its work is not counted
+    // in the effort stats, which describe generation.
+    struct GenerationEffort {
+      EffortState& state;
+      EffortState saved;
+      ~GenerationEffort() { state = std::move(saved); }
+    };
+    std::optional<GenerationEffort> generation_effort;
+    if (prompt) {
+      generation_effort.emplace(GenerationEffort{effort, effort});
+      effort.set_all(prompt_effort);
+    }
+    while (!tokens.empty()) {
+      const std::size_t n = std::min(tokens.size(), kPromptBatch);
+      if (prompt && n > 1 && batchable(n)) {
+        model.transformer->prefill(tokens.first(n), int(history.size()), cache, act, batch(), compute());
+        history.insert(history.end(), tokens.begin(), tokens.begin() + std::ptrdiff_t(n));
+        if (exit.options.enabled) exit.take_candidates(act.logits);
+      } else {
+        for (Token t : tokens.first(n)) run(t);
+      }
+      tokens = tokens.subspan(n);
+    }
+  }
+
+  // Batches run at effort 1, see no observer, record no exit signals, and need positions that
+  // do not wrap the KV ring (a later token would overwrite keys an earlier one still attends to).
+  bool batchable(std::size_t n) const {
+    return prompt_effort >= 1.0f && !observer && !exit.options.record_signals &&
+           history.size() + n <= std::size_t(cache.capacity());
+  }
+
+  // A pending token stays pending: it runs after the shifted history, at its new end.
+  void shift(int keep, int discard) {
+    const int used = int(history.size());
+    if (keep < 0 || discard < 0 || keep + discard > used)
+      throw Error(ErrorCode::invalid_argument, "[session] context shift: keep " + std::to_string(keep) + " and discard " +
+                                                   std::to_string(discard) + " do not fit the " + std::to_string(used) +
+                                                   " tokens held");
+    if (cache.capacity() < context_length)
+      throw Error(ErrorCode::invalid_argument, "[session] context shift needs a KV cache that holds the whole context; "
+                                               "this model's sliding window (" + std::to_string(cache.capacity()) +
+                                               ") is shorter than the context (" + std::to_string(context_length) + ")");
+    model.transformer->shift_cache(cache, keep, discard, used, act, compute());
+    history.erase(history.begin() + keep, history.begin() + keep + discard);
+    ++context_shifts;
+  }
+
+  BatchActivations& batch() {
+    if (!batch_activations) batch_activations.emplace(model.config, kPromptBatch);
+    return *batch_activations;
+  }
+
+  // Prompt tokens per batch: enough that unpacking the weights once per batch costs little
+  // next to the products, few enough that the batch activations stay small.
+  static constexpr std::size_t kPromptBatch = 256;
+
+  std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
+  const Model::Impl& model;
+  kernels::Arch arch;
+  const kernels::KernelTable& kernel_table;  // looked up once: the CPU does not change
+  ThreadPool pool;
+  int context_length;
+  KvCache cache;
+  Activations act;
+  BucketScratch scratch;
+  EffortState effort;
+  float prompt_effort = 1.0f;
+  ActivationObserver observer;
+  ExitState exit;
+  std::optional<BatchActivations> batch_activations;  // allocated on the first batched prompt
+  std::vector<Token> history;   // tokens in the KV cache, in order
+  int context_shifts = 0;
+  // The last generated token: sampled but not yet run, so that a finished generation costs no
+  // extra forward pass. The next call that feeds tokens runs it first.
+  std::optional<Token> pending;
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+Session Model::new_session(const SessionOptions& options) const {
+  return Session(std::make_unique<Session::Impl>(impl_, options));
+}
+
+std::span<const float> Session::forward(Token token) {
+  impl_->feed(std::span<const Token>(&token, 1), false);
+  return impl_->act.logits;
+}
+
+std::span<const float> Session::prefill(std::span<const Token> tokens) {
+  impl_->feed(tokens, true);
+  if (impl_->history.empty())
+    throw Error(ErrorCode::invalid_argument, "[session] no tokens: logits need at least one token");
+  return impl_->act.logits;
+}
+
+GenerateResult Session::generate(std::string_view prompt, const GenerateOptions& options, const OnToken& on_token) {
+  const Tokenizer* tokenizer = impl_->model.tokenizer ? &*impl_->model.tokenizer : nullptr;
+  if (!tokenizer)
+    throw Error(ErrorCode::invalid_argument, "[session] this model has no tokenizer: give the prompt as token ids");
+  const bool empty = impl_->history.empty() && !impl_->pending;
+  const auto tokens = tokenizer->encode(prompt, empty);
+  return generate(std::span<const Token>(tokens), options, on_token);
+}
+
+GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOptions& options, const OnToken& on_token) {
+  if (options.max_new_tokens < 0)
+    throw Error(ErrorCode::invalid_argument, "[generate] max_new_tokens must be >= 0, got " +
+                                                 std::to_string(options.max_new_tokens));
+  Sampler sampler(options.sampling);
+  AnswerStop answer_stop(options.stop_gap, options.stop_burnout);
+  Impl& s = *impl_;
+  GenerateResult result;
+
+  const auto prompt_start = Clock::now();
+  prefill(prompt);
+  result.stats.prompt_tokens = int(prompt.size());
+  result.stats.prompt_seconds = seconds_since(prompt_start);
+
+  const Tokenizer* tokenizer = s.model.tokenizer ? &*s.model.tokenizer : nullptr;
+  bool at_start = true;  // nothing but control tokens so far: the text starts with what comes next
+  for (Token t : s.history) at_start = at_start && tokenizer && tokenizer->is_control(t);
+  std::optional<StreamDecoder> decoder;
+  if (tokenizer) decoder.emplace(*tokenizer, at_start);
+  const auto& eos = s.model.config.eos_token_ids;
+
+  const auto gen_start = Clock::now();
+  for (int i = 0; i < options.max_new_tokens; ++i) {
+    if (i > 0) {
+      if (int(s.history.size()) >= s.context_length && options.context_shift) {
+        const int keep = std::clamp(options.keep, 0, int(s.history.size()));
+        s.shift(keep, (int(s.history.size()) - keep) / 2);
+      }
+      if (int(s.history.size()) >= s.context_length) {
+        result.stop_reason = StopReason::context_full;
+        break;
+      }
+      s.feed({}, false);  // runs the pending token
+    }
+    const Token token = sampler.sample(s.act.logits, s.history);
+    const auto confident_stop = answer_stop.observe(s.act.logits);
+    if (options.stop_at_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
+      result.stop_reason = StopReason::eos;
+      break;
+    }
+    result.tokens.push_back(token);
+    s.pending = token;
+    const std::string text = decoder ? decoder->push(token) : std::string();
+    if (on_token && !on_token(token, text)) {
+      result.stop_reason = StopReason::callback;
+      break;
+    }
+    if (confident_stop) {
+      result.stop_reason = *confident_stop;
+      break;
+    }
+  }
+  if (decoder && on_token) {
+    const std::string rest = decoder->flush();
+    if (!rest.empty() && !result.tokens.empty()) on_token(result.tokens.back(), rest);
+  }
+  result.stats.generated_tokens = int(result.tokens.size());
+  result.stats.generation_seconds = seconds_since(gen_start);
+  return result;
+}
+
+void Session::set_effort(float effort) {
+  for (int k = 0; k < kNumMatrixKinds; ++k) set_effort(MatrixKind(k), effort);
+}
+
+void Session::set_effort(MatrixKind kind, float effort) {
+  for (int l = 0; l < impl_->model.config.num_hidden_layers; ++l) set_layer_effort(l, kind, effort);
+}
+
+void Session::set_layer_effort(int layer, float effort) {
+  for (int k = 0; k < kNumMatrixKinds; ++k) set_layer_effort(layer, MatrixKind(k), effort);
+}
+
+void Session::set_layer_effort(int layer, MatrixKind kind, float effort) {
+  check_effort(effort);
+  if (effort < 1.0f && !impl_->model.bucketed())
+    throw Error(ErrorCode::invalid_argument,
+                "[session] effort below 1 needs a bucketed .effort model (convert it with effort-convert)");
+  if (layer < 0 || layer >= impl_->model.config.num_hidden_layers)
+    throw Error(ErrorCode::invalid_argument, "[session] layer " + std::to_string(layer) + " is outside [0, " +
+                                                 std::to_string(impl_->model.config.num_hidden_layers) + ")");
+  impl_->effort.effort[std::size_t(layer)][std::size_t(kind)] = effort;
+}
+
+void Session::set_prompt_effort(float effort) {
+  check_effort(effort);
+  if (effort < 1.0f && !impl_->model.bucketed())
+    throw Error(ErrorCode::invalid_argument,
+                "[session] prompt effort below 1 needs a bucketed .effort model (convert it with effort-convert)");
+  impl_->prompt_effort = effort;
+}
+float Session::prompt_effort() const { return impl_->prompt_effort; }
+
+float Session::effort(MatrixKind kind) const { return impl_->effort.effort[0][std::size_t(kind)]; }
+float Session::layer_effort(int layer, MatrixKind kind) const {
+  return impl_->effort.effort.at(std::size_t(layer))[std::size_t(kind)];
+}
+const EffortStats& Session::effort_stats() const { return impl_->effort.stats; }
+void Session::reset_effort_stats() {
+  impl_->effort.stats = EffortStats{};
+  impl_->exit.layers_run = impl_->exit.tokens = impl_->exit.check_seconds = 0;
+}
+void Session::set_activation_observer(ActivationObserver observer) { impl_->observer = std::move(observer); }
+
+void Session::set_early_exit(const EarlyExitOptions& options) {
+  const int n = impl_->model.config.num_hidden_layers;
+  auto bad = [](const std::string& what) { throw Error(ErrorCode::invalid_argument, "[early exit] " + what); };
+  auto check_threshold = [&](float t) {
+    if (!(t >= 0.0f && t <= 1.0f)) bad("threshold must be in [0, 1], got " + std::to_string(t));
+  };
+  auto check_layer = [&](int l) {
+    if (l < 0 || l >= n - 1)
+      bad("check layer " + std::to_string(l) + " is outside [0, " + std::to_string(n - 1) +
+          ") (a check after the last layer would skip nothing)");
+  };
+  check_threshold(options.threshold);
+  for (int l : options.check_layers) check_layer(l);
+  for (const auto& [l, t] : options.layer_thresholds) {
+    check_layer(l);
+    check_threshold(t);
+  }
+  if (options.patience < 1) bad("patience must be >= 1, got " + std::to_string(options.patience));
+  if (options.warmup < 0) bad("warmup must be >= 0, got " + std::to_string(options.warmup));
+  if (options.max_consecutive < 1) bad("max_consecutive must be >= 1, got " + std::to_string(options.max_consecutive));
+  if (options.candidates < 2 || options.candidates > impl_->model.config.vocab_size)
+    bad("candidates must be in [2, vocab_size], got " + std::to_string(options.candidates));
+  if (!(options.min_saturation >= 0.0f && options.min_saturation <= 1.0f))
+    bad("min_saturation must be in [0, 1], got " + std::to_string(options.min_saturation));
+
+  std::vector<int> layers = options.check_layers;
+  if (layers.empty()) {
+    // Three checks spread over the second half, never after the last two layers; a model too
+    // shallow for two such checks may check before its last layer too.
+    const int first = n / 2, last = n - first >= 4 ? n - 3 : n - 2;
+    for (int i = 0; i < 3 && first <= last; ++i) {
+      const int l = first + (last - first) * i / 2;
+      if (std::find(layers.begin(), layers.end(), l) == layers.end()) layers.push_back(l);
+    }
+  }
+  std::vector<float> threshold(std::size_t(n), 2.0f);  // > 1: no check
+  for (int l : layers) threshold[std::size_t(l)] = options.threshold;
+  for (const auto& [l, t] : options.layer_thresholds) threshold[std::size_t(l)] = t;
+  const auto checks = std::count_if(threshold.begin(), threshold.end(), [](float t) { return t <= 1.0f; });
+  if (options.enabled && !options.record_signals && checks < options.patience)
+    bad("patience " + std::to_string(options.patience) + " needs at least that many check layers, and " +
+        std::to_string(checks) + " are set for this " + std::to_string(n) + "-layer model (lower the patience or add check layers)");
+  ExitState& e = impl_->exit;
+  e.options = options;
+  e.threshold = std::move(threshold);
+  e.candidates.clear();
+  e.consecutive_exits = 0;
+}
+
+void Session::shift_context(int keep, int discard) { impl_->shift(keep, discard); }
+int Session::context_shifts() const { return impl_->context_shifts; }
+
+double Session::exit_check_seconds() const { return impl_->exit.check_seconds; }
+
+std::vector<ExitSignal> Session::take_exit_signals() { return std::exchange(impl_->exit.signals, {}); }
+
+double Session::average_layers() const {
+  const ExitState& e = impl_->exit;
+  return e.tokens > 0 ? e.layers_run / e.tokens : double(impl_->model.config.num_hidden_layers);
+}
+
+int Session::position() const { return int(impl_->history.size()); }
+int Session::context_length() const { return impl_->context_length; }
+void Session::reset() {
+  impl_->history.clear();
+  impl_->pending.reset();
+  impl_->exit.candidates.clear();
+  impl_->exit.consecutive_exits = 0;
+}
+std::string_view Session::kernel_arch() const { return kernels::arch_name(impl_->arch); }
+int Session::num_threads() const { return impl_->pool.size(); }
+
+}  // namespace effort
