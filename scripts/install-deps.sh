@@ -7,6 +7,7 @@ packages=(
   libeigen3-dev libxsimd-dev nlohmann-json3-dev
   catch2 libbenchmark-dev
   libsentencepiece-dev libxxhash-dev
+  libcpp-httplib-dev
 )
 
 missing=()
