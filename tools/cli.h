@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -154,6 +156,17 @@ inline std::string read_file(const std::string& flag, const std::string& path) {
   if (!in) throw UsageError(flag + ": cannot open " + path);
   return read_all(in, path);
 }
+
+#ifdef EFFORT_DEFAULT_MODEL
+// The model when no -m is given: $EFFORT_MODEL, else the demo model the build knows of.
+inline std::string default_model() {
+  const char* env = std::getenv("EFFORT_MODEL");
+  std::string model = env && *env ? env : EFFORT_DEFAULT_MODEL;
+  if (!std::filesystem::exists(model))
+    throw UsageError("no model given and the default model " + model + " is absent: pass -m MODEL or set EFFORT_MODEL");
+  return model;
+}
+#endif
 
 // One line about the model on stderr at load (with verbose, its whole configuration).
 inline void print_model_summary(const std::string& path, const Model& model, bool verbose) {

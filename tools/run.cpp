@@ -170,13 +170,7 @@ Options parse(int argc, char** argv) {
   if (o.have_prompt_ids && o.prompt_ids.empty()) throw cli::UsageError("--prompt-ids: expected at least one id");
   if (!o.system.empty() && !o.chat) throw cli::UsageError("--system applies to --chat only");
   if (!o.seed_given) o.generate.sampling.seed = std::random_device{}();
-  if (o.model.empty()) {
-    const char* env = std::getenv("EFFORT_MODEL");
-    o.model = env && *env ? env : EFFORT_DEFAULT_MODEL;
-    if (!std::filesystem::exists(o.model))
-      throw cli::UsageError("no model given and the default model " + o.model +
-                            " is absent: pass -m MODEL or set EFFORT_MODEL");
-  }
+  if (o.model.empty()) o.model = cli::default_model();
   return o;
 }
 

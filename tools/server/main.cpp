@@ -30,7 +30,7 @@ GET /health, POST /tokenize and /detokenize, and a chat page at GET /. Requests 
 "effort" (0..1], "effort_map" ({"down": 0.3, ...}) and "early_exit" (true or {"threshold": T}).
 
 options:
-  -m, --model PATH     the model (default: the stories260K demo model)
+  -m, --model PATH     the model (default: $EFFORT_MODEL, else the stories260K demo model)
       --host HOST      address to listen on (default 127.0.0.1: this machine only)
       --port N         port (default 8080; 0: any free port, printed at start)
       --parallel N     sessions serving requests at once (default 2)
@@ -49,7 +49,7 @@ options:
 )";
 
 struct Options {
-  std::string model = EFFORT_DEFAULT_MODEL;
+  std::string model;
   std::string host = "127.0.0.1";
   int port = 8080;
   int parallel = 2;
@@ -84,6 +84,7 @@ Options parse(int argc, char** argv) {
     else if (f == "--no-mmap") o.load.use_mmap = false;
     else throw cli::UsageError("unknown option " + f + " (see --help)");
   }
+  if (o.model.empty()) o.model = cli::default_model();
   if (o.session.num_threads == 0)
     o.session.num_threads = std::max(1, int(std::thread::hardware_concurrency()) / o.parallel);
   if (o.alias.empty()) o.alias = std::filesystem::path(o.model).filename().string();
