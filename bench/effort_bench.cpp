@@ -38,6 +38,10 @@ constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
       --early-exit       tg tests with early exit; --exit-threshold T, --exit-calibration FILE,
                          --exit-layers, --exit-patience, --exit-warmup, --exit-max-consecutive as
                          for effort-run
+      --draft-effort LIST  tg tests with self-speculative decoding, drafts at each effort
+                         (checks at --effort); --draft-max K fixes the draft length (default:
+                         adaptive). Greedy, the same tokens as without; rows add drafted,
+                         accepted and tokens per check
       --stages           after the table, where a generated token's time goes (also in JSON)
   -o, --output FORMAT    md (a llama-bench-shaped table, default) or json (a list of objects with
                          model, threads, effort, test, tps_mean, tps_sd, reps, peak_rss_mb, ...)
@@ -52,6 +56,8 @@ struct Options {
   int repetitions = 5;
   std::vector<int> threads;
   std::vector<float> efforts = {1.0f};
+  std::vector<float> draft_efforts;  // speculative tg tests, besides the plain ones
+  int draft_max = 0;
   float prompt_effort = 1.0f;
   LoadOptions load;
   std::string arch;
@@ -91,6 +97,12 @@ Options parse(int argc, char** argv) {
     else if (f == "--exit-calibration") cli::apply_exit_calibration(args.value(), o.early_exit);
     else if (cli::read_exit_schedule_flag(f, args, o.early_exit)) continue;
     else if (f == "--stages") o.stages = true;
+    else if (f == "--draft-effort") {
+      for (const auto& item : cli::split_list(args.value()))
+        o.draft_efforts.push_back(float(cli::parse_number(f, item, 0, 1, true)));
+      for (float d : o.draft_efforts)
+        if (d >= 1) throw cli::UsageError("--draft-effort: expected efforts in (0, 1), got 1");
+    } else if (f == "--draft-max") o.draft_max = int(cli::parse_int(f, args.value(), 1, 16));
     else if (f == "-o" || f == "--output") {
       const std::string format = args.value();
       if (format != "md" && format != "json") throw cli::UsageError(f + ": expected md or json, got '" + format + "'");
@@ -141,6 +153,7 @@ struct Test {
   std::string name;  // pp512, tg128, tg128@d512
   int n_prompt = 0, n_gen = 0, depth = 0;
   float effort = 1.0f;
+  float draft_effort = 0;  // > 0: speculative decoding with drafts at this effort
 };
 
 // Milliseconds per generated token in each stage (EffortStats), summed over repetitions.
@@ -155,10 +168,11 @@ struct Result {
   std::vector<double> tps;
   double peak_rss_mb = 0, mult = 0, layers = 0;
   Stages stages;  // per token, averaged over repetitions (tg tests)
+  GenerationStats speculation;  // drafted, accepted, checks summed over repetitions
 };
 
 // One run of a test: seconds for its timed part.
-double run_once(Session& session, const Test& t, const ModelConfig& c) {
+double run_once(Session& session, const Test& t, const ModelConfig& c, int draft_max, GenerationStats* speculation) {
   using Clock = std::chrono::steady_clock;
   session.reset();
   if (t.depth) session.prefill(bench_tokens(c, std::size_t(t.depth), 1));
@@ -167,6 +181,23 @@ double run_once(Session& session, const Test& t, const ModelConfig& c) {
     const auto start = Clock::now();
     session.prefill(t.depth ? std::span<const Token>(prompt).subspan(1) : std::span<const Token>(prompt));
     return std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  if (t.draft_effort > 0) {
+    // Greedy through generate(), which speculates; BOS (or the depth's last token) untimed.
+    GenerateOptions g;
+    g.max_new_tokens = t.n_gen;
+    g.sampling.temperature = 0;
+    g.stop_at_eos = false;
+    g.speculative = {.draft_effort = t.draft_effort, .draft_max = draft_max};
+    const Token first = c.bos_token_id;
+    session.reset_effort_stats();
+    const GenerateResult r = session.generate(std::span<const Token>(&first, 1), g);
+    if (speculation) {
+      speculation->drafted += r.stats.drafted;
+      speculation->accepted += r.stats.accepted;
+      speculation->checks += r.stats.checks;
+    }
+    return r.stats.generation_seconds;
   }
   // Generation from BOS (or the depth's last token), untimed, then n tokens fed back greedily.
   auto logits = t.depth ? session.forward(c.bos_token_id) : session.prefill(std::vector<Token>{c.bos_token_id});
@@ -188,7 +219,10 @@ std::vector<Test> tests_of(const Options& o) {
       if (p) tests.push_back({"pp" + std::to_string(p) + at, p, 0, depth, o.prompt_effort});
     for (float e : o.efforts)
       for (int n : o.n_gen)
-        if (n) tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e});
+        if (n) {
+          tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e});
+          for (float d : o.draft_efforts) tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e, d});
+        }
   }
   return tests;
 }
@@ -214,13 +248,13 @@ int run(int argc, char** argv) {
     for (const Test& t : tests) {
       session.set_effort(t.n_gen ? t.effort : 1.0f);
       session.set_early_exit(t.n_gen ? o.early_exit : EarlyExitOptions{});
-      Result r{t, threads, {}, 0, 0, 0, {}};
+      Result r{t, threads, {}, 0, 0, 0, {}, {}};
       std::fprintf(stderr, "[bench] %s, %d threads, effort %g: %d repetitions after a warm-up\n", t.name.c_str(), threads,
                    t.effort, o.repetitions);
-      run_once(session, t, model.config());  // warm-up: pages mapped, caches and pool warm
+      run_once(session, t, model.config(), o.draft_max, nullptr);  // warm-up: pages mapped, caches and pool warm
       double mult = 0, layers = 0;
       for (int i = 0; i < o.repetitions; ++i) {
-        const double seconds = run_once(session, t, model.config());
+        const double seconds = run_once(session, t, model.config(), o.draft_max, &r.speculation);
         r.tps.push_back(double(t.n_prompt + t.n_gen) / seconds);
         const EffortStats& e = session.effort_stats();
         mult += e.overall();
@@ -264,6 +298,14 @@ int run(int argc, char** argv) {
                      {"mult_fraction", r.mult},
                      {"avg_layers", r.layers},
                      {"peak_rss_mb", r.peak_rss_mb}});
+      if (r.test.draft_effort > 0) {
+        const GenerationStats& sp = r.speculation;
+        out.back()["draft_effort"] = r.test.draft_effort;
+        out.back()["drafted"] = sp.drafted;
+        out.back()["accepted"] = sp.accepted;
+        out.back()["acceptance"] = sp.drafted ? double(sp.accepted) / sp.drafted : 0.0;
+        out.back()["tokens_per_check"] = sp.checks ? double(r.test.n_gen * o.repetitions) / sp.checks : 0.0;
+      }
       if (r.test.n_gen)
         out.back()["stages_ms_per_token"] = {{"multiply", r.stages.multiply}, {"dispatch", r.stages.dispatch},
                                              {"attention", r.stages.attention}, {"head", r.stages.head},
@@ -275,8 +317,14 @@ int run(int argc, char** argv) {
   std::printf("| model | size | params | backend | threads | effort | test | t/s | peak RSS |\n");
   std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
   for (const Result& r : results) {
-    char effort[64];
+    char effort[128];
     std::snprintf(effort, sizeof effort, "%g", r.test.effort);
+    if (r.test.draft_effort > 0) {
+      const GenerationStats& sp = r.speculation;
+      std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " draft %g (%.0f%% kept, %.2f/check)",
+                    r.test.draft_effort, sp.drafted ? 100.0 * sp.accepted / sp.drafted : 0.0,
+                    sp.checks ? double(r.test.n_gen * o.repetitions) / sp.checks : 0.0);
+    }
     if (r.test.n_gen && o.early_exit.enabled)
       std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " +exit (%.2f layers)", r.layers);
     const bool gib = facts.size_bytes >= double(1 << 30);

@@ -16,23 +16,6 @@ using Catch::Contains;
 
 namespace {
 
-// The fixture converted once per test run, bucket size and weights (default: the converter's).
-const std::filesystem::path& fixture_effort(std::size_t bucket_size = ConvertOptions{}.bucket_size,
-                                            kernels::BucketWeights weights = ConvertOptions{}.weights) {
-  static test::TempDir dir;
-  static std::map<std::pair<std::size_t, kernels::BucketWeights>, std::filesystem::path> paths;
-  const auto key = std::pair{bucket_size, weights};
-  if (!paths.count(key)) {
-    const auto p = dir / ("stories260K-" + layout_name(bucket_size, weights) + ".effort");
-    ConvertOptions options;
-    options.bucket_size = bucket_size;
-    options.weights = weights;
-    convert_to_effort(test::fixture_model(), p, options);
-    paths[key] = p;
-  }
-  return paths[key];
-}
-
 std::vector<int> reference_ids(const char* name) {
   return test::read_json(test::reference_dir() / "stories260K" / (std::string("logits_") + name + ".json"))["prompt_ids"]
       .get<std::vector<int>>();
@@ -54,8 +37,8 @@ const Matrix& matrix_of(const EffortCheckpoint& c, const std::string& name) {
 // file's head is Q8_0).
 void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction, std::size_t bucket_size,
                               kernels::BucketWeights weights = ConvertOptions{}.weights) {
-  const EffortFile file(fixture_effort(bucket_size, weights));
-  const EffortCheckpoint bucketed = load_effort_checkpoint(fixture_effort(bucket_size, weights), rows_fraction);
+  const EffortFile file(test::fixture_effort(bucket_size, weights));
+  const EffortCheckpoint bucketed = load_effort_checkpoint(test::fixture_effort(bucket_size, weights), rows_fraction);
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
   std::map<std::string, test::RawTensor> tensors;
   for (const auto& [name, view] : source.tensors()) {
@@ -83,7 +66,7 @@ TEST_CASE("at effort 1 the .effort model is the dense model of its decoded weigh
   CAPTURE(bucket_size, int(weights));
   test::TempDir decoded;
   write_decoded_checkpoint(decoded.path, 1.0f, bucket_size, weights);
-  const Model bucketed = Model::load(fixture_effort(bucket_size, weights));
+  const Model bucketed = Model::load(test::fixture_effort(bucket_size, weights));
   REQUIRE(bucketed.bucketed());
   const Model dense = Model::load(decoded.path);
   const auto ids = reference_ids("greedy_bos64");
@@ -99,7 +82,7 @@ TEST_CASE("at effort 1 the .effort model stays close to the original and keeps i
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto weights = GENERATE(kernels::BucketWeights::f16, kernels::BucketWeights::q8);
   CAPTURE(int(weights));
-  const Model model = Model::load(fixture_effort(ConvertOptions{}.bucket_size, weights));
+  const Model model = Model::load(test::fixture_effort(ConvertOptions{}.bucket_size, weights));
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
   const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_greedy_bos64.json");
   const auto expected = test::read_f32_file(test::reference_dir() / "stories260K" / "logits_greedy_bos64.f32");
@@ -140,7 +123,7 @@ TEST_CASE("at effort 1 the .effort model stays close to the original and keeps i
 
 TEST_CASE("lower effort does less work, stays finite, and degrades smoothly", "[model][effort]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
-  const Model model = Model::load(fixture_effort());
+  const Model model = Model::load(test::fixture_effort());
   const auto ids = reference_ids("greedy_bos64");
   Session full = model.new_session();
   const auto z1 = test::forward_each(full, ids);
@@ -181,7 +164,7 @@ TEST_CASE("effort runs are deterministic across runs and thread counts", "[model
   // Buckets of 16 at effort 1 dispatch 1024 units per matrix: lists cut into 8 parts, shared
   // by up to 8 threads; buckets of 2 at 0.5 fill one part.
   for (auto [bucket_size, effort] : {std::pair<std::size_t, float>{2, 0.5f}, {2, 1.0f}, {16, 1.0f}, {16, 0.5f}}) {
-    const Model model = Model::load(fixture_effort(bucket_size));
+    const Model model = Model::load(test::fixture_effort(bucket_size));
     const std::vector<Token> bos = {1};
     GenerateOptions o;
     o.max_new_tokens = 80;
@@ -211,7 +194,7 @@ TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", 
   const std::size_t bucket_size = GENERATE(2, 16);
   test::TempDir decoded;
   write_decoded_checkpoint(decoded.path, 0.75f, bucket_size);
-  const Model partial = Model::load(fixture_effort(bucket_size), {.mem_fraction = 0.75f});
+  const Model partial = Model::load(test::fixture_effort(bucket_size), {.mem_fraction = 0.75f});
   const Model dense = Model::load(decoded.path);
   const auto ids = reference_ids("mixed");
   Session a = partial.new_session(), b = dense.new_session();
@@ -222,7 +205,7 @@ TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", 
 
 TEST_CASE("per-kind effort and bad effort values", "[model][effort]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
-  const Model model = Model::load(fixture_effort());
+  const Model model = Model::load(test::fixture_effort());
   Session s = model.new_session();
   s.set_effort(0.5f);
   s.set_effort(MatrixKind::down_proj, 0.25f);
@@ -235,7 +218,7 @@ TEST_CASE("per-kind effort and bad effort values", "[model][effort]") {
     REQUIRE_THROWS_WITH(s.set_effort(bad), Contains("effort must be in (0, 1]"));
   REQUIRE_THROWS_WITH(parse_matrix_kind("mlp"), Contains("unknown matrix kind 'mlp'"));
   REQUIRE(parse_matrix_kind("gate_proj") == MatrixKind::gate_proj);
-  REQUIRE_THROWS_WITH(Model::load(fixture_effort(), {.mem_fraction = 0.0f}), Contains("mem_fraction must be in (0, 1]"));
+  REQUIRE_THROWS_WITH(Model::load(test::fixture_effort(), {.mem_fraction = 0.0f}), Contains("mem_fraction must be in (0, 1]"));
   // A dense model runs at effort 1 only.
   Session dense = Model::load(test::fixture_model()).new_session();
   REQUIRE_THROWS_WITH(dense.set_effort(0.5f), Contains("needs a bucketed .effort model"));
@@ -267,7 +250,7 @@ TEST_CASE("with sampled probes the work done still tracks effort on real layers"
 
 TEST_CASE("a per-layer effort schedule combines with kinds and early exit", "[model][effort][early-exit]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
-  const Model model = Model::load(fixture_effort());
+  const Model model = Model::load(test::fixture_effort());
   Session s = model.new_session();
   s.set_layer_effort(2, 0.5f);  // a lower effort in the middle layer only
   REQUIRE(s.layer_effort(2, MatrixKind::up_proj) == 0.5f);
@@ -297,7 +280,7 @@ TEST_CASE("batched prompts of a .effort model give the token-by-token logits at 
   const auto ids = test::long_prompt(300);
   float worst = 0;
   for (float mem_fraction : {1.0f, 0.75f}) {
-    const Model model = Model::load(fixture_effort(), {.mem_fraction = mem_fraction});
+    const Model model = Model::load(test::fixture_effort(), {.mem_fraction = mem_fraction});
     for (int threads : {1, 2}) {
       CAPTURE(mem_fraction, threads);
       const float diff = test::batched_vs_one_by_one(model, ids, {.num_threads = threads});
@@ -310,7 +293,7 @@ TEST_CASE("batched prompts of a .effort model give the token-by-token logits at 
   WARN("batched vs token-by-token prompt, .effort: max |logit difference| " << worst);
   // Below effort 1 the prompt runs one token at a time at the prompt effort, whatever the
   // generation effort: bit for bit what forward() gives at that effort.
-  const Model model = Model::load(fixture_effort());
+  const Model model = Model::load(test::fixture_effort());
   Session prompt_effort = model.new_session(), plain = model.new_session();
   prompt_effort.set_prompt_effort(0.5f);
   prompt_effort.set_effort(0.25f);
@@ -327,7 +310,7 @@ TEST_CASE("batched prompts of a .effort model give the token-by-token logits at 
 TEST_CASE("weights copied into memory (no mmap) give the mapped model's logits bit for bit", "[effort][model]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::vector<int> ids = {1, 403, 407, 261, 500, 300};
-  for (const auto& [path, mem_fraction] : {std::pair{fixture_effort(), 1.0f}, {fixture_effort(), 0.75f},
+  for (const auto& [path, mem_fraction] : {std::pair{test::fixture_effort(), 1.0f}, {test::fixture_effort(), 0.75f},
                                             {test::fixture_model(), 1.0f}}) {
     CAPTURE(path, mem_fraction);
     const Model mapped = Model::load(path, {.mem_fraction = mem_fraction});

@@ -56,6 +56,10 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
       --stop-gap G       end the answer once the top-2 logit gap exceeds G (default 0: off)
       --stop-burnout B   end it once the gap's summed change exceeds B (default 0: off)
       --ids              print generated token ids, comma-separated, instead of text
+      --draft-effort E   self-speculative decoding: draft tokens at effort E in (0, 1), check
+                         them in one pass at --effort; the output is that of --effort alone
+      --draft-max K      tokens drafted per check, 1..16 (default: adaptive)
+      --draft-exit       drafts exit early too (with the --exit-* options); checks run every layer
       --ignore-eos       keep generating past end-of-sequence
       --context-shift    when the context is full, drop the older half of the tokens after the
                          first --keep and go on (llama.cpp's context shift) instead of stopping
@@ -79,6 +83,7 @@ struct Options {
   SessionOptions session;
   bool print_ids = false;
   bool chat = false;
+  bool draft_exit = false;
   std::string system;
   bool verbose = false;
   float effort = 1.0f;
@@ -157,6 +162,9 @@ Options parse(int argc, char** argv) {
     else if (f == "--stop-gap") o.generate.stop_gap = float(cli::parse_number(f, args.value(), 0, 1e6));
     else if (f == "--stop-burnout") o.generate.stop_burnout = float(cli::parse_number(f, args.value(), 0, 1e9));
     else if (f == "--ids") o.print_ids = true;
+    else if (f == "--draft-effort") o.generate.speculative.draft_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--draft-max") o.generate.speculative.draft_max = int(cli::parse_int(f, args.value(), 1, 16));
+    else if (f == "--draft-exit") o.draft_exit = true;
     else if (f == "--ignore-eos") o.generate.stop_at_eos = false;
     else if (f == "--context-shift") o.generate.context_shift = true;
     else if (f == "--keep") o.generate.keep = int(cli::parse_int(f, args.value(), 0, 1 << 24));
@@ -169,6 +177,13 @@ Options parse(int argc, char** argv) {
   if (o.chat && (o.have_prompt_ids || o.print_ids)) throw cli::UsageError("--chat takes no --prompt-ids or --ids");
   if (o.have_prompt_ids && o.prompt_ids.empty()) throw cli::UsageError("--prompt-ids: expected at least one id");
   if (!o.system.empty() && !o.chat) throw cli::UsageError("--system applies to --chat only");
+  const SpeculativeOptions& spec = o.generate.speculative;
+  if (spec.draft_effort >= 1) throw cli::UsageError("--draft-effort: expected a number in (0, 1), got 1");
+  if ((spec.draft_max || o.draft_exit) && spec.draft_effort == 0)
+    throw cli::UsageError("--draft-max and --draft-exit apply to speculative decoding: add --draft-effort E");
+  if (spec.draft_effort > 0 && o.early_exit.enabled && !o.draft_exit)
+    throw cli::UsageError("--early-exit would change the checks' output; with --draft-effort, use --draft-exit");
+  if (o.draft_exit) o.early_exit.enabled = true;  // the session's early exit runs in the drafts only
   if (!o.seed_given) o.generate.sampling.seed = std::random_device{}();
   if (o.model.empty()) o.model = cli::default_model();
   return o;
@@ -201,6 +216,10 @@ void print_stats(const GenerationStats& s, const Session& session, std::uint64_t
                   100 * e.fraction(MatrixKind(k)));
     mults += part;
   }
+  if (s.checks > 0)
+    std::fprintf(stderr, "\n[speculative] drafted %d, accepted %d (%.1f%%), %.2f tokens per check",
+                 s.drafted, s.accepted, s.drafted ? 100.0 * s.accepted / s.drafted : 0.0,
+                 double(s.generated_tokens) / s.checks);
   std::fprintf(stderr,
                "\n[stats] prompt %d tokens %.1f tok/s | generation %d tokens %.1f tok/s | %s | layers %.2f | "
                "peak rss %.0f MB | threads %d | %.*s | seed %llu\n",
@@ -236,6 +255,9 @@ int run_chat(const Model& model, Session& session, const Options& o) {
     total.prompt_seconds += result.stats.prompt_seconds;
     total.generated_tokens += result.stats.generated_tokens;
     total.generation_seconds += result.stats.generation_seconds;
+    total.drafted += result.stats.drafted;
+    total.accepted += result.stats.accepted;
+    total.checks += result.stats.checks;
     if (result.stop_reason == StopReason::context_full) {
       std::fprintf(stderr, "[context full: all %d positions used; start again with a larger -c]\n", session.context_length());
       break;

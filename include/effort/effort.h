@@ -47,6 +47,19 @@ struct SamplingOptions {
   std::uint64_t seed = 0;           // same seed, same options, same prompt: same tokens
 };
 
+// Self-speculative decoding: the session drafts tokens cheaply with its own model at a lower
+// effort (and, with the session's early exit enabled, exiting early), then checks them all in
+// one pass at its own effort, which keeps the longest prefix the full pass agrees with, plus the
+// full pass's next token. The output is the full model's: greedy gives the same tokens as
+// without speculation; sampling keeps a draft token with probability min(1, p/q) and otherwise
+// draws from max(0, p - q) normalised, so tokens follow the full model's distribution.
+struct SpeculativeOptions {
+  float draft_effort = 0;  // (0, 1): on, with drafts at this effort; 0: off
+  // Tokens drafted per check, 1..16; 0: adaptive, from the running acceptance rate and the
+  // measured costs of a draft token and of a check.
+  int draft_max = 0;
+};
+
 struct GenerateOptions {
   int max_new_tokens = 256;
   SamplingOptions sampling;
@@ -60,6 +73,7 @@ struct GenerateOptions {
   // on (llama.cpp's context shift), instead of stopping with StopReason::context_full.
   bool context_shift = false;
   int keep = 0;
+  SpeculativeOptions speculative;  // needs a .effort model
 };
 
 enum class StopReason { max_new_tokens, eos, callback, context_full, gap, burnout };
@@ -69,6 +83,8 @@ struct GenerationStats {
   double prompt_seconds = 0;
   int generated_tokens = 0;
   double generation_seconds = 0;
+  // Speculative decoding: tokens drafted and kept, and the checks (full passes) run.
+  int drafted = 0, accepted = 0, checks = 0;
 };
 
 struct GenerateResult {
@@ -179,6 +195,13 @@ class Session {
   // the whole context (no sliding window shorter than it).
   void shift_context(int keep, int discard);
   int context_shifts() const;  // how many shift_context() calls, generate's included
+
+  // The keys and values held for `layer`: one row of num_key_value_heads * head_dim floats per
+  // cache slot (slot = position, or position % sliding_window in a ring). For inspection.
+  struct KvView {
+    std::span<const float> keys, values;
+  };
+  KvView kv_cache(int layer) const;
 
   int position() const;        // tokens in the KV cache
   int context_length() const;  // the most it can hold

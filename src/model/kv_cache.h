@@ -23,6 +23,36 @@ class KvCache {
 
   float* keys(int layer) { return keys_.data() + offset(layer); }      // [capacity, kv_dim]
   float* values(int layer) { return values_.data() + offset(layer); }  // [capacity, kv_dim]
+  const float* keys(int layer) const { return keys_.data() + offset(layer); }
+  const float* values(int layer) const { return values_.data() + offset(layer); }
+  int num_layers() const { return capacity_ ? int(keys_.size() / (std::size_t(capacity_) * std::size_t(kv_dim_))) : 0; }
+
+  // Every layer's slots of positions [first, first + count), copied to be put back: in a ring,
+  // writing position p overwrites position p - capacity, which speculative drafts must not lose.
+  struct Saved {
+    int first = 0, count = 0;
+    std::vector<float> keys, values;  // [layer, count, kv_dim]
+  };
+  Saved save(int first, int count) const {
+    Saved s{first, count, {}, {}};
+    for (int l = 0; l < num_layers(); ++l)
+      for (int p = first; p < first + count; ++p) {
+        const float* k = keys(l) + std::size_t(slot(p)) * std::size_t(kv_dim_);
+        const float* v = values(l) + std::size_t(slot(p)) * std::size_t(kv_dim_);
+        s.keys.insert(s.keys.end(), k, k + kv_dim_);
+        s.values.insert(s.values.end(), v, v + kv_dim_);
+      }
+    return s;
+  }
+  // Puts back the saved slots of positions [from, saved.first + saved.count).
+  void restore(const Saved& s, int from) {
+    for (int l = 0; l < num_layers(); ++l)
+      for (int p = std::max(from, s.first); p < s.first + s.count; ++p) {
+        const std::size_t row = (std::size_t(l) * std::size_t(s.count) + std::size_t(p - s.first)) * std::size_t(kv_dim_);
+        std::copy_n(&s.keys[row], kv_dim_, keys(l) + std::size_t(slot(p)) * std::size_t(kv_dim_));
+        std::copy_n(&s.values[row], kv_dim_, values(l) + std::size_t(slot(p)) * std::size_t(kv_dim_));
+      }
+  }
 
  private:
   std::size_t offset(int layer) const { return std::size_t(layer) * std::size_t(capacity_) * std::size_t(kv_dim_); }

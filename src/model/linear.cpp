@@ -98,8 +98,9 @@ float* thread_panels() {
 }
 }  // namespace
 
-void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::size_t n, const Compute& compute,
-            std::vector<float>& packed_x) {
+namespace {
+void matmul_products(const Matrix& w, const float* x, float* y, std::size_t n, const Compute& compute,
+                     std::vector<float>& packed_x) {
   const auto* bucketed = std::get_if<BucketMatrix>(&w);
   const auto* dense = std::get_if<DenseMatrix>(&w);
   const std::size_t in = in_features(w), out = out_features(w);
@@ -128,7 +129,20 @@ void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::siz
       }
     }
   });
+}
+}  // namespace
+
+void matmul(const DenseMatrix& w, const float* x, float* y, std::size_t n, const Compute& compute,
+            std::vector<float>& packed_x) {
+  matmul_products(Matrix(w), x, y, n, compute, packed_x);
+}
+
+void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::size_t n, const Compute& compute,
+            std::vector<float>& packed_x) {
+  matmul_products(w, x, y, n, compute, packed_x);
   if (compute.effort) {
+    const auto* bucketed = std::get_if<BucketMatrix>(&w);
+    const std::size_t in = in_features(w), out = out_features(w);
     // Counted as the single-vector path counts effort 1: loaded units, against the whole matrix.
     const auto& v = bucketed ? bucketed->view : kernels::BucketView{};
     const double dense_macs = bucketed ? double(v.bucket_size * in * v.num_buckets) : double(out) * double(in);

@@ -71,6 +71,10 @@ float effort_cutoff(std::vector<float>& products, std::size_t n, float effort);
 void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::size_t n, const Compute& compute,
             std::vector<float>& packed_x);
 
+// The same for a dense matrix outside the effort stats (the output head).
+void matmul(const DenseMatrix& w, const float* x, float* y, std::size_t n, const Compute& compute,
+            std::vector<float>& packed_x);
+
 std::size_t out_features(const Matrix& w);
 std::size_t in_features(const Matrix& w);
 

@@ -118,7 +118,7 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
 }
 
 void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act,
-                          BatchActivations& batch, const Compute& compute) const {
+                          BatchActivations& batch, const Compute& compute, float* all_logits) const {
   const auto& k = compute.kernels;
   const std::size_t n = tokens.size(), H = std::size_t(config_.hidden_size);
   const std::size_t head_dim = std::size_t(config_.head_dim), half = head_dim / 2;
@@ -158,8 +158,8 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
       std::copy_n(&batch.v[t * kv_dim], kv_dim, values + slot * kv_dim);
     }
     // The last layer's keys and values are needed for every token, the rest of it only for the
-    // last token, whose logits are the result.
-    if (l == config_.num_hidden_layers - 1) first = n - 1;
+    // tokens whose logits are the result.
+    if (l == config_.num_hidden_layers - 1 && !all_logits) first = n - 1;
     project_all(layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
     // Token t sees the cache up to its own position: the later tokens' keys are in later slots.
     for (std::size_t t = first; t < n; ++t) {
@@ -183,6 +183,13 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
     for (std::size_t t = first; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
     project_all(layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
     for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+  }
+  if (all_logits) {
+    norm_rows(weights_.norm);
+    matmul(weights_.lm_head, batch.normed.data(), all_logits, n, compute, batch.packed_x);
+    const std::size_t vocab = act.logits.size();
+    std::copy_n(all_logits + (n - 1) * vocab, vocab, act.logits.begin());
+    return;
   }
   std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);

@@ -64,9 +64,11 @@ class Transformer {
 
   // Runs the prompt tokens at positions start.. together, one matmul per weight matrix at effort
   // 1, and leaves the logits after the last one in act.logits: what forward() token by token
-  // gives at effort 1, to rounding. Needs positions that fit the cache without wrapping.
+  // gives at effort 1, to rounding. With all_logits ([tokens, vocab_size]), every token's
+  // next-token logits too (speculative decoding's verification). Needs positions that fit the
+  // cache without wrapping.
   void prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act, BatchActivations& batch,
-               const Compute& compute) const;
+               const Compute& compute, float* all_logits = nullptr) const;
 
   // Drops positions [keep, keep + discard) from the first `used` of the cache: the later ones
   // move down by `discard` slots, their keys rotated back by as many positions (RoPE rotations

@@ -22,21 +22,41 @@ Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(optio
     bad("repetition_window must be >= 0, got " + std::to_string(options.repetition_window));
 }
 
-Token Sampler::sample(std::span<const float> logits, std::span<const Token> recent) {
-  logits_.assign(logits.begin(), logits.end());
-  if (options_.repetition_penalty != 1.0f) {
-    const std::size_t window = std::min(recent.size(), std::size_t(options_.repetition_window));
-    std::vector<bool> seen(logits_.size(), false);
-    for (Token t : recent.subspan(recent.size() - window)) {
-      if (t < 0 || std::size_t(t) >= logits_.size() || seen[std::size_t(t)]) continue;
-      seen[std::size_t(t)] = true;
-      float& z = logits_[std::size_t(t)];
-      z = z > 0 ? z / options_.repetition_penalty : z * options_.repetition_penalty;
-    }
-  }
-  if (options_.temperature == 0.0f)
-    return Token(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
+Token greedy_token(std::span<const float> logits) {
+  const float top = *std::max_element(logits.begin(), logits.end());
+  for (std::size_t i = 0;; ++i)
+    if (logits[i] >= top - kGreedyTie) return Token(i);
+}
 
+double Distribution::prob(Token t) const {
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] == t) return probs[i];
+  return 0;
+}
+
+void Sampler::penalize(std::span<const float> logits, std::span<const Token> recent) {
+  logits_.assign(logits.begin(), logits.end());
+  if (options_.repetition_penalty == 1.0f) return;
+  const std::size_t window = std::min(recent.size(), std::size_t(options_.repetition_window));
+  std::vector<bool> seen(logits_.size(), false);
+  for (Token t : recent.subspan(recent.size() - window)) {
+    if (t < 0 || std::size_t(t) >= logits_.size() || seen[std::size_t(t)]) continue;
+    seen[std::size_t(t)] = true;
+    float& z = logits_[std::size_t(t)];
+    z = z > 0 ? z / options_.repetition_penalty : z * options_.repetition_penalty;
+  }
+}
+
+Token Sampler::sample(std::span<const float> logits, std::span<const Token> recent) {
+  if (greedy()) {
+    penalize(logits, recent);
+    return greedy_token(logits_);
+  }
+  return draw(distribution(logits, recent));
+}
+
+const Distribution& Sampler::distribution(std::span<const float> logits, std::span<const Token> recent) {
+  penalize(logits, recent);
   candidates_.resize(logits_.size());
   for (std::size_t i = 0; i < candidates_.size(); ++i) candidates_[i] = Token(i);
   const auto higher = [&](Token a, Token b) {
@@ -53,31 +73,38 @@ Token Sampler::sample(std::span<const float> logits, std::span<const Token> rece
     const double floor = max_logit + std::log(double(options_.min_p));
     while (keep > 1 && logits_[std::size_t(candidates_[keep - 1])] < floor) --keep;
   }
-  candidates_.resize(keep);
-
-  probs_.resize(keep);
+  std::vector<double>& probs = distribution_.probs;
+  probs.resize(keep);
   double total = 0;
   for (std::size_t i = 0; i < keep; ++i) {
-    probs_[i] = std::exp((logits_[std::size_t(candidates_[i])] - max_logit) / options_.temperature);
-    total += probs_[i];
+    probs[i] = std::exp((logits_[std::size_t(candidates_[i])] - max_logit) / options_.temperature);
+    total += probs[i];
   }
   // Nucleus: the shortest prefix of the sorted candidates whose mass reaches top_p.
   double mass = 0;
   std::size_t nucleus = 0;
   while (nucleus < keep) {
-    mass += probs_[nucleus++] / total;
+    mass += probs[nucleus++] / total;
     if (mass >= options_.top_p) break;
   }
   double nucleus_total = 0;
-  for (std::size_t i = 0; i < nucleus; ++i) nucleus_total += probs_[i];
+  for (std::size_t i = 0; i < nucleus; ++i) nucleus_total += probs[i];
+  probs.resize(nucleus);
+  for (double& p : probs) p /= nucleus_total;
+  distribution_.tokens.assign(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(nucleus));
+  return distribution_;
+}
 
-  const double u = double(rng_() >> 11) * 0x1.0p-53 * nucleus_total;
+double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
+
+Token Sampler::draw(const Distribution& d) {
+  const double u = uniform();
   double acc = 0;
-  for (std::size_t i = 0; i < nucleus; ++i) {
-    acc += probs_[i];
-    if (u < acc) return candidates_[i];
+  for (std::size_t i = 0; i < d.tokens.size(); ++i) {
+    acc += d.probs[i];
+    if (u < acc) return d.tokens[i];
   }
-  return candidates_[nucleus - 1];
+  return d.tokens.back();
 }
 
 }  // namespace effort

@@ -12,6 +12,7 @@
 #include "model/linear.h"
 #include "runtime/model_impl.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 #include "runtime/stop_rules.h"
 #include "model/thread_pool.h"
 #include "model/transformer.h"
@@ -167,6 +168,113 @@ struct Session::Impl {
     ++context_shifts;
   }
 
+  // One round of self-speculative decoding from the pending token: `drafts` tokens at
+  // draft_effort, one check of them all at the generation effort (every layer), then the tokens
+  // that stand and the check's own next token handed to emit(token, logits) in order, until it
+  // returns false. Leaves the session as plain decoding would: the cache holds the tokens handed
+  // over but the last, which is pending, with the check's keys and values.
+  template <class Emit>
+  void speculate(int drafts, float draft_effort, Sampler& sampler, DraftLength& length, GenerationStats& stats,
+                 Emit& emit) {
+    const int start = int(history.size());
+    const auto& eos = model.config.eos_token_ids;
+    // In a ring, positions past the capacity overwrite ones still in the window.
+    std::optional<KvCache::Saved> saved;
+    if (start + drafts >= cache.capacity()) saved = cache.save(start, drafts + 1);
+    const EffortStats before = effort.stats;
+
+    const auto draft_start = Clock::now();
+    std::vector<Token> tokens = {*pending};
+    std::vector<Distribution> draft_distributions;
+    const auto generation_effort = effort.effort;
+    effort.set_all(draft_effort);
+    while (int(tokens.size()) <= drafts && std::find(eos.begin(), eos.end(), tokens.back()) == eos.end()) {
+      run(tokens.back());
+      if (sampler.greedy()) {
+        tokens.push_back(sampler.sample(act.logits, history));
+      } else {
+        draft_distributions.push_back(sampler.distribution(act.logits, history));
+        tokens.push_back(sampler.draw(draft_distributions.back()));
+      }
+    }
+    effort.effort = generation_effort;
+    history.resize(std::size_t(start));
+    if (saved) cache.restore(*saved, start);
+    const double draft_seconds = seconds_since(draft_start);
+    const int drafted = int(tokens.size()) - 1;
+    const EffortStats after_drafts = effort.stats;
+
+    const auto check_start = Clock::now();
+    check(tokens);
+    const double check_seconds = seconds_since(check_start);
+    const std::size_t vocab = act.logits.size();
+    auto logits_after = [&](int i) { return std::span<const float>(&check_logits[std::size_t(i) * vocab], vocab); };
+    auto history_to = [&](int i) { return std::span<const Token>(history).first(std::size_t(start + i + 1)); };
+
+    // The drafts that stand, then the check's next token: a correction, or one more.
+    int accepted = 0;
+    std::optional<Token> next;
+    for (int i = 1; i <= drafted && !next; ++i) {
+      if (sampler.greedy()) {
+        const Token target = sampler.sample(logits_after(i - 1), history_to(i - 1));
+        if (target != tokens[std::size_t(i)]) next = target;
+      } else {
+        const Distribution& target = sampler.distribution(logits_after(i - 1), history_to(i - 1));
+        const double u_accept = sampler.uniform(), u_redraw = sampler.uniform();
+        const DraftVerdict verdict =
+            judge_draft(tokens[std::size_t(i)], target, draft_distributions[std::size_t(i - 1)], u_accept, u_redraw);
+        if (!verdict.accepted) next = verdict.token;
+      }
+      if (!next) ++accepted;
+    }
+    if (!next) next = sampler.sample(logits_after(accepted), history_to(accepted));
+    stats.drafted += drafted;
+    stats.accepted += accepted;
+    ++stats.checks;
+    length.update(drafted, accepted, draft_seconds, check_seconds);
+    if (exit.options.enabled) exit.take_candidates(logits_after(accepted));
+    // The stats compare with plain decoding: all the work done, against one dense pass per
+    // token the round advanced.
+    for (int k = 0; k < kNumMatrixKinds; ++k) {
+      const double check_dense = effort.stats.dense[k] - after_drafts.dense[k];
+      effort.stats.dense[k] = before.dense[k] + check_dense / double(tokens.size()) * double(accepted + 1);
+    }
+
+    // Hand over; `kept` counts the tokens handed over, the last of which stays pending.
+    int kept = 0;
+    for (int i = 1; i <= accepted + 1; ++i) {
+      const Token token = i <= accepted ? tokens[std::size_t(i)] : *next;
+      const Token previous = *pending;
+      pending.reset();
+      const bool more = emit(token, logits_after(i - 1));
+      if (pending) kept = i;
+      else pending = previous;  // an end-of-sequence token is not handed over
+      if (!more) break;
+    }
+    history.resize(std::size_t(start + kept));
+    if (saved) cache.restore(*saved, start + kept);
+  }
+
+  // Runs `tokens` from the end of the history at the generation effort through every layer,
+  // leaving each one's next-token logits in check_logits: in one batch when it can.
+  void check(std::span<const Token> tokens) {
+    const std::size_t n = tokens.size(), vocab = act.logits.size();
+    check_logits.resize(n * vocab);
+    bool full_effort = true;
+    for (const auto& layer : effort.effort)
+      for (float e : layer) full_effort = full_effort && e >= 1.0f;
+    if (n > 1 && full_effort && !observer && history.size() + n <= std::size_t(cache.capacity())) {
+      model.transformer->prefill(tokens, int(history.size()), cache, act, batch(), compute(), check_logits.data());
+      history.insert(history.end(), tokens.begin(), tokens.end());
+      return;
+    }
+    for (std::size_t t = 0; t < n; ++t) {
+      model.transformer->forward(tokens[t], int(history.size()), cache, act, compute(), nullptr);
+      history.push_back(tokens[t]);
+      std::copy(act.logits.begin(), act.logits.end(), check_logits.begin() + std::ptrdiff_t(t * vocab));
+    }
+  }
+
   BatchActivations& batch() {
     if (!batch_activations) batch_activations.emplace(model.config, kPromptBatch);
     return *batch_activations;
@@ -191,6 +299,7 @@ struct Session::Impl {
   ExitState exit;
   std::optional<BatchActivations> batch_activations;  // allocated on the first batched prompt
   std::vector<Token> history;   // tokens in the KV cache, in order
+  std::vector<float> check_logits;  // [tokens, vocab_size]: a speculative check's logits
   int context_shifts = 0;
   // The last generated token: sampled but not yet run, so that a finished generation costs no
   // extra forward pass. The next call that feeds tokens runs it first.
@@ -231,6 +340,18 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
   if (options.max_new_tokens < 0)
     throw Error(ErrorCode::invalid_argument, "[generate] max_new_tokens must be >= 0, got " +
                                                  std::to_string(options.max_new_tokens));
+  const SpeculativeOptions& spec = options.speculative;
+  const bool speculate = spec.draft_effort > 0;
+  if (speculate) {
+    if (!(spec.draft_effort < 1))
+      throw Error(ErrorCode::invalid_argument, "[generate] draft effort must be in (0, 1), got " + std::to_string(spec.draft_effort));
+    if (!impl_->model.bucketed())
+      throw Error(ErrorCode::invalid_argument, "[generate] speculative decoding drafts at a lower effort, which needs a "
+                                               ".effort model (convert it with effort-convert)");
+    if (spec.draft_max < 0 || spec.draft_max > DraftLength::kMax)
+      throw Error(ErrorCode::invalid_argument, "[generate] draft_max must be in [0, " + std::to_string(DraftLength::kMax) +
+                                                   "], got " + std::to_string(spec.draft_max));
+  }
   Sampler sampler(options.sampling);
   AnswerStop answer_stop(options.stop_gap, options.stop_burnout);
   Impl& s = *impl_;
@@ -248,36 +369,55 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
   if (tokenizer) decoder.emplace(*tokenizer, at_start);
   const auto& eos = s.model.config.eos_token_ids;
 
-  const auto gen_start = Clock::now();
-  for (int i = 0; i < options.max_new_tokens; ++i) {
-    if (i > 0) {
-      if (int(s.history.size()) >= s.context_length && options.context_shift) {
-        const int keep = std::clamp(options.keep, 0, int(s.history.size()));
-        s.shift(keep, (int(s.history.size()) - keep) / 2);
-      }
-      if (int(s.history.size()) >= s.context_length) {
-        result.stop_reason = StopReason::context_full;
-        break;
-      }
-      s.feed({}, false);  // runs the pending token
-    }
-    const Token token = sampler.sample(s.act.logits, s.history);
-    const auto confident_stop = answer_stop.observe(s.act.logits);
+  // Hands a token sampled from `logits` to the caller; false once generation ends with it (or
+  // before it, for an end-of-sequence token). The last token handed over stays pending.
+  bool stopped = false;
+  auto emit = [&](Token token, std::span<const float> logits) {
+    const auto confident_stop = answer_stop.observe(logits);
     if (options.stop_at_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
       result.stop_reason = StopReason::eos;
-      break;
+      return !(stopped = true);
     }
     result.tokens.push_back(token);
     s.pending = token;
     const std::string text = decoder ? decoder->push(token) : std::string();
     if (on_token && !on_token(token, text)) {
       result.stop_reason = StopReason::callback;
-      break;
+      return !(stopped = true);
     }
     if (confident_stop) {
       result.stop_reason = *confident_stop;
+      return !(stopped = true);
+    }
+    if (int(result.tokens.size()) >= options.max_new_tokens) {
+      result.stop_reason = StopReason::max_new_tokens;
+      return !(stopped = true);
+    }
+    return true;
+  };
+
+  const auto gen_start = Clock::now();
+  DraftLength draft_length(spec.draft_max);
+  if (options.max_new_tokens > 0) emit(sampler.sample(s.act.logits, s.history), s.act.logits);
+  else stopped = true;
+  while (!stopped) {
+    if (int(s.history.size()) >= s.context_length && options.context_shift) {
+      const int keep = std::clamp(options.keep, 0, int(s.history.size()));
+      s.shift(keep, (int(s.history.size()) - keep) / 2);
+    }
+    if (int(s.history.size()) >= s.context_length) {
+      result.stop_reason = StopReason::context_full;
       break;
     }
+    // Drafts that fit the context and the tokens still wanted (a check adds one of its own).
+    const int wanted = options.max_new_tokens - int(result.tokens.size());
+    const int drafts = speculate ? std::min({draft_length.next(), wanted - 1, s.context_length - int(s.history.size()) - 1}) : 0;
+    if (drafts <= 0) {
+      s.feed({}, false);  // runs the pending token
+      emit(sampler.sample(s.act.logits, s.history), s.act.logits);
+      continue;
+    }
+    s.speculate(drafts, spec.draft_effort, sampler, draft_length, result.stats, emit);
   }
   if (decoder && on_token) {
     const std::string rest = decoder->flush();
@@ -390,6 +530,16 @@ std::vector<ExitSignal> Session::take_exit_signals() { return std::exchange(impl
 double Session::average_layers() const {
   const ExitState& e = impl_->exit;
   return e.tokens > 0 ? e.layers_run / e.tokens : double(impl_->model.config.num_hidden_layers);
+}
+
+Session::KvView Session::kv_cache(int layer) const {
+  const KvCache& cache = impl_->cache;
+  if (layer < 0 || layer >= cache.num_layers())
+    throw Error(ErrorCode::invalid_argument, "[session] layer " + std::to_string(layer) + " is outside [0, " +
+                                                 std::to_string(cache.num_layers()) + ")");
+  const std::size_t n = std::size_t(cache.capacity()) * std::size_t(impl_->model.config.num_key_value_heads) *
+                        std::size_t(impl_->model.config.head_dim);
+  return {std::span<const float>(cache.keys(layer), n), std::span<const float>(cache.values(layer), n)};
 }
 
 int Session::position() const { return int(impl_->history.size()); }
