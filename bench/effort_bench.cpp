@@ -221,7 +221,8 @@ std::vector<Test> tests_of(const Options& o) {
       for (int n : o.n_gen)
         if (n) {
           tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e});
-          for (float d : o.draft_efforts) tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e, d});
+          for (float d : o.draft_efforts)  // drafts cheaper than the checks only
+            if (d < e) tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e, d});
         }
   }
   return tests;

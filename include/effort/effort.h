@@ -154,8 +154,8 @@ class Session {
   // next position (valid until the next call).
   std::span<const float> forward(Token token);
   // Feeds prompt tokens in order, at the prompt effort; returns the logits after the last one.
-  // At prompt effort 1 they run in batches (one pass over the weights for many tokens), which
-  // gives forward()'s logits to rounding; below 1, one at a time.
+  // At prompt effort 1, 16 or more run in batches (one pass over the weights for many tokens),
+  // which gives forward()'s logits to rounding; fewer, or below effort 1, one at a time.
   std::span<const float> prefill(std::span<const Token> tokens);
   // Feeds the prompt, then samples up to max_new_tokens.
   GenerateResult generate(std::span<const Token> prompt, const GenerateOptions& options = {},
