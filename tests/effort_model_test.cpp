@@ -9,6 +9,7 @@
 #include "effort/effort.h"
 #include "model/effort_checkpoint.h"
 #include "formats/effort_file.h"
+#include "fixture_effort.h"
 #include "test_util.h"
 
 using namespace effort;

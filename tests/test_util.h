@@ -18,8 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "convert/convert.h"
-#include "model/bucketize.h"
 #include "effort/effort.h"
 
 namespace test {
@@ -34,6 +32,15 @@ inline fs::path models_dir() {
 }
 inline fs::path reference_dir() { return models_dir().parent_path() / "reference"; }
 inline fs::path fixture_model() { return models_dir() / "stories260K-hf"; }
+
+// Built with the sanitizers (scripts/test.sh's second pass): the longest statistical and
+// combinatorial tests run fewer repetitions there. Memory and undefined-behaviour errors show in
+// the code paths, which a few repetitions cover; the optimised pass keeps the full counts.
+#ifdef EFFORT_SANITIZE_BUILD
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
 
 // Models a test needs may be absent (another models folder); such tests say so and pass.
 #define REQUIRE_PATH_OR_SKIP(path)                                    \
@@ -54,23 +61,6 @@ struct TempDir {
   ~TempDir() { fs::remove_all(path); }
   fs::path operator/(const std::string& name) const { return path / name; }
 };
-
-// The fixture converted once per test run, bucket size and weights (default: the converter's).
-inline const std::filesystem::path& fixture_effort(std::size_t bucket_size = effort::ConvertOptions{}.bucket_size,
-                                                   effort::kernels::BucketWeights weights = effort::ConvertOptions{}.weights) {
-  static TempDir dir;
-  static std::map<std::pair<std::size_t, effort::kernels::BucketWeights>, std::filesystem::path> paths;
-  const auto key = std::pair{bucket_size, weights};
-  if (!paths.count(key)) {
-    const auto p = dir / ("stories260K-" + effort::layout_name(bucket_size, weights) + ".effort");
-    effort::ConvertOptions options;
-    options.bucket_size = bucket_size;
-    options.weights = weights;
-    effort::convert_to_effort(fixture_model(), p, options);
-    paths[key] = p;
-  }
-  return paths[key];
-}
 
 inline std::vector<char> read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
