@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 #include <algorithm>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "effort/effort.h"
@@ -137,6 +139,38 @@ inline std::vector<kernels::BucketWeights> parse_bucket_weights_list(const std::
 }
 
 // "1,2,3" -> {1, 2, 3}
+// --effort-map: "down=0.2,up=0.3".
+inline std::vector<std::pair<MatrixKind, float>> parse_effort_map(const std::string& flag, const std::string& text) {
+  std::vector<std::pair<MatrixKind, float>> map;
+  for (const std::string& item : split_list(text)) {
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos) throw UsageError(flag + ": expected KIND=EFFORT items, got '" + item + "'");
+    MatrixKind kind;
+    try {
+      kind = parse_matrix_kind(item.substr(0, eq));
+    } catch (const Error& e) {
+      throw UsageError(flag + ": " + e.what());
+    }
+    map.emplace_back(kind, float(parse_number(flag, item.substr(eq + 1), 0, 1, true)));
+  }
+  return map;
+}
+
+// --effort-layers: "8-23=0.4,24=0.6" as (first, last, effort), 0-based layers.
+inline std::vector<std::tuple<int, int, float>> parse_effort_layers(const std::string& flag, const std::string& text) {
+  std::vector<std::tuple<int, int, float>> layers;
+  for (const std::string& item : split_list(text)) {
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos) throw UsageError(flag + ": expected FIRST[-LAST]=EFFORT items, got '" + item + "'");
+    const std::string range = item.substr(0, eq);
+    const std::size_t dash = range.find('-');
+    const int first = int(parse_int(flag, range.substr(0, dash), 0, 1 << 16));
+    const int last = dash == std::string::npos ? first : int(parse_int(flag, range.substr(dash + 1), first, 1 << 16));
+    layers.emplace_back(first, last, float(parse_number(flag, item.substr(eq + 1), 0, 1, true)));
+  }
+  return layers;
+}
+
 inline std::vector<std::int32_t> parse_id_list(const std::string& flag, std::string_view text) {
   std::vector<std::int32_t> ids;
   for (const auto& item : split_list(text)) ids.push_back(std::int32_t(parse_int(flag, item, 0, INT32_MAX)));

@@ -94,23 +94,6 @@ struct Options {
   LoadOptions load;
 };
 
-// "down=0.2,up=0.3"
-std::vector<std::pair<MatrixKind, float>> parse_effort_map(const std::string& flag, const std::string& text) {
-  std::vector<std::pair<MatrixKind, float>> map;
-  for (const std::string& item : cli::split_list(text)) {
-    const std::size_t eq = item.find('=');
-    if (eq == std::string::npos) throw cli::UsageError(flag + ": expected KIND=EFFORT items, got '" + item + "'");
-    MatrixKind kind;
-    try {
-      kind = parse_matrix_kind(item.substr(0, eq));
-    } catch (const Error& e) {
-      throw cli::UsageError(flag + ": " + e.what());
-    }
-    map.emplace_back(kind, float(cli::parse_number(flag, item.substr(eq + 1), 0, 1, true)));
-  }
-  return map;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   o.generate.max_new_tokens = 256;
@@ -140,18 +123,8 @@ Options parse(int argc, char** argv) {
     else if (f == "--arch") o.session.kernel_arch = args.value();
     else if (f == "--effort") o.effort = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--prompt-effort") o.prompt_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
-    else if (f == "--effort-map") o.effort_map = parse_effort_map(f, args.value());
-    else if (f == "--effort-layers") {
-      for (const std::string& item : cli::split_list(args.value())) {
-        const std::size_t eq = item.find('=');
-        if (eq == std::string::npos) throw cli::UsageError(f + ": expected FIRST[-LAST]=EFFORT items, got '" + item + "'");
-        const std::string range = item.substr(0, eq);
-        const std::size_t dash = range.find('-');
-        const int first = int(cli::parse_int(f, range.substr(0, dash), 0, 1 << 16));
-        const int last = dash == std::string::npos ? first : int(cli::parse_int(f, range.substr(dash + 1), first, 1 << 16));
-        o.effort_layers.emplace_back(first, last, float(cli::parse_number(f, item.substr(eq + 1), 0, 1, true)));
-      }
-    }
+    else if (f == "--effort-map") o.effort_map = cli::parse_effort_map(f, args.value());
+    else if (f == "--effort-layers") o.effort_layers = cli::parse_effort_layers(f, args.value());
     else if (f == "--no-mmap") o.load.use_mmap = false;
     else if (f == "--verify") o.load.verify = true;
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
