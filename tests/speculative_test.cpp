@@ -93,6 +93,7 @@ TEST_CASE("greedy with speculation is greedy without it, token for token", "[spe
     for (const auto& [e, k] : drafts)
       for (Session* s : {&one, &two}) {
         if (p > 0 && (runs++ % 20) != (p * 7) % 20) continue;
+        if (test::kSanitized && s == &two && k != 16) continue;
         INFO("prompt " << p << ", draft effort " << e << ", draft length " << k << ", threads " << s->num_threads());
         REQUIRE(greedy(*s, prompts[p], 32, e, k) == expected);
       }
