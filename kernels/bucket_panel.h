@@ -59,7 +59,7 @@ void bucket_panel_typed(float* panels, const BucketView& m, std::size_t loaded_u
         row[(output / kPanelWidth) * k_len * kPanelWidth + output % kPanelWidth] = w;
       };
       for (std::size_t b = bucket0; b < simd_end; b += W) {
-        (Entries<A, E>::decode(unit + b) * Floats<A>(m.entry_scale(u, b))).store_aligned(lanes);
+        (Floats<A>(Entries<A, E>::decode(unit + b)) * Floats<A>(m.entry_scale(u, b))).store_aligned(lanes);
         for (std::size_t l = 0; l < W; ++l) put(b + l, lanes[l]);
       }
       for (std::size_t b = simd_end; b < bucket_end; ++b) put(b, m.weight(u, b));

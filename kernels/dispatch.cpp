@@ -1,4 +1,6 @@
 // dispatch.cpp: picks the kernel table for the CPU we run on.
+#include <cpuid.h>
+
 #include <stdexcept>
 #include <string>
 
@@ -20,12 +22,19 @@ std::string_view dtype_name(DType dtype) {
   return "?";
 }
 
+namespace {
+// CPUID leaf 1, ECX bit 29: clang 14's __builtin_cpu_supports does not know "f16c".
+bool has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+}  // namespace
+
 bool arch_supported(Arch arch) {
   switch (arch) {
     case Arch::scalar: return true;
     case Arch::avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     case Arch::avx512:
       return arch_supported(Arch::avx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&

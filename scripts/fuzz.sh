@@ -39,7 +39,7 @@ for target in fuzz_model_file fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_r
   corpus=build-fuzz/corpus/$target findings=build-fuzz/findings/$target
   mkdir -p "$corpus" "$findings"
   echo "== $target, $seconds s" >&2
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-fuzz/tests/fuzz/$target "$corpus" "$seeds/$target" \
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-fuzz/bin/$target "$corpus" "$seeds/$target" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$findings/" > "build-fuzz/$target.log" 2>&1 || true
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "build-fuzz/$target.log" | grep -o '[0-9]*$' || echo 0)

@@ -73,7 +73,7 @@ std::map<std::string, TensorView> parse_tensor_table(const json& table, const st
   std::vector<std::string> range_names;
   for (const auto& [name, info] : table.items()) {
     if (name == "__metadata__") continue;
-    auto bad = [&](const std::string& what) { fail("tensor " + name + ": " + what); };
+    auto bad = [&, &name = name](const std::string& what) { fail("tensor " + name + ": " + what); };
     if (!info.is_object() || !info.contains("dtype") || !info["dtype"].is_string() ||
         !info.contains("shape") || !info["shape"].is_array() || !info.contains("data_offsets") ||
         !info["data_offsets"].is_array() || info["data_offsets"].size() != 2)
