@@ -37,7 +37,7 @@ printf '\n| target | seconds | executions | coverage (edges) | findings |\n| ---
 status=0
 for target in fuzz_model_file fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_request fuzz_cli_lists; do
   corpus=build-fuzz/corpus/$target findings=build-fuzz/findings/$target
-  mkdir -p "$corpus" "$findings"
+  rm -rf "$findings" && mkdir -p "$corpus" "$findings"
   echo "== $target, $seconds s" >&2
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-fuzz/bin/$target "$corpus" "$seeds/$target" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \

@@ -100,6 +100,11 @@ TEST_CASE("the fixture tokenizer encodes the reference story", "[tokenizer]") {
 TEST_CASE("bad tokenizer input is an error", "[tokenizer]") {
   REQUIRE_THROWS_WITH(Tokenizer::from_file("/nonexistent/tokenizer.model"), Catch::Contains("cannot open"));
   REQUIRE_THROWS_WITH(Tokenizer::from_bytes("garbage", "x.model"), Catch::Contains("x.model: not a SentencePiece model"));
+  // Found by scripts/fuzz.sh: a piece of zero length made libsentencepiece's trie builder throw
+  // its own exception through ours, which ended the process.
+  const auto zero_length = test::read_bytes(std::filesystem::path(EFFORT_SOURCE_DIR) / "tests/data/fuzz/tokenizer-zero-length-piece.model");
+  REQUIRE_THROWS_WITH(Tokenizer::from_bytes(std::string(zero_length.begin(), zero_length.end()), "z.model"),
+                      Catch::Contains("z.model: not a SentencePiece model: ") && Catch::Contains("zero-length key"));
   REQUIRE_PATH_OR_SKIP(llama2_tokenizer());
   const auto tokenizer = Tokenizer::from_file(llama2_tokenizer());
   REQUIRE_THROWS_WITH(tokenizer.decode(std::vector<Token>{5, 32000}), Catch::Contains("token id 32000 is outside the vocabulary"));

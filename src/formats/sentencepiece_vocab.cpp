@@ -81,10 +81,22 @@ std::string sentencepiece_model(const LlamaVocabulary& vocabulary) {
   return model.str();
 }
 
+void load_sentencepiece(sentencepiece::SentencePieceProcessor& processor, std::string_view serialized_model,
+                        const std::string& context) {
+  std::string problem;
+  try {
+    const auto status = processor.LoadFromSerializedProto(serialized_model);
+    if (status.ok()) return;
+    problem = status.ToString();
+  } catch (const std::exception& e) {
+    problem = e.what();
+  }
+  throw Error(ErrorCode::format, context + ": not a SentencePiece model: " + problem);
+}
+
 LlamaVocabulary llama_vocabulary(const std::string& serialized_model, const std::string& context) {
   sentencepiece::SentencePieceProcessor sp;
-  if (!sp.LoadFromSerializedProto(serialized_model).ok())
-    throw Error(ErrorCode::format, context + ": not a SentencePiece model");
+  load_sentencepiece(sp, serialized_model, context);
   json tokens = json::array(), scores = json::array(), types = json::array();
   for (int i = 0; i < sp.GetPieceSize(); ++i) {
     tokens.push_back(sp.IdToPiece(i));

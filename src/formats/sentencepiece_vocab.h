@@ -4,6 +4,11 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
 
 namespace effort {
 
@@ -16,6 +21,12 @@ struct LlamaVocabulary {
   // from a model keeps the default, which every llama-family tokenizer uses.
   bool add_space_prefix = true;
 };
+
+// Loads a serialized ModelProto into `processor`; throws effort::Error (format) naming `context`
+// when libsentencepiece refuses it, whether it says so or throws (its trie builder throws on a
+// zero-length piece, which fuzzing found).
+void load_sentencepiece(sentencepiece::SentencePieceProcessor& processor, std::string_view serialized_model,
+                        const std::string& context);
 
 // A serialized SentencePiece ModelProto (the bytes of a tokenizer.model) for the vocabulary.
 std::string sentencepiece_model(const LlamaVocabulary& vocabulary);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "effort/error.h"
+#include "formats/sentencepiece_vocab.h"
 
 namespace effort {
 
@@ -38,9 +39,7 @@ Tokenizer Tokenizer::from_file(const std::filesystem::path& path) {
 
 Tokenizer Tokenizer::from_bytes(std::string model_bytes, const std::string& source) {
   auto impl = std::make_unique<Impl>();
-  const auto status = impl->processor.LoadFromSerializedProto(model_bytes);
-  if (!status.ok())
-    throw Error(ErrorCode::format, "[tokenizer] " + source + ": not a SentencePiece model: " + status.ToString());
+  load_sentencepiece(impl->processor, model_bytes, "[tokenizer] " + source);
   impl->model_bytes = std::move(model_bytes);
   impl->source = source;
   const auto& p = impl->processor;
