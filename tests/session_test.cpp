@@ -2,7 +2,10 @@
 // counts, continuation, the context limit, the stop callback and bad input.
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include "effort/effort.h"
+#include "fixture_effort.h"
 #include "test_util.h"
 
 using namespace effort;
@@ -151,6 +154,31 @@ TEST_CASE("a session keeps its model's data alive", "[model]") {
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json")["generated_ids"];
   const auto tokens = s.generate(std::span<const Token>(bos), greedy).tokens;
   for (std::size_t i = 0; i < tokens.size(); ++i) REQUIRE(tokens[i] == ref[i].get<Token>());
+}
+
+TEST_CASE("sessions on one shared model generate at once, each as it would alone", "[model][threads]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  const Model model = Model::load(test::fixture_effort());
+  const float efforts[] = {1.0f, 0.5f, 0.25f};
+  const std::vector<Token> prompt = {1, 403, 407, 261, 378};
+  auto run = [&](float effort, int threads, int draft) {
+    Session s = model.new_session({.num_threads = threads});
+    s.set_effort(effort);
+    GenerateOptions g = sampled(48, 11);
+    if (draft) g.speculative.draft_effort = 0.25f;
+    return s.generate(std::span<const Token>(prompt), g).tokens;
+  };
+  // Alone, then three at once (each with two pool threads, the last speculating at effort 1),
+  // twice over: the same tokens.
+  std::vector<std::vector<Token>> alone;
+  for (int i = 0; i < 3; ++i) alone.push_back(run(efforts[i], 2, i == 0));
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::vector<Token>> together(3);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { together[std::size_t(i)] = run(efforts[i], 2, i == 0); });
+    for (auto& t : threads) t.join();
+    REQUIRE(together == alone);
+  }
 }
 
 TEST_CASE("bad session input is an error, not a crash", "[model]") {

@@ -55,8 +55,8 @@ struct SamplingOptions {
 // draws from max(0, p - q) normalised, so tokens follow the full model's distribution.
 struct SpeculativeOptions {
   float draft_effort = 0;  // (0, 1): on, with drafts at this effort; 0: off
-  // Tokens drafted per check, 1..16; 0: adaptive, from the running acceptance rate and the
-  // measured costs of a draft token and of a check.
+  // Tokens drafted per check, 1..16; 0: adaptive, from the running acceptance rate a: the
+  // longest draft k with a^k >= 1/2 (from the tokens only, so a seed's tokens are reproducible).
   int draft_max = 0;
 };
 

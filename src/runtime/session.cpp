@@ -186,7 +186,6 @@ struct Session::Impl {
     if (start + drafts >= cache.capacity()) saved = cache.save(start, drafts + 1);
     const EffortStats before = effort.stats;
 
-    const auto draft_start = Clock::now();
     std::vector<Token> tokens = {*pending};
     std::vector<Distribution> draft_distributions;
     const auto generation_effort = effort.effort;
@@ -205,13 +204,9 @@ struct Session::Impl {
     effort.effort = generation_effort;
     history.resize(std::size_t(start));
     if (saved) cache.restore(*saved, start);
-    const double draft_seconds = seconds_since(draft_start);
     const int drafted = int(tokens.size()) - 1;
     const EffortStats after_drafts = effort.stats;
-
-    const auto check_start = Clock::now();
     check(tokens);
-    const double check_seconds = seconds_since(check_start);
     const std::size_t vocab = act.logits.size();
     auto logits_after = [&](int i) { return std::span<const float>(&check_logits[std::size_t(i) * vocab], vocab); };
     auto history_to = [&](int i) { return std::span<const Token>(history).first(std::size_t(start + i + 1)); };
@@ -236,8 +231,8 @@ struct Session::Impl {
     stats.drafted += drafted;
     stats.accepted += accepted;
     ++stats.checks;
-    length.update(drafted, accepted, draft_seconds, check_seconds);
     if (exit.options.enabled) exit.take_candidates(logits_after(accepted));
+    length.update(drafted, accepted);
     // The stats compare with plain decoding: all the work done, against one dense pass per
     // token the round advanced.
     for (int k = 0; k < kNumMatrixKinds; ++k) {

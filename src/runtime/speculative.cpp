@@ -1,5 +1,4 @@
-// speculative.cpp: the rule in closed form over the candidate lists; the draft length by
-// trying every k.
+// speculative.cpp: the rule in closed form over the candidate lists; the draft length.
 #include "runtime/speculative.h"
 
 #include <algorithm>
@@ -28,29 +27,18 @@ DraftVerdict judge_draft(Token draft, const Distribution& p, const Distribution&
 
 int DraftLength::next() const {
   if (fixed_ > 0) return fixed_;
-  const double a = std::clamp(acceptance_, 0.0, 0.999);
-  int best = 1;
-  double best_rate = 0;
-  for (int k = 1; k <= kMax; ++k) {
-    const double tokens = (1 - std::pow(a, k + 1)) / (1 - a);
-    const double rate = tokens / (k * draft_seconds_ + check_seconds_);
-    if (rate > best_rate) best_rate = rate, best = k;
-  }
-  return best;
+  int k = 1;
+  while (k < kMax && std::pow(acceptance_, k + 1) >= 0.5) ++k;
+  return k;
 }
 
-void DraftLength::update(int drafted, int accepted, double draft_seconds, double check_seconds) {
+void DraftLength::update(int drafted, int accepted) {
   if (drafted <= 0) return;
   // A check keeps a prefix of the drafts: `accepted` that stood, then one that did not unless all
-  // stood, so the per-token acceptance it shows is accepted / (accepted + 1) or 1.
+  // stood, so the per-token acceptance it shows is accepted / (accepted + 1), or 1. A running
+  // average over roughly the last ten checks.
   const double observed = accepted == drafted ? 1.0 : double(accepted) / (accepted + 1);
-  // Running averages over roughly the last ten checks; the first check's times replace the priors.
-  constexpr double w = 0.1;
-  acceptance_ += w * (observed - acceptance_);
-  const double per_draft = draft_seconds / drafted;
-  draft_seconds_ = measured_ ? draft_seconds_ + w * (per_draft - draft_seconds_) : per_draft;
-  check_seconds_ = measured_ ? check_seconds_ + w * (check_seconds - check_seconds_) : check_seconds;
-  measured_ = true;
+  acceptance_ += 0.1 * (observed - acceptance_);
 }
 
 }  // namespace effort

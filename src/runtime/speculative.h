@@ -15,24 +15,21 @@ struct DraftVerdict {
 };
 DraftVerdict judge_draft(Token draft, const Distribution& p, const Distribution& q, double u_accept, double u_redraw);
 
-// How many tokens to draft: fixed, or (adaptive) the count that maximises the expected tokens
-// per second, (1 - a^(k+1)) / (1 - a) tokens for k draft tokens and one check, given the running
-// acceptance rate a and the measured seconds of a draft token and of a check.
+// How many tokens to draft: fixed, or (adaptive) the longest draft whose every token is more
+// likely than not to stand, a^k >= 1/2 for the running per-token acceptance rate a. It depends
+// on the tokens only (not on timing), so a seed draws the same tokens on every run.
 class DraftLength {
  public:
   static constexpr int kMax = 16;
   explicit DraftLength(int fixed) : fixed_(fixed) {}
   int next() const;
-  // After a check of `drafted` tokens of which `accepted` stood; the seconds spent drafting
-  // them and checking.
-  void update(int drafted, int accepted, double draft_seconds, double check_seconds);
+  // After a check of `drafted` tokens of which `accepted` stood.
+  void update(int drafted, int accepted);
   double acceptance() const { return acceptance_; }
 
  private:
   int fixed_;
-  // Priors until measured: half the drafts stand; a draft token costs a third of a check.
-  double acceptance_ = 0.5, draft_seconds_ = 1, check_seconds_ = 3;
-  bool measured_ = false;
+  double acceptance_ = 0.5;  // the prior: one draft token
 };
 
 }  // namespace effort
