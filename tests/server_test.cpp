@@ -233,15 +233,24 @@ json health(httplib::Client& c) {
   return json::parse(r->body);
 }
 
-// Polls /health until pred holds; false after `seconds`.
+// Polls /health until pred holds; false after `seconds`. A poll that fails (a slow server under
+// ThreadSanitizer may drop one) is retried.
 bool wait_for(httplib::Client& c, const std::function<bool(const json&)>& pred, double seconds) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (pred(health(c))) return true;
+    if (const auto r = c.Get("/health"); r && r->status == 200 && pred(json::parse(r->body))) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
 }
+
+// Joins a thread when the scope ends, also when a failed REQUIRE leaves it early.
+struct Joined {
+  std::thread thread;
+  ~Joined() {
+    if (thread.joinable()) thread.join();
+  }
+};
 
 const json kStory = {{"prompt", "Once upon a time"}, {"max_tokens", 40}};
 
@@ -410,17 +419,24 @@ TEST_CASE("effort-server: the queue bound, and a client that leaves mid-stream f
   auto c = server.client();
   std::atomic<int> chunks{0};
   std::atomic<bool> leave{false};
-  std::thread reader = endless_stream(server, chunks, [&] {
+  // Declared after the reader, so destroyed first: on a failure the reader is told to leave
+  // before it is joined.
+  struct Leave {
+    std::atomic<bool>& flag;
+    ~Leave() { flag = true; }
+  };
+  Joined reader{endless_stream(server, chunks, [&] {
     while (chunks > 2 && !leave) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return !leave;
-  });
+  })};
+  Leave leave_on_exit{leave};
   REQUIRE(wait_for(c, [](const json& h) { return h["sessions_busy"] == 1; }, 30));
   const auto busy = c.Post("/v1/completions", kStory.dump(), "application/json");
   REQUIRE(busy->status == 503);
   REQUIRE_THAT(busy->body, Catch::Contains("every session is busy"));
 
   leave = true;
-  reader.join();
+  reader.thread.join();
   // Freed within a few tokens of the client leaving, not after a million.
   REQUIRE(wait_for(c, [](const json& h) { return h["sessions_idle"] == 1 && h["requests_cancelled"] == 1; }, 10));
   REQUIRE(c.Post("/v1/completions", kStory.dump(), "application/json")->status == 200);
@@ -432,9 +448,9 @@ TEST_CASE("effort-server stops on SIGTERM with a stream running, and exits 0", "
   ServerProcess server({"-m", test::fixture_model().string(), "--context-shift"});
   auto c = server.client();
   std::atomic<int> chunks{0};
-  std::thread reader = endless_stream(server, chunks, [] { return true; });
+  Joined reader{endless_stream(server, chunks, [] { return true; })};
   REQUIRE(wait_for(c, [](const json& h) { return h["sessions_busy"] == 1; }, 30));
   REQUIRE(server.stop() == 0);
-  reader.join();  // the stream ended with the server
+  reader.thread.join();  // the stream ended with the server
   REQUIRE_THAT(server.log(), Catch::Contains("SIGTERM, stopping"));
 }
