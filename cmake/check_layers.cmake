@@ -1,8 +1,9 @@
 # check_layers.cmake: fails when a file includes a header from a layer above its own.
 # cmake -DROOT=<source tree> -P check_layers.cmake
 #
-# Layers, lowest first: kernels/ -> src/formats/ -> src/model/ -> src/convert/, src/eval/ ->
-# src/runtime/ -> include/effort/effort.h. The public value types (effort/config.h, error.h,
+# Layers, lowest first: kernels/ -> src/formats/ -> src/model/ -> src/runtime/ ->
+# include/effort/effort.h, with src/convert/ and src/eval/ beside src/runtime/ (above model/,
+# used by no other src/ folder). The public value types (effort/config.h, error.h,
 # types.h) are the vocabulary every src/ layer shares; effort/effort.h and effort/tokenizer.h
 # declare what runtime/ implements.
 set(vocabulary "effort/config.h;effort/error.h;effort/types.h")
