@@ -1,7 +1,5 @@
 // gguf_test.cpp: GGUF input to effort-convert: the fixture written as GGUF (F32, F16, Q8_0) must
 // convert to the same buckets as the HF checkpoint, with a tokenizer that encodes alike.
-#include <sentencepiece_processor.h>
-
 #include <catch2/catch.hpp>
 
 #include "convert/convert.h"
@@ -59,15 +57,8 @@ void write_fixture_gguf(const std::filesystem::path& path, GgufType type, bool w
   gguf.add_metadata("llama.rope.freq_base", float(c.rope_theta));
   gguf.add_metadata("llama.attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
   if (with_vocab) {
-    sentencepiece::SentencePieceProcessor sp;
-    REQUIRE(sp.Load((test::fixture_model() / "tokenizer.model").string()).ok());
-    nlohmann::json tokens = nlohmann::json::array(), scores = nlohmann::json::array(), types = nlohmann::json::array();
-    for (int i = 0; i < sp.GetPieceSize(); ++i) {
-      tokens.push_back(sp.IdToPiece(i));
-      scores.push_back(sp.GetScore(i));
-      types.push_back(sp.IsUnknown(i) ? 2 : sp.IsControl(i) ? 3 : sp.IsByte(i) ? 6 : 1);
-    }
-    gguf.add_llama_vocabulary({.tokens = tokens, .scores = scores, .types = types, .bos = 1, .eos = 2, .unk = 0});
+    const auto bytes = test::read_bytes(test::fixture_model() / "tokenizer.model");
+    gguf.add_llama_vocabulary(llama_vocabulary(std::string(bytes.begin(), bytes.end()), "fixture tokenizer"));
   } else {
     gguf.add_metadata("llama.vocab_size", c.vocab_size);
   }

@@ -117,7 +117,7 @@ class Server {
  public:
   Server(const Options& o, const Model& model)
       : o_(o), model_(model), pool_(model, o.session, o.parallel, o.queue),
-        context_length_(model.new_session({.num_threads = 1, .context_length = o.session.context_length}).context_length()) {
+        context_length_(pool_.context_length()) {
     routes();
   }
 

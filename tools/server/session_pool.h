@@ -47,6 +47,8 @@ class SessionPool {
     int idle = 0, busy = 0, queued = 0;
   };
   Status status() const;
+  // Positions each session's KV cache holds (the same for all).
+  int context_length() const { return sessions_.front().context_length(); }
 
  private:
   void release(int index);
