@@ -23,13 +23,6 @@ const char* kPrompts[] = {"greedy_bos64", "greedy_slice", "mixed", "arbitrary"};
 // weight by more than 1.
 constexpr float kLogitTolerance = 1e-4f;
 
-std::vector<Arch> all_arches() {
-  std::vector<Arch> arches;
-  for (auto a : {kernels::Arch::scalar, kernels::Arch::avx2, kernels::Arch::avx512})
-    if (kernels::arch_supported(a)) arches.push_back(a);
-  return arches;
-}
-
 // Row-by-row logits of a session fed the prompt one token at a time.
 std::vector<std::vector<float>> engine_logits(const Model& model, const std::vector<int>& ids, SessionOptions options = {}) {
   Session session = model.new_session(options);
@@ -43,20 +36,6 @@ float max_diff_to(const std::vector<std::vector<float>>& ours, const test::Logit
   return m;
 }
 
-// A checkpoint folder whose config.json is the fixture's with `edit` applied and whose tensors
-// are `write`n by the caller (default: a link to the fixture's file).
-struct EditedCheckpoint {
-  test::TempDir dir;
-  EditedCheckpoint(const std::function<void(nlohmann::json&)>& edit) {
-    auto config = test::read_json(test::fixture_model() / "config.json");
-    edit(config);
-    test::write_text(dir / "config.json", config.dump(2));
-    std::filesystem::create_symlink(test::fixture_model() / "tokenizer.model", dir / "tokenizer.model");
-  }
-  void link_weights() { std::filesystem::create_symlink(test::fixture_model() / "model.safetensors", dir / "model.safetensors"); }
-  const std::filesystem::path& path() const { return dir.path; }
-};
-
 }  // namespace
 
 TEST_CASE("logits match llama2.c run.c on every prompt and every arch", "[model]") {
@@ -69,7 +48,7 @@ TEST_CASE("logits match llama2.c run.c on every prompt and every arch", "[model]
     const auto ids = meta["prompt_ids"].get<std::vector<int>>();
     const std::size_t vocab = std::size_t(model.config().vocab_size);
     REQUIRE(expected.size() == ids.size() * vocab);
-    for (Arch arch : all_arches()) {
+    for (Arch arch : test::all_arches()) {
       CAPTURE(name, kernels::arch_name(arch));
       const auto ours = engine_logits(model, ids, {.num_threads = 1, .kernel_arch = std::string(kernels::arch_name(arch))});
       for (std::size_t t = 0; t < ids.size(); ++t) {
@@ -88,7 +67,7 @@ TEST_CASE("greedy generation reproduces the reference 200 tokens", "[model]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
   const Model model = Model::load(test::fixture_model());
-  for (Arch arch : all_arches()) {
+  for (Arch arch : test::all_arches()) {
     Session session = model.new_session({.kernel_arch = std::string(kernels::arch_name(arch))});
     GenerateOptions options;
     options.max_new_tokens = 200;
@@ -118,13 +97,13 @@ TEST_CASE("the in-test double-precision reference agrees with run.c", "[model]")
 TEST_CASE("sliding window attention matches the masked reference", "[model]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   for (int window : {1, 4, 7}) {
-    EditedCheckpoint checkpoint([&](nlohmann::json& c) { c["sliding_window"] = window; });
+    test::EditedCheckpoint checkpoint([&](nlohmann::json& c) { c["sliding_window"] = window; });
     checkpoint.link_weights();
     const Model model = Model::load(checkpoint.path());
     const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_arbitrary.json");
     const auto ids = meta["prompt_ids"].get<std::vector<int>>();  // 40 positions: the ring wraps several times
     const auto expected = test::reference_forward(checkpoint.path(), ids);
-    for (Arch arch : all_arches()) {
+    for (Arch arch : test::all_arches()) {
       CAPTURE(window, kernels::arch_name(arch));
       REQUIRE(max_diff_to(engine_logits(model, ids, {.kernel_arch = std::string(kernels::arch_name(arch))}), expected) < kLogitTolerance);
     }
@@ -145,7 +124,7 @@ TEST_CASE("F16, BF16 and sharded checkpoints load and run", "[model]") {
   const auto ids = meta["prompt_ids"].get<std::vector<int>>();
 
   for (const std::string dtype : {"F16", "BF16"}) {
-    EditedCheckpoint checkpoint([](nlohmann::json&) {});
+    test::EditedCheckpoint checkpoint([](nlohmann::json&) {});
     std::map<std::string, test::RawTensor> tensors;
     for (const auto& [name, view] : source.tensors()) {
       test::RawTensor t{dtype, view.shape, std::vector<std::uint8_t>(std::size_t(view.num_elements()) * 2)};
@@ -159,14 +138,14 @@ TEST_CASE("F16, BF16 and sharded checkpoints load and run", "[model]") {
     }
     test::write_safetensors(checkpoint.dir / "model.safetensors", tensors);
     const Model model = Model::load(checkpoint.path());
-    for (Arch arch : all_arches()) {
+    for (Arch arch : test::all_arches()) {
       CAPTURE(dtype, kernels::arch_name(arch));
       REQUIRE(max_diff_to(engine_logits(model, ids, {.kernel_arch = std::string(kernels::arch_name(arch))}), test::reference_forward(checkpoint.path(), ids)) < kLogitTolerance);
     }
   }
 
   // Two shards plus an index: bit-identical to the single file.
-  EditedCheckpoint sharded([](nlohmann::json&) {});
+  test::EditedCheckpoint sharded([](nlohmann::json&) {});
   std::map<std::string, test::RawTensor> shard[2];
   nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
   int i = 0;
@@ -185,12 +164,12 @@ TEST_CASE("untied checkpoints use lm_head.weight", "[model]") {
   REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // The fixture's lm_head is an exact copy of the embedding, so untying must not change logits;
   // with the copy zeroed the logits must all be zero.
-  EditedCheckpoint untied([](nlohmann::json& c) { c["tie_word_embeddings"] = false; });
+  test::EditedCheckpoint untied([](nlohmann::json& c) { c["tie_word_embeddings"] = false; });
   untied.link_weights();
   const std::vector<int> ids = {1, 403, 407};
   REQUIRE(engine_logits(Model::load(untied.path()), ids) == engine_logits(Model::load(test::fixture_model()), ids));
 
-  EditedCheckpoint zeroed([](nlohmann::json& c) { c["tie_word_embeddings"] = false; });
+  test::EditedCheckpoint zeroed([](nlohmann::json& c) { c["tie_word_embeddings"] = false; });
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
   std::map<std::string, test::RawTensor> tensors;
   for (const auto& [name, view] : source.tensors()) {
@@ -208,7 +187,7 @@ TEST_CASE("batched prompt processing gives the token-by-token logits", "[model]"
   const Model model = Model::load(test::fixture_model());
   const auto ids = test::long_prompt(300);  // a full batch of 256 and a partial one
   float worst = 0;
-  for (Arch arch : all_arches()) {
+  for (Arch arch : test::all_arches()) {
     for (int threads : {1, 2}) {
       CAPTURE(kernels::arch_name(arch), threads);
       const SessionOptions options{.num_threads = threads, .kernel_arch = std::string(kernels::arch_name(arch))};
@@ -222,7 +201,7 @@ TEST_CASE("batched prompt processing gives the token-by-token logits", "[model]"
   }
   WARN("batched vs token-by-token prompt, dense: max |logit difference| " << worst);
   // A sliding window that wraps within the prompt falls back to token by token: bit for bit.
-  EditedCheckpoint windowed([](nlohmann::json& c) { c["sliding_window"] = 16; });
+  test::EditedCheckpoint windowed([](nlohmann::json& c) { c["sliding_window"] = 16; });
   windowed.link_weights();
   REQUIRE(test::batched_vs_one_by_one(Model::load(windowed.path()), ids, {}) == 0.0f);
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "effort/effort.h"
+#include "kernels/kernels.h"
 
 namespace test {
 
@@ -175,5 +176,27 @@ inline float batched_vs_one_by_one(const effort::Model& model, const std::vector
   const auto next_b = batched.forward(403);
   return std::max(diff, max_abs_diff(next_b.data(), expected.data(), expected.size()));
 }
+
+// Every kernel arch this build has and this CPU runs.
+inline std::vector<effort::kernels::Arch> all_arches() {
+  std::vector<effort::kernels::Arch> arches;
+  for (auto a : {effort::kernels::Arch::scalar, effort::kernels::Arch::avx2, effort::kernels::Arch::avx512})
+    if (effort::kernels::arch_supported(a)) arches.push_back(a);
+  return arches;
+}
+
+// A checkpoint folder whose config.json is the fixture's with `edit` applied and whose tensors
+// are `write`n by the caller (default: a link to the fixture's file).
+struct EditedCheckpoint {
+  TempDir dir;
+  EditedCheckpoint(const std::function<void(nlohmann::json&)>& edit) {
+    auto config = read_json(fixture_model() / "config.json");
+    edit(config);
+    write_text(dir / "config.json", config.dump(2));
+    std::filesystem::create_symlink(fixture_model() / "tokenizer.model", dir / "tokenizer.model");
+  }
+  void link_weights() { std::filesystem::create_symlink(fixture_model() / "model.safetensors", dir / "model.safetensors"); }
+  const std::filesystem::path& path() const { return dir.path; }
+};
 
 }  // namespace test

@@ -1,6 +1,7 @@
 // thread_pool_test.cpp: parallel_for covers every index once, and matvec results do not depend on
 // the number of threads.
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <random>
 
 #include "kernels/kernels.h"
@@ -45,4 +46,21 @@ TEST_CASE("matvec is bitwise identical for 1, 2 and 3 threads", "[threads]") {
   }
   REQUIRE(results[0] == results[1]);
   REQUIRE(results[0] == results[2]);
+}
+
+TEST_CASE("thread pools started and stopped over and over run every task and leave no thread behind", "[threads]") {
+  // Churn: pools that die right after one task, right after creation, and while their workers
+  // may still be waking up; ThreadSanitizer (scripts/tsan.sh) watches the start/stop handshakes.
+  std::atomic<std::size_t> total{0};
+  for (int round = 0; round < 200; ++round) {
+    const int threads = 1 + round % 4;
+    ThreadPool pool(threads);
+    if (round % 3 == 0) continue;  // destroyed unused
+    pool.run_on_all([&](int) { total.fetch_add(1, std::memory_order_relaxed); });
+    if (round % 3 == 1) pool.parallel_for(100, 1, [&](std::size_t b, std::size_t e) { total.fetch_add(e - b); });
+  }
+  std::size_t expected = 0;
+  for (int round = 0; round < 200; ++round)
+    if (round % 3 != 0) expected += std::size_t(1 + round % 4) + (round % 3 == 1 ? 100 : 0);
+  REQUIRE(total == expected);
 }

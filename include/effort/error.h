@@ -10,6 +10,7 @@ enum class ErrorCode {
   io,                // a file could not be opened, read or written
   format,            // a file's contents are malformed, truncated or inconsistent
   unsupported,       // valid input this build does not handle (dtype, model type, CPU arch)
+  resources,         // the request needs more memory than the machine has available
 };
 
 class Error : public std::runtime_error {

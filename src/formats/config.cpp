@@ -1,4 +1,5 @@
 // config.cpp: config.json -> ModelConfig, with errors naming the file and the field.
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -125,6 +126,19 @@ void ModelConfig::validate(const std::string& source) const {
   if (num_attention_heads % num_key_value_heads != 0)
     fail(source, "num_attention_heads (" + std::to_string(num_attention_heads) +
                      ") must be a multiple of num_key_value_heads (" + std::to_string(num_key_value_heads) + ")");
+  // Sizes the runtime multiplies: each product must fit its index types (and no file holds a
+  // matrix of 2^40 elements), so a corrupt config is refused here, not overflowed later.
+  auto product = [&](const char* a, std::int64_t x, const char* b, std::int64_t y, std::int64_t limit) {
+    if (x * y > limit)
+      fail(source, std::string(a) + " x " + b + " = " + std::to_string(x * y) + " exceeds " + std::to_string(limit));
+    return x * y;
+  };
+  const std::int64_t q_dim = product("num_attention_heads", num_attention_heads, "head_dim", head_dim, INT32_MAX);
+  product("num_key_value_heads", num_key_value_heads, "head_dim", head_dim, INT32_MAX);
+  constexpr std::int64_t kMaxMatrix = std::int64_t(1) << 40;
+  product("hidden_size", hidden_size, "intermediate_size", intermediate_size, kMaxMatrix);
+  product("hidden_size", hidden_size, "vocab_size", vocab_size, kMaxMatrix);
+  product("hidden_size", hidden_size, "num_attention_heads x head_dim", q_dim, kMaxMatrix);
   if (head_dim % 2 != 0) fail(source, "head_dim must be even for rotary embeddings, got " + std::to_string(head_dim));
   if (!(rope_theta > 0)) fail(source, "rope_theta must be positive");
   if (!(rms_norm_eps > 0) || !(rms_norm_eps < 1)) fail(source, "rms_norm_eps must be in (0, 1)");

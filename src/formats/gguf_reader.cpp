@@ -52,7 +52,8 @@ class Cursor {
         if (depth > 0) fail("nested arrays are not supported");
         const auto elem = read<std::uint32_t>();
         const auto n = read<std::uint64_t>();
-        if (n > bytes_.size() - pos_) fail("array of " + std::to_string(n) + " elements runs past the end of the file");
+        if (n > (bytes_.size() - pos_) / min_bytes(elem))
+          fail("array of " + std::to_string(n) + " elements runs past the end of the file");
         json a = json::array();
         for (std::uint64_t i = 0; i < n; ++i) a.push_back(value(elem, depth + 1));
         return a;
@@ -63,6 +64,19 @@ class Cursor {
   std::size_t pos() const { return pos_; }
 
  private:
+  // The fewest bytes a value of `type` takes (a string: its length), to refuse an array longer
+  // than the rest of the file could hold before allocating it.
+  std::size_t min_bytes(std::uint32_t type) const {
+    switch (GgufValue(type)) {
+      case GgufValue::u8: case GgufValue::i8: case GgufValue::boolean: return 1;
+      case GgufValue::u16: case GgufValue::i16: return 2;
+      case GgufValue::u32: case GgufValue::i32: case GgufValue::f32: return 4;
+      case GgufValue::u64: case GgufValue::i64: case GgufValue::f64: case GgufValue::string: return 8;
+      case GgufValue::array: return 12;  // refused as nested when read
+    }
+    fail("unknown metadata value type " + std::to_string(type));
+  }
+
   std::span<const std::uint8_t> bytes_;
   std::string context_;
   std::size_t pos_ = 0;

@@ -104,7 +104,7 @@ void GgufWriter::write(const std::filesystem::path& path) const {
     const std::string pad((32 - data.size() % 32) % 32, '\0');
     file.write(pad.data(), std::streamsize(pad.size()));
   }
-  if (!file) throw Error(ErrorCode::io, "[gguf] " + path.string() + ": write failed");
+  if (!file) throw Error(ErrorCode::io, "[gguf] " + path.string() + ": write failed: " + std::strerror(errno));
 }
 
 std::vector<std::uint8_t> encode_gguf(GgufType type, const std::vector<float>& values) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace effort {
@@ -15,6 +16,10 @@ class KvCache {
       : capacity_(capacity), kv_dim_(kv_dim),
         keys_(std::size_t(num_layers) * std::size_t(capacity) * std::size_t(kv_dim)),
         values_(keys_.size()) {}
+
+  static std::uint64_t bytes(int num_layers, int capacity, int kv_dim) {  // keys and values
+    return 2 * sizeof(float) * std::uint64_t(num_layers) * std::uint64_t(capacity) * std::uint64_t(kv_dim);
+  }
 
   int capacity() const { return capacity_; }
   int slot(int position) const { return position % capacity_; }

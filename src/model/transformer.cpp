@@ -45,6 +45,22 @@ BatchActivations::BatchActivations(const ModelConfig& c, std::size_t n)
       sin(cos.size()),
       packed_x(n * std::size_t(std::max(c.hidden_size, c.intermediate_size))) {}
 
+std::uint64_t Activations::bytes(const ModelConfig& c, int kv_capacity) {
+  const std::uint64_t q = std::uint64_t(c.num_attention_heads) * std::uint64_t(c.head_dim),
+                      kv = std::uint64_t(c.num_key_value_heads) * std::uint64_t(c.head_dim);
+  return sizeof(float) * (2 * std::uint64_t(c.hidden_size) + 2 * q + 2 * kv + 2 * std::uint64_t(c.intermediate_size) +
+                          std::uint64_t(c.num_attention_heads) * std::uint64_t(kv_capacity) +
+                          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(c.vocab_size));
+}
+
+std::uint64_t BatchActivations::bytes(const ModelConfig& c, std::size_t n) {
+  const std::uint64_t q = std::uint64_t(c.num_attention_heads) * std::uint64_t(c.head_dim),
+                      kv = std::uint64_t(c.num_key_value_heads) * std::uint64_t(c.head_dim);
+  return sizeof(float) * n *
+         (2 * std::uint64_t(c.hidden_size) + 2 * q + 2 * kv + 2 * std::uint64_t(c.intermediate_size) +
+          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(std::max(c.hidden_size, c.intermediate_size)));
+}
+
 Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
     : config_(config), weights_(weights) {
   const int half = config.head_dim / 2;

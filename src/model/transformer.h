@@ -1,6 +1,7 @@
 // transformer.h: the Mistral decoder (embedding, N x [RMSNorm -> GQA attention -> residual ->
 // RMSNorm -> SwiGLU MLP -> residual], final norm, lm_head) for one token at a time.
 #pragma once
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -15,6 +16,8 @@ namespace effort {
 // Activations of one token, allocated once per session.
 struct Activations {
   explicit Activations(const ModelConfig& c, int kv_capacity);
+  // What the constructor allocates, known before allocating it.
+  static std::uint64_t bytes(const ModelConfig& c, int kv_capacity);
   std::vector<float> residual;  // [hidden_size]
   std::vector<float> normed;    // [hidden_size]
   std::vector<float> q;         // [num_attention_heads * head_dim]
@@ -29,6 +32,7 @@ struct Activations {
 // Activations of up to `capacity` prompt tokens processed together, allocated once per session.
 struct BatchActivations {
   BatchActivations(const ModelConfig& c, std::size_t capacity);
+  static std::uint64_t bytes(const ModelConfig& c, std::size_t capacity);  // as Activations::bytes
   std::size_t capacity;
   std::vector<float> residual, normed;  // [capacity, hidden_size]
   std::vector<float> q, attended;       // [capacity, num_attention_heads * head_dim]

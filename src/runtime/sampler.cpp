@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 
 namespace effort {
 
@@ -89,9 +90,16 @@ const Distribution& Sampler::distribution(std::span<const float> logits, std::sp
   }
   double nucleus_total = 0;
   for (std::size_t i = 0; i < nucleus; ++i) nucleus_total += probs[i];
+  // In token order: a draw then moves to another token only when the uniform falls within a
+  // rounding error of a boundary. In probability order, two nearly equal tokens that trade
+  // places (logits differing in the last bits between kernel arches) would trade their whole
+  // intervals, and a seed would give different text on different CPUs.
+  ranked_.clear();
+  for (std::size_t i = 0; i < nucleus; ++i) ranked_.emplace_back(candidates_[i], probs[i] / nucleus_total);
+  std::sort(ranked_.begin(), ranked_.end());
+  distribution_.tokens.resize(nucleus);
   probs.resize(nucleus);
-  for (double& p : probs) p /= nucleus_total;
-  distribution_.tokens.assign(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(nucleus));
+  for (std::size_t i = 0; i < nucleus; ++i) std::tie(distribution_.tokens[i], probs[i]) = ranked_[i];
   return distribution_;
 }
 

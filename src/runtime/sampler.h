@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <random>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "effort/effort.h"
@@ -18,7 +19,7 @@ inline constexpr float kGreedyTie = 1e-4f;
 // Greedy decoding's token: the lowest id among those within kGreedyTie of the largest logit.
 Token greedy_token(std::span<const float> logits);
 
-// What a non-greedy sampler draws from: candidate tokens, most likely first, with their
+// What a non-greedy sampler draws from: candidate tokens in increasing id order, with their
 // probabilities (summing to 1); tokens not listed have probability 0.
 struct Distribution {
   std::vector<Token> tokens;
@@ -46,6 +47,7 @@ class Sampler {
   std::mt19937_64 rng_;  // fully specified by the standard: the same seed draws the same numbers everywhere
   std::vector<float> logits_;
   std::vector<Token> candidates_;
+  std::vector<std::pair<Token, double>> ranked_;  // the nucleus, put in token order
   Distribution distribution_;
 };
 

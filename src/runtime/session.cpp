@@ -10,6 +10,7 @@
 #include "kernels/bucket_matvec.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
+#include "runtime/memory.h"
 #include "runtime/model_impl.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
@@ -42,6 +43,10 @@ int choose_threads(int requested) {
   return requested ? requested : int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// Prompt tokens per batch: enough that unpacking the weights once per batch costs little next
+// to the products, few enough that the batch activations stay small.
+constexpr std::size_t kPromptBatch = 256;
+
 int choose_context(const ModelConfig& c, int requested) {
   if (requested < 0)
     throw Error(ErrorCode::invalid_argument, "[session] context_length must be >= 0, got " + std::to_string(requested));
@@ -49,7 +54,15 @@ int choose_context(const ModelConfig& c, int requested) {
     throw Error(ErrorCode::invalid_argument, "[session] context_length " + std::to_string(requested) +
                                                  " exceeds the model's max_position_embeddings " +
                                                  std::to_string(c.max_position_embeddings));
-  return requested ? requested : std::min(c.max_position_embeddings, 4096);
+  const int context = requested ? requested : std::min(c.max_position_embeddings, 4096);
+  const int slots = c.sliding_window ? std::min(context, c.sliding_window) : context;
+  const std::uint64_t kv = KvCache::bytes(c.num_hidden_layers, slots, c.num_key_value_heads * c.head_dim);
+  const std::uint64_t activations = Activations::bytes(c, slots) + BatchActivations::bytes(c, kPromptBatch);
+  require_memory(kv + activations,
+                 "[session] a context of " + std::to_string(context) + " tokens (KV cache " + format_bytes(kv) +
+                     ", activations " + format_bytes(activations) + ")",
+                 "ask for a shorter context (context_length, -c)");
+  return context;
 }
 
 // Scratch for the largest bucketed matrix of the model.
@@ -279,9 +292,6 @@ struct Session::Impl {
     return *batch_activations;
   }
 
-  // Prompt tokens per batch: enough that unpacking the weights once per batch costs little
-  // next to the products, few enough that the batch activations stay small.
-  static constexpr std::size_t kPromptBatch = 256;
   // Fewer tokens run one at a time: a batch converts every weight into panels once (1.6 s on the
   // 8-layer 7B-shaped model with 2 threads, against 0.15 s for a whole token's products), which
   // pays from 11 (F16) to 18 (q8 buckets) tokens on.
