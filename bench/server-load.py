@@ -102,6 +102,9 @@ def main():
     ok, _, err = one_request(port, 0, a.max_tokens, a.deadline)  # warm-up: RSS after one answer
     rss_first = memory_mb(server.pid, "VmRSS")
     latencies, errors, lock = [], ([] if ok else [err]), threading.Lock()
+    # RSS half-way too: growth between the middle and the end would be a leak, not warm-up
+    # (each session's buffers, the allocator's pools).
+    rss_half = []
 
     def client(k):
         for j in range(a.requests):
@@ -115,6 +118,8 @@ def main():
                 latencies.append(seconds)
                 if not good:
                     errors.append(e)
+                if len(latencies) == a.clients * a.requests // 2:
+                    rss_half.append(memory_mb(server.pid, "VmRSS"))
 
     start = time.monotonic()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
@@ -134,7 +139,8 @@ def main():
           f"{len(lat)} requests in {wall:.2f} s, {len(lat) / wall:.1f} requests/s")
     print(f"latency p50 {1e3 * statistics.median(lat):.1f} ms, p99 {1e3 * p99:.1f} ms" if lat else "no requests")
     print(f"errors {len(errors)}" + "".join("\n  " + e for e in errors[:10]))
-    print(f"server RSS: {rss_first:.1f} MB after the first request, {rss_end:.1f} MB at the end, peak {rss_peak:.1f} MB; "
+    half = f"{rss_half[0]:.1f} MB half-way, " if rss_half else ""
+    print(f"server RSS: {rss_first:.1f} MB after the first request, {half}{rss_end:.1f} MB at the end, peak {rss_peak:.1f} MB; "
           f"exit code {code}")
     sys.exit(1 if errors or code != 0 else 0)
 

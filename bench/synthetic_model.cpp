@@ -1,5 +1,6 @@
 // effort-synthetic-model: writes a Mistral-7B-shaped GGUF (F16) with random weights, for speed
-// work without downloads. Both effort-convert and llama.cpp load it. Its text is meaningless.
+// work without downloads, or a tiny one for tests and fuzzing seeds. Both effort-convert and
+// llama.cpp load it. Its text is meaningless.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -17,7 +18,9 @@ using namespace effort;
 
 constexpr const char* kUsage = R"(usage: effort-synthetic-model -o OUT.gguf [options]
   -o PATH        the GGUF file to write (F16 weights)
-  --layers N     decoder layers (default 32, as Mistral-7B)
+  --layers N     decoder layers (default 32, as Mistral-7B; 2 with --tiny)
+  --tiny         hidden 32, FFN 64, 4 heads, 2 KV heads, head_dim 8, vocab 300 (70 KB), for
+                 tests and fuzzing seeds
   --seed S       random seed (default 1)
   --force        replace PATH if it exists
 Mistral-7B-v0.2 hyper-parameters: hidden 4096, FFN 14336, 32 heads, 8 KV heads, head_dim 128,
@@ -48,9 +51,18 @@ std::vector<std::uint8_t> f16_tensor(std::size_t n, float scale, Random& rng) {
   return bytes;
 }
 
+struct Shape {
+  std::uint64_t hidden, ffn, heads, kv_heads, head_dim, vocab;
+  int layers;
+  const char* name;
+};
+constexpr Shape kMistral7B{4096, 14336, 32, 8, 128, 32000, 32, "synthetic-mistral-7b-shape"};
+constexpr Shape kTiny{32, 64, 4, 2, 8, 300, 2, "synthetic-tiny"};
+
 int run(int argc, char** argv) {
   std::string output;
-  int layers = 32;
+  Shape shape = kMistral7B;
+  int layers = 0;
   std::uint64_t seed = 1;
   bool force = false;
   cli::ArgReader args(argc, argv, kUsage);
@@ -60,15 +72,18 @@ int run(int argc, char** argv) {
     else if (f == "--layers") layers = int(cli::parse_int(f, args.value(), 1, 256));
     else if (f == "--seed") seed = cli::parse_u64(f, args.value());
     else if (f == "--force") force = true;
+    else if (f == "--tiny") shape = kTiny;
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
   }
   if (output.empty()) throw cli::UsageError("missing -o OUT.gguf");
   if (std::filesystem::exists(output) && !force) throw cli::UsageError(output + " exists (use --force to replace it)");
 
-  constexpr std::uint64_t hidden = 4096, ffn = 14336, heads = 32, kv_heads = 8, head_dim = 128, vocab = 32000;
+  if (!layers) layers = shape.layers;
+  const std::uint64_t hidden = shape.hidden, ffn = shape.ffn, heads = shape.heads, kv_heads = shape.kv_heads,
+                      head_dim = shape.head_dim, vocab = shape.vocab;
   GgufWriter gguf;
   gguf.add_metadata("general.architecture", "llama");
-  gguf.add_metadata("general.name", "synthetic-mistral-7b-shape (random weights, meaningless text)");
+  gguf.add_metadata("general.name", std::string(shape.name) + " (random weights, meaningless text)");
   gguf.add_metadata("general.file_type", 1);  // mostly F16
   gguf.add_metadata("llama.context_length", 32768);
   gguf.add_metadata("llama.embedding_length", hidden);
@@ -130,7 +145,7 @@ int run(int argc, char** argv) {
   norm("output_norm.weight", 0.1f, 2.0f);
   matrix("output.weight", vocab, hidden, 0.01f);
   gguf.write(output);
-  std::fprintf(stderr, "wrote %s: %d layers, %.2f GB\n", output.c_str(), layers, double(std::filesystem::file_size(output)) / 1e9);
+  std::fprintf(stderr, "wrote %s: %d layers, %.1f MB\n", output.c_str(), layers, double(std::filesystem::file_size(output)) / 1e6);
   return 0;
 }
 

@@ -8,6 +8,7 @@ packages=(
   catch2 libbenchmark-dev
   libsentencepiece-dev libxxhash-dev
   libcpp-httplib-dev
+  clang libclang-rt-14-dev  # the sanitizer pass and the fuzz targets (libFuzzer)
 )
 
 missing=()

@@ -64,8 +64,9 @@ TEST_CASE("a config whose sizes multiply past the index types is refused", "[lim
       {{{"hidden_size", 1 << 21}, {"intermediate_size", 1 << 20}}, "hidden_size x intermediate_size = 2199023255552 exceeds"},
       {{{"hidden_size", 1 << 21}, {"vocab_size", 1 << 20}}, "hidden_size x vocab_size"},
   };
-  for (const auto& [edit, message] : cases) {
-    CAPTURE(edit.dump());
+  for (const auto& [fields, message] : cases) {
+    CAPTURE(fields.dump());
+    const nlohmann::json& edit = fields;  // clang 14 captures no structured binding
     test::EditedCheckpoint bad([&](nlohmann::json& c) { c.update(edit); });
     REQUIRE_THROWS_WITH(Model::load(bad.path()), Contains(message));
   }
