@@ -11,6 +11,7 @@
 #include <chrono>
 #include <thread>
 
+#include "lora_fixture.h"
 #include "requests.h"
 #include "stop_strings.h"
 #include "test_util.h"
@@ -453,4 +454,35 @@ TEST_CASE("effort-server stops on SIGTERM with a stream running, and exits 0", "
   REQUIRE(server.stop() == 0);
   reader.thread.join();  // the stream ended with the server
   REQUIRE_THAT(server.log(), Catch::Contains("SIGTERM, stopping"));
+}
+
+TEST_CASE("effort-server runs LoRA adapters per request, chosen by name or id", "[server][http][lora]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  test::TempDir dir;
+  const effort::Model model = effort::Model::load(test::fixture_model());
+  test::RandomAdapter(model.config(), 11, [](int, effort::MatrixKind) { return true; }).write_peft(dir / "persona");
+  ServerProcess server({"-m", test::fixture_model().string(), "--lora-scaled", (dir / "persona").string(), "0.8"});
+  auto c = server.client();
+  const json listed = json::parse(c.Get("/lora-adapters")->body);
+  REQUIRE(listed.size() == 1);
+  REQUIRE(listed[0]["name"] == "persona");
+  REQUIRE(listed[0]["scale"] == 0.8f);
+  auto text = [&](const json& lora) {
+    json body = kStory;
+    body["temperature"] = 0;
+    if (!lora.is_null()) body["lora"] = lora;
+    return post(c, "/v1/completions", body)["choices"][0]["text"].get<std::string>();
+  };
+  const std::string by_default = text(json()), none = text(json::array());
+  REQUIRE(by_default != none);
+  REQUIRE(text(json::parse(R"([{"name": "persona", "scale": 0.8}])")) == by_default);
+  REQUIRE(text(json::parse(R"([{"id": 0, "scale": 0.8}])")) == by_default);
+  REQUIRE(text(json::parse(R"([{"name": "persona", "scale": 0}])")) == none);
+  // The plain request after adapted ones: nothing carries over in the session.
+  REQUIRE(text(json::array()) == none);
+  const auto bad = c.Post("/v1/completions", R"({"prompt": "x", "lora": [{"name": "nope"}]})", "application/json");
+  REQUIRE(bad->status == 400);
+  REQUIRE_THAT(json::parse(bad->body)["error"]["message"].get<std::string>(),
+               Catch::Contains("no adapter named \"nope\" (loaded: persona)"));
+  REQUIRE(c.Post("/v1/completions", R"({"prompt": "x", "lora": [{"id": 3}]})", "application/json")->status == 400);
 }

@@ -29,6 +29,9 @@ constexpr const char* kUsage = R"(usage: effort-convert INPUT -o OUT.effort [opt
                     bytes: effort 1 is exact to fp16, for the last bit of quality)
       --probes N    probe units per matrix for the effort cutoff (default 4096)
       --seed S      probe sampling seed (default 1)
+      --merge-lora FILE  merge a LoRA adapter (PEFT folder or .safetensors, or llama.cpp GGUF
+                    adapter) into the weights written; repeat for several
+      --merge-lora-scaled FILE S  the same at scale S
   -h, --help        this text
 The file is written to a temporary name beside PATH and renamed when complete; an interrupted or
 failed conversion leaves nothing behind.
@@ -65,6 +68,11 @@ int run(int argc, char** argv) {
     else if (f == "--weights") options.weights = effort::cli::parse_bucket_weights(f, args.value());
     else if (f == "--probes") options.max_probes = std::size_t(effort::cli::parse_int(f, args.value(), 1, 1 << 24));
     else if (f == "--seed") options.seed = effort::cli::parse_u64(f, args.value());
+    else if (f == "--merge-lora") options.merge_adapters.emplace_back(args.value(), 1.0f);
+    else if (f == "--merge-lora-scaled") {
+      const std::string path = args.value();
+      options.merge_adapters.emplace_back(path, float(effort::cli::parse_number(f, args.value(), -1e6, 1e6)));
+    }
     else if (f == "--type") {
       const std::string t = args.value();
       if (t == "f16") gguf_type = effort::GgufType::f16;

@@ -30,6 +30,9 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
                          slower to load, faster to run where TLB misses are costly
       --mem-fraction F   map only the leading F of each bucketed matrix, in (0, 1] (default 1)
       --verify           read a .effort file whole and check every tensor's checksum first
+      --lora FILE        apply a LoRA adapter at run time: a PEFT folder (or its .safetensors)
+                         or a llama.cpp GGUF adapter; repeat for several
+      --lora-scaled FILE S  the same at scale S
   -p, --prompt TEXT      prompt text (BOS is added), - reads it from standard input; default:
                          generate from BOS alone
   -f, --file FILE        prompt text from a file
@@ -92,6 +95,7 @@ struct Options {
   std::vector<std::pair<MatrixKind, float>> effort_map;
   std::vector<std::tuple<int, int, float>> effort_layers;  // first, last, effort
   LoadOptions load;
+  std::vector<std::pair<std::string, float>> adapters;  // path, scale
 };
 
 Options parse(int argc, char** argv) {
@@ -127,6 +131,11 @@ Options parse(int argc, char** argv) {
     else if (f == "--effort-layers") o.effort_layers = cli::parse_effort_layers(f, args.value());
     else if (f == "--no-mmap") o.load.use_mmap = false;
     else if (f == "--verify") o.load.verify = true;
+    else if (f == "--lora") o.adapters.emplace_back(args.value(), 1.0f);
+    else if (f == "--lora-scaled") {
+      const std::string path = args.value();
+      o.adapters.emplace_back(path, float(cli::parse_number(f, args.value(), -1e6, 1e6)));
+    }
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--early-exit") o.early_exit.enabled = true;
     else if (f == "--exit-threshold") o.early_exit.threshold = float(cli::parse_number(f, args.value(), 0, 1));
@@ -251,6 +260,14 @@ int run(int argc, char** argv) {
   for (const auto& [first, last, effort] : o.effort_layers)
     for (int l = first; l <= last; ++l) session.set_layer_effort(l, effort);
   if (o.early_exit.enabled) session.set_early_exit(o.early_exit);
+  std::vector<AdapterUse> adapters;
+  for (const auto& [path, scale] : o.adapters) {
+    adapters.push_back({model.load_adapter(path), scale});
+    const Adapter& a = adapters.back().adapter;
+    std::fprintf(stderr, "[lora] %s: %s, rank %d, alpha %g, %d projections, scale %g\n", a.name().c_str(),
+                 std::string(a.format()).c_str(), a.rank(), double(a.alpha()), a.num_pairs(), double(scale));
+  }
+  session.set_adapters(std::move(adapters));
   if (o.chat) return run_chat(model, session, o);
 
   std::vector<Token> prompt = o.prompt_ids;

@@ -110,6 +110,33 @@ std::string chat_answer_end(ChatFormat format);
 
 class Session;
 
+// A LoRA adapter loaded for one model (Model::load_adapter), applied at run time: each
+// projection it targets gives W x + s * B (A x), s = the use's scale * alpha / rank, with W x at
+// the session's effort (the effort applies to the base weights, the adapter runs whole).
+// Read-only; any number of sessions may use it, and it keeps its data alive while they do.
+class Adapter {
+ public:
+  const std::string& name() const;  // the file's or folder's stem: what requests choose it by
+  std::string_view format() const;  // "peft" or "gguf"
+  int rank() const;                 // the largest rank of its pairs
+  float alpha() const;
+  int num_pairs() const;  // the (layer, projection) pairs it adapts
+
+  struct Impl;
+
+ private:
+  friend class Model;
+  friend class Session;
+  explicit Adapter(std::shared_ptr<const Impl> impl);
+  std::shared_ptr<const Impl> impl_;
+};
+
+// An adapter and the scale it runs at (llama.cpp's --lora-scaled; 1 for --lora).
+struct AdapterUse {
+  Adapter adapter;
+  float scale = 1.0f;
+};
+
 // Weights, config and tokenizer, loaded once; read-only and shared by any number of sessions
 // (each session keeps the model's data alive, so a session may outlive its Model object).
 class Model {
@@ -135,6 +162,10 @@ class Model {
   // tokenizer_config.json, carried into .effort files); empty when none.
   const std::string& chat_template() const;
   ChatFormat chat_format() const;  // detect_chat_format(chat_template())
+  // A LoRA adapter for this model: a PEFT folder (adapter_config.json +
+  // adapter_model.safetensors, F32/F16/BF16) or its .safetensors file, or a llama.cpp GGUF
+  // adapter. Throws effort::Error naming the file and what does not fit this model.
+  Adapter load_adapter(const std::filesystem::path& path) const;
 
   struct Impl;
 
@@ -179,6 +210,10 @@ class Session {
   float layer_effort(int layer, MatrixKind kind) const;
   const EffortStats& effort_stats() const;
   void reset_effort_stats();
+  // The LoRA adapters applied from the next token on, replacing the previous ones (empty:
+  // none). Each must have been loaded for this session's model.
+  void set_adapters(std::vector<AdapterUse> adapters);
+  const std::vector<AdapterUse>& adapters() const;
   // Calls observer with every projection's input from now on (empty: stop). For calibration.
   void set_activation_observer(ActivationObserver observer);
   // Throws effort::Error naming the bad field; takes effect from the next token.

@@ -16,6 +16,8 @@
 #include <random>
 
 #include "model/bucketize.h"
+#include "model/lora.h"
+#include "model/weights.h"
 #include "formats/config_json.h"
 #include "effort/types.h"
 #include "effort/error.h"
@@ -38,20 +40,65 @@ struct Projection {
 
 // A layer's projections in MatrixKind order.
 std::vector<Projection> projections(const ModelConfig& c, int layer) {
-  const std::int64_t h = c.hidden_size, i = c.intermediate_size;
-  const std::int64_t q = std::int64_t(c.num_attention_heads) * c.head_dim, kv = std::int64_t(c.num_key_value_heads) * c.head_dim;
-  const std::int64_t shapes[kNumMatrixKinds][2] = {{q, h}, {kv, h}, {kv, h}, {h, q}, {i, h}, {i, h}, {h, i}};
   std::vector<Projection> out;
-  for (int k = 0; k < kNumMatrixKinds; ++k) out.push_back({projection_name(layer, MatrixKind(k)), shapes[k][0], shapes[k][1]});
+  for (int k = 0; k < kNumMatrixKinds; ++k) {
+    const auto [rows, cols] = projection_shape(c, MatrixKind(k));
+    out.push_back({projection_name(layer, MatrixKind(k)), rows, cols});
+  }
   return out;
 }
 
-std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input) {
-  if (std::filesystem::is_directory(input)) return open_hf_source(input);
-  if (is_gguf_file(input)) return open_gguf_source(input);
-  if (!std::filesystem::exists(input)) throw Error(ErrorCode::io, "[convert] " + input.string() + ": no such file or folder");
-  throw Error(ErrorCode::invalid_argument,
-              "[convert] " + input.string() + ": expected a Hugging Face checkpoint folder or a GGUF file");
+// A source whose projections have LoRA adapters merged in, for --merge-lora: the merged
+// tensors are f32 copies, the others the base's.
+class MergedSource : public SourceModel {
+ public:
+  MergedSource(std::unique_ptr<SourceModel> base, const std::vector<std::pair<std::filesystem::path, float>>& adapters)
+      : base_(std::move(base)) {
+    for (const auto& [path, scale] : adapters) adapters_.emplace_back(load_lora(path, base_->config()), scale);
+  }
+  const ModelConfig& config() const override { return base_->config(); }
+  std::optional<std::string> tokenizer_model() const override { return base_->tokenizer_model(); }
+  std::string format() const override { return base_->format(); }
+  std::string chat_template() const override { return base_->chat_template(); }
+
+  std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const override {
+    std::vector<float> w = base_->floats(name, shape);
+    if (const auto target = projection(name))
+      for (const auto& [adapter, scale] : adapters_) merge_lora(w, adapter, target->first, target->second, scale);
+    return w;
+  }
+  DenseBytes dense(const std::string& name, const std::vector<std::int64_t>& shape) const override {
+    const auto target = projection(name);
+    bool adapted = false;
+    for (const auto& [adapter, scale] : adapters_)
+      adapted |= target && adapter.layers[std::size_t(target->first)][int(target->second)].has_value();
+    if (!adapted) return base_->dense(name, shape);
+    const std::vector<float> w = floats(name, shape);
+    auto copy = aligned_bytes(w.size() * sizeof(float));
+    std::memcpy(copy.get(), w.data(), w.size() * sizeof(float));
+    return DenseBytes{kernels::DType::f32, copy.get(), w.size() * sizeof(float), std::move(copy)};
+  }
+
+ private:
+  std::optional<std::pair<int, MatrixKind>> projection(const std::string& name) const {
+    for (int l = 0; l < base_->config().num_hidden_layers; ++l)
+      for (int k = 0; k < kNumMatrixKinds; ++k)
+        if (name == projection_name(l, MatrixKind(k))) return std::pair{l, MatrixKind(k)};
+    return std::nullopt;
+  }
+  std::unique_ptr<SourceModel> base_;
+  std::vector<std::pair<LoraAdapter, float>> adapters_;
+};
+
+std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input, const ConvertOptions& options) {
+  std::unique_ptr<SourceModel> source;
+  if (std::filesystem::is_directory(input)) source = open_hf_source(input);
+  else if (is_gguf_file(input)) source = open_gguf_source(input);
+  else if (!std::filesystem::exists(input)) throw Error(ErrorCode::io, "[convert] " + input.string() + ": no such file or folder");
+  else throw Error(ErrorCode::invalid_argument,
+                   "[convert] " + input.string() + ": expected a Hugging Face checkpoint folder or a GGUF file");
+  if (options.merge_adapters.empty()) return source;
+  return std::make_unique<MergedSource>(std::move(source), options.merge_adapters);
 }
 
 // The temporary files of `output` are ".NAME.tmp-PID-N" beside it. (Appended piece by piece:
@@ -145,7 +192,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   if (!kernels::valid_bucket_size(options.bucket_size))
     throw Error(ErrorCode::invalid_argument, "[convert] bucket size must be 1, 2, 4, 8 or 16, got " + std::to_string(options.bucket_size));
   PendingOutput pending(output, options);
-  const auto source = open_source(input);
+  const auto source = open_source(input, options);
   const ModelConfig& c = source->config();
   const std::int64_t hidden = c.hidden_size, vocab = c.vocab_size;
 
@@ -244,7 +291,7 @@ void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::
   if (type != GgufType::f32 && type != GgufType::f16 && type != GgufType::q8_0)
     throw Error(ErrorCode::invalid_argument, "[convert] GGUF output type must be F32, F16 or Q8_0");
   PendingOutput pending(output, options);
-  const std::shared_ptr<const SourceModel> source = open_source(input);
+  const std::shared_ptr<const SourceModel> source = open_source(input, options);
   const ModelConfig& c = source->config();
   GgufWriter gguf;
   gguf.add_metadata("general.architecture", "llama");

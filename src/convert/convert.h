@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "kernels/kernels.h"
 
@@ -19,6 +21,9 @@ struct ConvertOptions {
   std::size_t max_probes = 4096;  // probe units sampled per matrix (all units when fewer)
   std::uint64_t seed = 1;         // probe sampling seed: same input, same options, same file
   bool force = false;             // replace an existing output
+  // LoRA adapters merged into the weights written (W + scale * alpha / r * B A, in double), with
+  // their scales: effort-convert --merge-lora.
+  std::vector<std::pair<std::filesystem::path, float>> merge_adapters;
   // Called after each tensor: tensors done, tensors in all, the tensor's name.
   std::function<void(std::size_t done, std::size_t total, const std::string& tensor)> progress;
   // Called with the temporary file's path before anything is written to it, so that a caller

@@ -45,6 +45,7 @@ class GgufFile {
   // Metadata values as JSON (arrays as arrays); null when absent.
   const nlohmann::json& metadata(const std::string& key) const;
   const GgufTensor* find(const std::string& name) const;
+  const std::map<std::string, GgufTensor>& tensors() const { return tensors_; }
   const std::filesystem::path& path() const { return file_->path(); }
 
  private:

@@ -20,27 +20,6 @@ bool readable(std::uint32_t type) {
          type == std::uint32_t(GgufType::bf16) || is_dequantizable(type);
 }
 
-// HF name -> GGUF name for the llama architecture.
-std::string gguf_name(const std::string& hf) {
-  static const std::pair<const char*, const char*> layer_names[] = {
-      {"input_layernorm.weight", "attn_norm.weight"},    {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.o_proj.weight", "attn_output.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},       {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"}};
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
-  const std::string prefix = "model.layers.";
-  if (hf.rfind(prefix, 0) == 0) {
-    const std::size_t dot = hf.find('.', prefix.size());
-    const std::string layer = hf.substr(prefix.size(), dot - prefix.size()), rest = hf.substr(dot + 1);
-    for (const auto& [from, to] : layer_names)
-      if (rest == from) return "blk." + layer + "." + to;
-  }
-  return hf;
-}
-
 class GgufSource : public SourceModel {
  public:
   explicit GgufSource(const std::filesystem::path& path) : file_(path) {
@@ -102,20 +81,8 @@ class GgufSource : public SourceModel {
 
   std::vector<float> floats(const std::string& name, const std::vector<std::int64_t>& shape) const override {
     const GgufTensor& t = tensor(name, shape);
-    const std::size_t n = std::size_t(t.num_bytes ? elements(t) : 0);
-    std::vector<float> values(n);
-    switch (GgufType(t.type)) {
-      case GgufType::f32: std::memcpy(values.data(), t.data, n * 4); break;
-      case GgufType::f16:
-      case GgufType::bf16:
-        for (std::size_t i = 0; i < n; ++i) {
-          std::uint16_t h;
-          std::memcpy(&h, t.data + 2 * i, 2);
-          values[i] = t.type == std::uint32_t(GgufType::f16) ? kernels::half_to_float(h) : kernels::bf16_to_float(h);
-        }
-        break;
-      default: dequantize(t.type, t.data, n, values.data()); break;
-    }
+    std::vector<float> values = gguf_floats(t);
+    const std::size_t n = values.size();
     if (!permuted(name)) return values;
     std::vector<float> out(n);
     unpermute_rows(name, reinterpret_cast<const std::uint8_t*>(values.data()), reinterpret_cast<std::uint8_t*>(out.data()),
@@ -155,7 +122,7 @@ class GgufSource : public SourceModel {
   }
 
   const GgufTensor& tensor(const std::string& hf_name, const std::vector<std::int64_t>& shape) const {
-    const std::string name = gguf_name(hf_name);
+    const std::string name = gguf_tensor_name(hf_name);
     const std::string context = "[gguf] " + file_.path().string() + ": tensor " + name;
     const GgufTensor* t = file_.find(name);
     if (!t) throw Error(ErrorCode::format, context + " is missing (for " + hf_name + ")");
@@ -192,6 +159,47 @@ class GgufSource : public SourceModel {
 
 std::unique_ptr<SourceModel> open_gguf_source(const std::filesystem::path& path) {
   return std::make_unique<GgufSource>(path);
+}
+
+std::string gguf_tensor_name(const std::string& hf) {
+  static const std::pair<const char*, const char*> layer_names[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},    {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},       {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"}};
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  const std::string prefix = "model.layers.";
+  if (hf.rfind(prefix, 0) == 0) {
+    const std::size_t dot = hf.find('.', prefix.size());
+    const std::string layer = hf.substr(prefix.size(), dot - prefix.size()), rest = hf.substr(dot + 1);
+    for (const auto& [from, to] : layer_names)
+      if (rest == from) return "blk." + layer + "." + to;
+  }
+  return hf;
+}
+
+std::vector<float> gguf_floats(const GgufTensor& t) {
+  if (!readable(t.type))
+    throw Error(ErrorCode::unsupported, "[gguf] tensor " + t.name + ": type " + ggml_type_name(t.type) + " is not supported");
+  std::uint64_t n = t.num_bytes ? 1 : 0;
+  for (auto d : t.dims) n *= d;
+  std::vector<float> values(n);
+  switch (GgufType(t.type)) {
+    case GgufType::f32: std::memcpy(values.data(), t.data, n * 4); break;
+    case GgufType::f16:
+    case GgufType::bf16:
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, t.data + 2 * i, 2);
+        values[i] = t.type == std::uint32_t(GgufType::f16) ? kernels::half_to_float(h) : kernels::bf16_to_float(h);
+      }
+      break;
+    default: dequantize(t.type, t.data, n, values.data()); break;
+  }
+  return values;
 }
 
 void reorder_rotary_rows(const std::uint8_t* in, std::uint8_t* out, std::size_t heads, std::size_t hd,

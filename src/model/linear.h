@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <span>
 #include <vector>
 
 #include "effort/types.h"
@@ -43,6 +44,13 @@ struct EffortState {
   EffortStats stats;
 };
 
+struct LoraAdapter;
+// A LoRA adapter in use and the user's scale for it (lora.h).
+struct ActiveLora {
+  const LoraAdapter* adapter = nullptr;
+  float scale = 1.0f;
+};
+
 // What every op needs to run: the kernels of the chosen arch, the session's threads, and for
 // bucketed matrices the effort state and scratch.
 struct Compute {
@@ -51,6 +59,7 @@ struct Compute {
   EffortState* effort = nullptr;  // required by the transformer, which times its stages there
   BucketScratch* scratch = nullptr;
   const ActivationObserver* observer = nullptr;  // sees projection inputs when set
+  std::span<const ActiveLora> adapters = {};     // added to the projections they target
 };
 
 // Each output row is computed whole by one thread, so y does not depend on the thread count.

@@ -15,6 +15,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "model/lora.h"
+
 namespace effort {
 
 Activations::Activations(const ModelConfig& c, int kv_capacity)
@@ -149,9 +151,10 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
   }
   // Each projection once for rows [first, n) of the batch.
   std::size_t first = 0;
-  auto project_all = [&](const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
+  auto project_all = [&](int l, const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
     const std::size_t in = in_features(w), out = out_features(w);
     matmul(w, kind, &x[first * in], &y[first * out], n - first, compute, batch.packed_x);
+    if (!compute.adapters.empty()) apply_lora(compute.adapters, l, kind, &x[first * in], &y[first * out], n - first, compute);
   };
   auto norm_rows = [&](const std::vector<float>& weight) {
     for (std::size_t t = first; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
@@ -162,8 +165,8 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     const LayerWeights& layer = weights_.layers[std::size_t(l)];
     norm_rows(layer.input_layernorm);
-    project_all(layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
-    project_all(layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
+    project_all(l, layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
+    project_all(l, layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
     float* keys = cache.keys(l);
     float* values = cache.values(l);
     for (std::size_t t = 0; t < n; ++t) {
@@ -176,7 +179,7 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
     // The last layer's keys and values are needed for every token, the rest of it only for the
     // tokens whose logits are the result.
     if (l == config_.num_hidden_layers - 1 && !all_logits) first = n - 1;
-    project_all(layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
+    project_all(l, layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
     // Token t sees the cache up to its own position: the later tokens' keys are in later slots.
     for (std::size_t t = first; t < n; ++t) {
       for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
@@ -191,13 +194,13 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
         }
       });
     }
-    project_all(layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
+    project_all(l, layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
     for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
     norm_rows(layer.post_attention_layernorm);
-    project_all(layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
-    project_all(layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
+    project_all(l, layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
+    project_all(l, layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
     for (std::size_t t = first; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
-    project_all(layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
+    project_all(l, layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
     for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
   }
   if (all_logits) {
@@ -284,6 +287,7 @@ void Transformer::project(const Matrix& w, int layer, MatrixKind kind, const std
                           std::vector<float>& y, const Compute& compute) const {
   if (compute.observer) (*compute.observer)(layer, kind, std::span<const float>(x.data(), in_features(w)));
   matvec(w, layer, kind, x.data(), y.data(), compute);
+  if (!compute.adapters.empty()) apply_lora(compute.adapters, layer, kind, x.data(), y.data(), 1, compute);
 }
 
 void Transformer::attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,

@@ -1,6 +1,7 @@
 // weights.h: the model's weights as the transformer sees them, whatever file they came from.
 // Legend: rows = output features, cols = input features (HF nn.Linear weight layout [out, in]).
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -8,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "effort/config.h"
 #include "effort/types.h"
 #include "kernels/bucket_matvec.h"
 #include "kernels/kernels.h"
@@ -43,6 +45,14 @@ inline std::string projection_name(int layer, MatrixKind kind) {
                                                "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                                "mlp.down_proj"};
   return "model.layers." + std::to_string(layer) + "." + names[int(kind)] + ".weight";
+}
+
+// A projection's [out_features, in_features] under `c`.
+inline std::array<std::int64_t, 2> projection_shape(const ModelConfig& c, MatrixKind kind) {
+  const std::int64_t h = c.hidden_size, i = c.intermediate_size;
+  const std::int64_t q = std::int64_t(c.num_attention_heads) * c.head_dim, kv = std::int64_t(c.num_key_value_heads) * c.head_dim;
+  const std::array<std::int64_t, 2> shapes[kNumMatrixKinds] = {{q, h}, {kv, h}, {kv, h}, {h, q}, {i, h}, {i, h}, {h, i}};
+  return shapes[int(kind)];
 }
 
 struct LayerWeights {

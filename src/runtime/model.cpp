@@ -106,6 +106,22 @@ bool Model::bucketed() const { return impl_->bucketed(); }
 const std::string& Model::chat_template() const { return impl_->chat_template; }
 ChatFormat Model::chat_format() const { return detect_chat_format(impl_->chat_template); }
 
+Adapter Model::load_adapter(const std::filesystem::path& path) const {
+  return Adapter(std::make_shared<const Adapter::Impl>(Adapter::Impl{load_lora(path, impl_->config), impl_.get()}));
+}
+
+Adapter::Adapter(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+const std::string& Adapter::name() const { return impl_->lora.name; }
+std::string_view Adapter::format() const { return impl_->lora.format; }
+int Adapter::rank() const { return int(impl_->lora.rank); }
+float Adapter::alpha() const { return impl_->lora.alpha; }
+int Adapter::num_pairs() const {
+  int n = 0;
+  for (const auto& layer : impl_->lora.layers)
+    for (const auto& pair : layer) n += pair.has_value();
+  return n;
+}
+
 std::string Model::layout() const {
   if (!bucketed()) return "dense";
   const auto& view = std::get<BucketMatrix>(impl_->weights.layers[0].q_proj).view;

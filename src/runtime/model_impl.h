@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "effort/effort.h"
+#include "model/lora.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 
@@ -18,6 +19,11 @@ struct Model::Impl {
   bool bucketed() const {
     return !weights.layers.empty() && std::holds_alternative<BucketMatrix>(weights.layers[0].q_proj);
   }
+};
+
+struct Adapter::Impl {
+  LoraAdapter lora;
+  const Model::Impl* model;  // the model it was checked against
 };
 
 }  // namespace effort

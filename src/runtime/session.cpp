@@ -1,6 +1,7 @@
 // session.cpp: one conversation: its KV cache, activations, thread pool and the generate loop.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <optional>
 #include <thread>
@@ -99,7 +100,7 @@ struct Session::Impl {
         effort(model.config.num_hidden_layers) {}
 
   Compute compute() {
-    return Compute{kernel_table, pool, &effort, &scratch, observer ? &observer : nullptr};
+    return Compute{kernel_table, pool, &effort, &scratch, observer ? &observer : nullptr, active_adapters};
   }
 
   void check_token(Token token) const {
@@ -308,6 +309,8 @@ struct Session::Impl {
   BucketScratch scratch;
   EffortState effort;
   float prompt_effort = 1.0f;
+  std::vector<AdapterUse> adapters;
+  std::vector<ActiveLora> active_adapters;  // adapters' data, as the transformer takes them
   ActivationObserver observer;
   ExitState exit;
   std::optional<BatchActivations> batch_activations;  // allocated on the first batched prompt
@@ -489,6 +492,21 @@ void Session::reset_effort_stats() {
   impl_->exit.layers_run = impl_->exit.tokens = impl_->exit.check_seconds = 0;
 }
 void Session::set_activation_observer(ActivationObserver observer) { impl_->observer = std::move(observer); }
+
+void Session::set_adapters(std::vector<AdapterUse> adapters) {
+  std::vector<ActiveLora> active;
+  for (const AdapterUse& use : adapters) {
+    if (use.adapter.impl_->model != &impl_->model)
+      throw Error(ErrorCode::invalid_argument, "[session] adapter " + use.adapter.name() + " was loaded for another model");
+    if (!std::isfinite(use.scale))
+      throw Error(ErrorCode::invalid_argument, "[session] adapter " + use.adapter.name() + ": scale must be finite");
+    active.push_back({&use.adapter.impl_->lora, use.scale});
+  }
+  impl_->adapters = std::move(adapters);  // keeps the data `active` points into alive
+  impl_->active_adapters = std::move(active);
+}
+
+const std::vector<AdapterUse>& Session::adapters() const { return impl_->adapters; }
 
 void Session::set_early_exit(const EarlyExitOptions& options) {
   const int n = impl_->model.config.num_hidden_layers;

@@ -27,7 +27,9 @@ constexpr const char* kUsage = R"(usage: effort-server -m MODEL [options]
 Serves MODEL (a .effort file, or a checkpoint that runs dense) over HTTP: the OpenAI endpoints
 POST /v1/chat/completions and /v1/completions (streaming with "stream": true), GET /v1/models,
 GET /health, POST /tokenize and /detokenize, and a chat page at GET /. Requests may set
-"effort" (0..1], "effort_map" ({"down": 0.3, ...}) and "early_exit" (true or {"threshold": T}).
+"effort" (0..1], "effort_map" ({"down": 0.3, ...}), "early_exit" (true or {"threshold": T}) and
+"lora" ([{"name": "persona", "scale": 0.5}] or llama-server's [{"id": 0, "scale": 0.5}]: adapters
+loaded with --lora; a request without "lora" runs every one at its start scale, [] none).
 
 options:
   -m, --model PATH     the model (default: $EFFORT_MODEL, else the stories260K demo model)
@@ -45,6 +47,9 @@ options:
       --alias NAME     the model's name in /v1/models and responses (default: the file name)
       --max-body BYTES largest request body accepted (default 1048576; larger: 413)
       --no-mmap        copy the weights into memory instead of mapping the file
+      --lora FILE      load a LoRA adapter (PEFT folder or .safetensors, or llama.cpp GGUF);
+                       repeat for several; GET /lora-adapters lists them
+      --lora-scaled FILE S  the same, at scale S for requests that do not say
   -h, --help           this text
 )";
 
@@ -57,6 +62,7 @@ struct Options {
   SessionOptions session;
   std::string api_key;
   RequestDefaults defaults;
+  std::vector<std::pair<std::string, float>> adapters;  // path, scale
   std::string alias;
   std::size_t max_body = 1 << 20;
   LoadOptions load;
@@ -82,6 +88,11 @@ Options parse(int argc, char** argv) {
     else if (f == "--alias") o.alias = args.value();
     else if (f == "--max-body") o.max_body = std::size_t(cli::parse_int(f, args.value(), 1, 1ll << 32));
     else if (f == "--no-mmap") o.load.use_mmap = false;
+    else if (f == "--lora") o.adapters.emplace_back(args.value(), 1.0f);
+    else if (f == "--lora-scaled") {
+      const std::string path = args.value();
+      o.adapters.emplace_back(path, float(cli::parse_number(f, args.value(), -100, 100)));
+    }
     else throw cli::UsageError("unknown option " + f + " (see --help)");
   }
   if (o.model.empty()) o.model = cli::default_model();
@@ -205,6 +216,15 @@ class Server {
                           .dump(),
                       "application/json");
     });
+    http_.Get("/lora-adapters", [this](const httplib::Request&, httplib::Response& res) {
+      json list = json::array();
+      for (std::size_t i = 0; i < o_.defaults.adapters.size(); ++i) {
+        const AdapterUse& a = o_.defaults.adapters[i];
+        list.push_back({{"id", i}, {"name", a.adapter.name()}, {"path", o_.adapters[i].first}, {"scale", a.scale},
+                        {"rank", a.adapter.rank()}, {"alpha", a.adapter.alpha()}});
+      }
+      res.set_content(list.dump(), "application/json");
+    });
     http_.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) { tokenize(req, res); });
     http_.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) { detokenize(req, res); });
     http_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
@@ -269,6 +289,7 @@ class Server {
     session.set_effort(r.effort);
     for (const auto& [kind, effort] : r.effort_map) session.set_effort(kind, effort);
     session.set_early_exit(r.early_exit);
+    session.set_adapters(r.adapters);
     StopStrings stops(r.stop);
     Answer a;
     bool client_gone = false;
@@ -401,7 +422,7 @@ class Server {
 };
 
 int run(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+  Options o = parse(argc, argv);
   // Every thread started from here on inherits the mask; Server::run waits for the signals.
   sigset_t signals;
   sigemptyset(&signals);
@@ -412,6 +433,11 @@ int run(int argc, char** argv) {
   cli::print_model_summary(o.model, model, false);
   if (o.defaults.effort < 1 && !model.bucketed())
     throw cli::UsageError("--effort below 1 needs a .effort model; " + o.model + " runs dense");
+  for (const auto& [path, scale] : o.adapters) {
+    o.defaults.adapters.push_back({model.load_adapter(path), scale});
+    std::fprintf(stderr, "effort-server: adapter %s (%s, rank %d), scale %g\n", o.defaults.adapters.back().adapter.name().c_str(),
+                 path.c_str(), o.defaults.adapters.back().adapter.rank(), double(scale));
+  }
   Server server(o, model);
   return server.run(signals);
 }

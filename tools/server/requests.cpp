@@ -199,6 +199,28 @@ Request parse_request(std::string_view body_text, Endpoint endpoint, const Model
   if (below_one && !model.bucketed())
     refuse("effort below 1 needs a .effort model; this model runs dense (convert it with effort-convert)");
 
+  r.adapters = defaults.adapters;
+  if (const json* lora = field(body, "lora")) {
+    // llama-server's form, [{"id": 0, "scale": 0.5}], or by name: [{"name": "persona"}].
+    if (!lora->is_array()) refuse("'lora' must be a list of {\"name\" or \"id\", \"scale\"}");
+    std::string loaded;
+    for (const AdapterUse& a : defaults.adapters) loaded += (loaded.empty() ? "" : ", ") + a.adapter.name();
+    r.adapters.clear();
+    for (const json& use : *lora) {
+      if (!use.is_object()) refuse("'lora' must be a list of {\"name\" or \"id\", \"scale\"}");
+      std::size_t index = defaults.adapters.size();
+      if (const json* name = field(use, "name")) {
+        for (std::size_t i = 0; i < defaults.adapters.size(); ++i)
+          if (name->is_string() && defaults.adapters[i].adapter.name() == name->get<std::string>()) index = i;
+        if (index == defaults.adapters.size())
+          refuse("'lora': no adapter named " + name->dump() + " (loaded: " + (loaded.empty() ? "none" : loaded) + ")");
+      } else {
+        index = std::size_t(integer(use, "id", 0, std::max<long long>(0, (long long)defaults.adapters.size() - 1), -1));
+        if (defaults.adapters.empty() || !field(use, "id")) refuse("'lora': each entry needs a \"name\" or an \"id\" (loaded: " + (loaded.empty() ? "none" : loaded) + ")");
+      }
+      r.adapters.push_back({defaults.adapters[index].adapter, float(number(use, "scale", -100, 100, false, 1.0))});
+    }
+  }
   r.early_exit = defaults.early_exit;
   if (const json* exit = field(body, "early_exit")) {
     if (exit->is_boolean()) {

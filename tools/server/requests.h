@@ -30,6 +30,9 @@ struct RequestDefaults {
   float effort = 1.0f;
   EarlyExitOptions early_exit;
   bool context_shift = false;
+  // The adapters loaded at start (--lora), at their scales: what a request without "lora" runs
+  // with, and what its "lora" list chooses from by name or id (index).
+  std::vector<AdapterUse> adapters;
 };
 
 struct Request {
@@ -40,6 +43,7 @@ struct Request {
   float effort = 1.0f;
   std::vector<std::pair<MatrixKind, float>> effort_map;
   EarlyExitOptions early_exit;
+  std::vector<AdapterUse> adapters;
 };
 
 // Parses and checks a /v1/completions or /v1/chat/completions body for `model`, whose sessions
