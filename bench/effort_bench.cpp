@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -42,6 +43,8 @@ constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
                          (checks at --effort); --draft-max K fixes the draft length (default:
                          adaptive). Greedy, the same tokens as without; rows add drafted,
                          accepted and tokens per check
+      --lora FILE        every test twice, without and with this LoRA adapter, their repetitions
+                         interleaved (the adapter's cost per token, same conditions)
       --stages           after the table, where a generated token's time goes (also in JSON)
   -o, --output FORMAT    md (a llama-bench-shaped table, default) or json (a list of objects with
                          model, threads, effort, test, tps_mean, tps_sd, reps, peak_rss_mb, ...)
@@ -64,6 +67,7 @@ struct Options {
   EarlyExitOptions early_exit;
   bool json = false;
   bool stages = false;
+  std::string lora;  // adapter file: each test also runs with it
 };
 
 std::vector<int> parse_counts(const std::string& flag, const std::string& text, int min) {
@@ -97,6 +101,7 @@ Options parse(int argc, char** argv) {
     else if (f == "--exit-calibration") cli::apply_exit_calibration(args.value(), o.early_exit);
     else if (cli::read_exit_schedule_flag(f, args, o.early_exit)) continue;
     else if (f == "--stages") o.stages = true;
+    else if (f == "--lora") o.lora = args.value();
     else if (f == "--draft-effort") {
       for (const auto& item : cli::split_list(args.value()))
         o.draft_efforts.push_back(float(cli::parse_number(f, item, 0, 1, true)));
@@ -154,6 +159,7 @@ struct Test {
   int n_prompt = 0, n_gen = 0, depth = 0;
   float effort = 1.0f;
   float draft_effort = 0;  // > 0: speculative decoding with drafts at this effort
+  bool lora = false;       // with Options::lora's adapter
 };
 
 // Milliseconds per generated token in each stage (EffortStats), summed over repetitions.
@@ -225,7 +231,14 @@ std::vector<Test> tests_of(const Options& o) {
             if (d < e) tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e, d});
         }
   }
-  return tests;
+  if (o.lora.empty()) return tests;
+  std::vector<Test> twins;  // each test, then the same with the adapter
+  for (const Test& t : tests) {
+    twins.push_back(t);
+    twins.push_back(t);
+    twins.back().lora = true;
+  }
+  return twins;
 }
 
 int run(int argc, char** argv) {
@@ -233,6 +246,7 @@ int run(int argc, char** argv) {
   const Model model = Model::load(o.model, o.load);
   const ModelFacts facts = describe(o.model, model);
   const auto tests = tests_of(o);
+  const std::optional<Adapter> adapter = o.lora.empty() ? std::nullopt : std::optional<Adapter>(model.load_adapter(o.lora));
   int context = 1;
   for (const Test& t : tests) context = std::max(context, t.depth + std::max(t.n_prompt, t.n_gen + 1));
   if (context > model.config().max_position_embeddings)
@@ -246,33 +260,55 @@ int run(int argc, char** argv) {
     Session session = model.new_session({.num_threads = threads, .context_length = context, .kernel_arch = o.arch});
     backend = "CPU " + std::string(session.kernel_arch());
     session.set_prompt_effort(o.prompt_effort);
-    for (const Test& t : tests) {
-      session.set_effort(t.n_gen ? t.effort : 1.0f);
-      session.set_early_exit(t.n_gen ? o.early_exit : EarlyExitOptions{});
-      Result r{t, threads, {}, 0, 0, 0, {}, {}};
-      std::fprintf(stderr, "[bench] %s, %d threads, effort %g: %d repetitions after a warm-up\n", t.name.c_str(), threads,
-                   t.effort, o.repetitions);
-      run_once(session, t, model.config(), o.draft_max, nullptr);  // warm-up: pages mapped, caches and pool warm
-      double mult = 0, layers = 0;
-      for (int i = 0; i < o.repetitions; ++i) {
-        const double seconds = run_once(session, t, model.config(), o.draft_max, &r.speculation);
-        r.tps.push_back(double(t.n_prompt + t.n_gen) / seconds);
-        const EffortStats& e = session.effort_stats();
-        mult += e.overall();
-        layers += session.average_layers();
-        const double per_token = 1e3 / double(std::max(1, t.n_gen) * o.repetitions);
-        r.stages.multiply += e.multiply_seconds * per_token;
-        r.stages.dispatch += e.dispatch_seconds * per_token;
-        r.stages.attention += e.attention_seconds * per_token;
-        r.stages.head += e.head_seconds * per_token;
-        r.stages.total += seconds * per_token;
+    // A test and its adapter twin run their repetitions in turns, so that the machine's drift
+    // falls on both alike.
+    for (std::size_t first = 0; first < tests.size();) {
+      const std::size_t last = first + (first + 1 < tests.size() && tests[first + 1].lora ? 2 : 1);
+      std::vector<Result> group;
+      auto prepare = [&](const Test& t) {
+        session.set_effort(t.n_gen ? t.effort : 1.0f);
+        session.set_early_exit(t.n_gen ? o.early_exit : EarlyExitOptions{});
+        session.set_adapters(t.lora ? std::vector<AdapterUse>{{*adapter, 1.0f}} : std::vector<AdapterUse>{});
+      };
+      for (std::size_t i = first; i < last; ++i) {
+        const Test& t = tests[i];
+        group.push_back(Result{t, threads, {}, 0, 0, 0, {}, {}});
+        std::fprintf(stderr, "[bench] %s, %d threads, effort %g%s: %d repetitions after a warm-up\n", t.name.c_str(), threads,
+                     t.effort, t.lora ? ", adapter" : "", o.repetitions);
+        prepare(t);
+        run_once(session, t, model.config(), o.draft_max, nullptr);  // warm-up: pages mapped, caches and pool warm
       }
-      r.mult = t.n_gen ? mult / o.repetitions : t.effort;
-      r.layers = t.n_gen ? layers / o.repetitions : model.config().num_hidden_layers;
-      r.peak_rss_mb = cli::peak_rss_mb();
-      results.push_back(std::move(r));
-      std::fprintf(stderr, "[bench] %s, %d threads, effort %g: %.2f t/s\n", t.name.c_str(), threads, t.effort,
-                   bench::mean(results.back().tps));
+      std::vector<double> mults(group.size()), layer_sums(group.size());
+      for (int i = 0; i < o.repetitions; ++i)
+        for (std::size_t g = 0; g < group.size(); ++g) {
+          Result& r = group[g];
+          const Test& t = r.test;
+          double& mult = mults[g];
+          double& layers = layer_sums[g];
+          prepare(t);
+          const double seconds = run_once(session, t, model.config(), o.draft_max, &r.speculation);
+          r.tps.push_back(double(t.n_prompt + t.n_gen) / seconds);
+          const EffortStats& e = session.effort_stats();
+          mult += e.overall();
+          layers += session.average_layers();
+          const double per_token = 1e3 / double(std::max(1, t.n_gen) * o.repetitions);
+          r.stages.multiply += e.multiply_seconds * per_token;
+          r.stages.dispatch += e.dispatch_seconds * per_token;
+          r.stages.attention += e.attention_seconds * per_token;
+          r.stages.head += e.head_seconds * per_token;
+          r.stages.total += seconds * per_token;
+        }
+      for (std::size_t g = 0; g < group.size(); ++g) {
+        Result& r = group[g];
+        const Test& t = r.test;
+        r.mult = t.n_gen ? mults[g] / o.repetitions : t.effort;
+        r.layers = t.n_gen ? layer_sums[g] / o.repetitions : model.config().num_hidden_layers;
+        r.peak_rss_mb = cli::peak_rss_mb();
+        std::fprintf(stderr, "[bench] %s, %d threads, effort %g%s: %.2f t/s\n", t.name.c_str(), threads, t.effort,
+                     t.lora ? ", adapter" : "", bench::mean(r.tps));
+        results.push_back(std::move(r));
+      }
+      first = last;
     }
   }
 
@@ -289,6 +325,7 @@ int run(int argc, char** argv) {
                      {"mem_fraction", o.load.mem_fraction},
                      {"mmap", o.load.use_mmap},
                      {"early_exit", r.test.n_gen > 0 && o.early_exit.enabled},
+                     {"lora", r.test.lora ? o.lora : ""},
                      {"test", r.test.name},
                      {"n_prompt", r.test.n_prompt},
                      {"n_gen", r.test.n_gen},
@@ -328,6 +365,7 @@ int run(int argc, char** argv) {
     }
     if (r.test.n_gen && o.early_exit.enabled)
       std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " +exit (%.2f layers)", r.layers);
+    if (r.test.lora) std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " +lora");
     const bool gib = facts.size_bytes >= double(1 << 30);
     std::printf("| %s | %.2f %s | %.2f %s | %s | %d | %s | %s | %.2f ± %.2f | %.0f MB |\n", facts.name.c_str(),
                 facts.size_bytes / double(gib ? 1 << 30 : 1 << 20), gib ? "GiB" : "MiB", facts.params >= 1e9 ? facts.params / 1e9 : facts.params / 1e6,

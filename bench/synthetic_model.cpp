@@ -3,6 +3,7 @@
 // llama.cpp load it. Its text is meaningless.
 #include <cmath>
 #include <cstdio>
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -23,6 +24,8 @@ constexpr const char* kUsage = R"(usage: effort-synthetic-model -o OUT.gguf [opt
                  tests and fuzzing seeds
   --seed S       random seed (default 1)
   --force        replace PATH if it exists
+  --lora-rank R  write a LoRA adapter for that model instead (llama.cpp's GGUF form, F16,
+                 alpha 2R, every projection of every layer): to time adapters
 Mistral-7B-v0.2 hyper-parameters: hidden 4096, FFN 14336, 32 heads, 8 KV heads, head_dim 128,
 vocab 32000, rope theta 1e6. Weights are random with per-matrix and per-layer scales like a
 trained model's and heavy tails; the model generates meaningless text, and says so in its name.
@@ -63,6 +66,7 @@ int run(int argc, char** argv) {
   std::string output;
   Shape shape = kMistral7B;
   int layers = 0;
+  int lora_rank = 0;
   std::uint64_t seed = 1;
   bool force = false;
   cli::ArgReader args(argc, argv, kUsage);
@@ -73,6 +77,7 @@ int run(int argc, char** argv) {
     else if (f == "--seed") seed = cli::parse_u64(f, args.value());
     else if (f == "--force") force = true;
     else if (f == "--tiny") shape = kTiny;
+    else if (f == "--lora-rank") lora_rank = int(cli::parse_int(f, args.value(), 1, 4096));
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
   }
   if (output.empty()) throw cli::UsageError("missing -o OUT.gguf");
@@ -81,8 +86,30 @@ int run(int argc, char** argv) {
   if (!layers) layers = shape.layers;
   const std::uint64_t hidden = shape.hidden, ffn = shape.ffn, heads = shape.heads, kv_heads = shape.kv_heads,
                       head_dim = shape.head_dim, vocab = shape.vocab;
+  auto rng = std::make_shared<Random>(Random{seed});
   GgufWriter gguf;
   gguf.add_metadata("general.architecture", "llama");
+  if (lora_rank) {
+    const std::uint64_t r = std::uint64_t(lora_rank);
+    gguf.add_metadata("general.type", "adapter");
+    gguf.add_metadata("adapter.type", "lora");
+    gguf.add_metadata("adapter.lora.alpha", 2.0f * float(lora_rank));
+    const std::pair<const char*, std::array<std::uint64_t, 2>> projections[] = {
+        {"attn_q", {heads * head_dim, hidden}}, {"attn_k", {kv_heads * head_dim, hidden}},
+        {"attn_v", {kv_heads * head_dim, hidden}}, {"attn_output", {hidden, heads * head_dim}},
+        {"ffn_gate", {ffn, hidden}}, {"ffn_up", {ffn, hidden}}, {"ffn_down", {hidden, ffn}}};
+    for (int l = 0; l < layers; ++l)
+      for (const auto& [name, shape] : projections) {
+        const std::string p = "blk." + std::to_string(l) + "." + name + ".weight.lora_";
+        const std::uint64_t out = shape[0], in = shape[1];
+        gguf.add_tensor(p + "a", GgufType::f16, {in, r}, [=] { return f16_tensor(in * r, 0.02f, *rng); });
+        gguf.add_tensor(p + "b", GgufType::f16, {r, out}, [=] { return f16_tensor(out * r, 0.02f, *rng); });
+      }
+    gguf.write(output);
+    std::fprintf(stderr, "wrote %s: a rank-%d adapter, %d layers, %.1f MB\n", output.c_str(), lora_rank, layers,
+                 double(std::filesystem::file_size(output)) / 1e6);
+    return 0;
+  }
   gguf.add_metadata("general.name", std::string(shape.name) + " (random weights, meaningless text)");
   gguf.add_metadata("general.file_type", 1);  // mostly F16
   gguf.add_metadata("llama.context_length", 32768);
@@ -110,7 +137,6 @@ int run(int argc, char** argv) {
   }
   gguf.add_llama_vocabulary({.tokens = tokens, .scores = scores, .types = types, .bos = 1, .eos = 2, .unk = 0});
 
-  auto rng = std::make_shared<Random>(Random{seed});
   auto matrix = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols, float scale) {
     gguf.add_tensor(name, GgufType::f16, {cols, rows}, [=] { return f16_tensor(rows * cols, scale, *rng); });
   };
