@@ -306,3 +306,26 @@ TEST_CASE("effort-convert --merge-lora writes the merged weights", "[lora][cli]"
   b.set_effort(0.5f);
   REQUIRE(logits_of(a, ids) == logits_of(b, ids));
 }
+
+TEST_CASE("the committed persona adapter renames the heroine", "[lora]") {
+  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+  // tests/data/lora/anna (F16, trained by tools/train_persona_lora.py): greedy, the base model's
+  // story names Lily and the adapted one Anna, at effort 1 and on the .effort model at 0.75.
+  const auto anna = std::filesystem::path(EFFORT_SOURCE_DIR) / "tests" / "data" / "lora" / "anna";
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_new_tokens = 30;
+  for (const auto& [path, effort] : {std::pair{test::fixture_model(), 1.0f}, std::pair{test::fixture_effort(), 0.75f}}) {
+    const Model model = Model::load(path);
+    Session plain = model.new_session(), adapted = model.new_session();
+    plain.set_effort(effort);
+    adapted.set_effort(effort);
+    adapted.set_adapters({{model.load_adapter(anna), 1.0f}});
+    const Tokenizer& t = *model.tokenizer();
+    const std::string base = t.decode(plain.generate(std::string_view("Once upon a time"), greedy).tokens);
+    const std::string persona = t.decode(adapted.generate(std::string_view("Once upon a time"), greedy).tokens);
+    CAPTURE(effort, base, persona);
+    REQUIRE_THAT(base, Contains("named Lily"));
+    REQUIRE_THAT(persona, Contains("named Anna"));
+  }
+}
