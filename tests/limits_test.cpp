@@ -47,7 +47,8 @@ TEST_CASE("the memory a session is refused on is the memory its buffers take", "
   auto floats = [](const auto&... v) { return sizeof(float) * (v.size() + ...); };
   const Activations a(c, 300);
   REQUIRE(Activations::bytes(c, 300) ==
-          floats(a.residual, a.normed, a.q, a.k, a.v, a.attended, a.gate, a.up, a.scores, a.cos, a.sin, a.logits));
+          floats(a.residual, a.normed, a.q, a.k, a.v, a.attended, a.gate, a.up, a.scores, a.cos, a.sin, a.logits, a.router,
+                 a.expert_out, a.expert_sum));
   const BatchActivations b(c, 17);
   REQUIRE(BatchActivations::bytes(c, 17) ==
           floats(b.residual, b.normed, b.q, b.attended, b.k, b.v, b.gate, b.up, b.cos, b.sin, b.packed_x));

@@ -20,21 +20,11 @@ using Catch::Contains;
 
 namespace {
 
-// fp32 sums in other orders than the reference's (as model_test.cpp's kLogitTolerance, whose
-// measurements this shares: ~2e-5 between run.c and a float64 pass), and W + s B A rounded once to
-// f32 against W x + s B (A x) in f32: the same order of error. A wrong scale or a transposed
-// pair is off by more than 1e-2.
-constexpr float kLogitTolerance = 1e-4f;
+using test::kLogitTolerance;
 
 bool every_projection(int, MatrixKind) { return true; }
 
 std::vector<std::vector<float>> logits_of(Session& s, const std::vector<int>& ids) { return test::forward_each(s, ids); }
-
-float max_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
-  float m = 0;
-  for (std::size_t t = 0; t < a.size(); ++t) m = std::max(m, test::max_abs_diff(a[t].data(), b[t].data(), a[t].size()));
-  return m;
-}
 
 }  // namespace
 
@@ -58,10 +48,10 @@ TEST_CASE("a LoRA adapter gives the logits of its merged weights, token by token
     Session with = model.new_session(options), reference = merged.new_session(options), base = model.new_session(options);
     with.set_adapters({{adapter, 0.5f}});
     const auto expected = logits_of(reference, ids);
-    const float diff = max_diff(logits_of(with, ids), expected);
+    const float diff = test::max_logit_diff(logits_of(with, ids), expected);
     worst = std::max(worst, diff);
     REQUIRE(diff < kLogitTolerance);
-    REQUIRE(max_diff(logits_of(base, ids), expected) > 100 * kLogitTolerance);  // the adapter matters
+    REQUIRE(test::max_logit_diff(logits_of(base, ids), expected) > 100 * kLogitTolerance);  // the adapter matters
     // Batched (40 tokens: one batch) against the merged model's last logits.
     Session batched = model.new_session(options);
     batched.set_adapters({{adapter, 0.5f}});
@@ -116,7 +106,7 @@ TEST_CASE("adapters switch and rescale between tokens", "[lora]") {
   both.set_adapters({{x, 1.0f}, {x, -1.0f}});
   const auto base = logits_of(plain, ids);
   REQUIRE(logits_of(zero, ids) == base);
-  REQUIRE(max_diff(logits_of(both, ids), base) < kLogitTolerance);
+  REQUIRE(test::max_logit_diff(logits_of(both, ids), base) < kLogitTolerance);
 }
 
 TEST_CASE("effort applies to the base weights; the adapter runs whole", "[lora][effort]") {

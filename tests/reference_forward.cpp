@@ -2,6 +2,7 @@
 #include "reference_forward.h"
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -97,10 +98,34 @@ struct ReferenceModel {
       }
       MatrixXd next = h + attended * tensor(p + "self_attn.o_proj.weight", H, nq * hd).transpose();
       const MatrixXd f = rms_norm(next, tensor(p + "post_attention_layernorm.weight", H, 0));
-      const MatrixXd gate = f * tensor(p + "mlp.gate_proj.weight", I, H).transpose();
-      const MatrixXd up = f * tensor(p + "mlp.up_proj.weight", I, H).transpose();
-      const MatrixXd act = (gate.array() / (1.0 + (-gate.array()).exp()) * up.array()).matrix();
-      next += act * tensor(p + "mlp.down_proj.weight", H, I).transpose();
+      auto swiglu = [&](const MatrixXd& x, const std::string& gate_name, const std::string& up_name, const std::string& down_name) {
+        const MatrixXd gate = x * tensor(gate_name, I, H).transpose();
+        const MatrixXd up = x * tensor(up_name, I, H).transpose();
+        const MatrixXd act = (gate.array() / (1.0 + (-gate.array()).exp()) * up.array()).matrix();
+        return MatrixXd(act * tensor(down_name, H, I).transpose());
+      };
+      if (c.num_local_experts == 0) {
+        next += swiglu(f, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight");
+      } else {
+        // MixtralSparseMoeBlock: softmax over the router logits, the top k (torch.topk; ties to
+        // the lower index here), their probabilities divided by their sum.
+        const std::int64_t E = c.num_local_experts, K = c.num_experts_per_tok;
+        const MatrixXd logits = f * tensor(p + "block_sparse_moe.gate.weight", E, H).transpose();
+        for (Eigen::Index t = 0; t < T; ++t) {
+          Eigen::VectorXd probs = (logits.row(t).array() - logits.row(t).maxCoeff()).exp().matrix().transpose();
+          probs /= probs.sum();
+          std::vector<int> order(static_cast<std::size_t>(E));
+          for (int e = 0; e < E; ++e) order[std::size_t(e)] = e;
+          std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return probs(a) > probs(b); });
+          double chosen = 0;
+          for (std::int64_t j = 0; j < K; ++j) chosen += probs(order[std::size_t(j)]);
+          for (std::int64_t j = 0; j < K; ++j) {
+            const int e = order[std::size_t(j)];
+            const std::string x = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
+            next.row(t) += probs(e) / chosen * swiglu(f.row(t), x + "w1.weight", x + "w3.weight", x + "w2.weight").row(0);
+          }
+        }
+      }
       for (Eigen::Index t = 0; t < T; ++t)
         if (l <= exit_after[std::size_t(t)]) h.row(t) = next.row(t);
     }

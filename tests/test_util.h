@@ -177,6 +177,22 @@ inline float batched_vs_one_by_one(const effort::Model& model, const std::vector
   return std::max(diff, max_abs_diff(next_b.data(), expected.data(), expected.size()));
 }
 
+// Logits of two fp32 passes that sum in different orders (ours and llama2.c's run.c, token by
+// token and batched, an adapter and its merged weights), or of ours and a float64 pass: the
+// shared reference README measures 1.6e-5 between run.c and float64 NumPy, and we see the same
+// order. 1e-4 keeps a margin while a wrong RoPE pairing is off by ~20, a missing norm weight by
+// more than 1, and a wrong adapter scale by more than 1e-2.
+inline constexpr float kLogitTolerance = 1e-4f;
+
+// The largest |a - b| over rows of logits (b: float or double).
+template <class B>
+float max_logit_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<B>>& b) {
+  float m = 0;
+  for (std::size_t t = 0; t < a.size(); ++t)
+    for (std::size_t i = 0; i < a[t].size(); ++i) m = std::max(m, float(std::fabs(double(a[t][i]) - double(b[t][i]))));
+  return m;
+}
+
 // Every kernel arch this build has and this CPU runs.
 inline std::vector<effort::kernels::Arch> all_arches() {
   std::vector<effort::kernels::Arch> arches;

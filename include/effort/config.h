@@ -8,7 +8,7 @@
 namespace effort {
 
 struct ModelConfig {
-  std::string model_type;            // "mistral" or "llama"
+  std::string model_type;            // "mistral", "llama", or "mixtral" (experts)
   int hidden_size = 0;               // d_model
   int intermediate_size = 0;         // SwiGLU hidden width
   int num_hidden_layers = 0;
@@ -23,6 +23,10 @@ struct ModelConfig {
   bool tie_word_embeddings = false;  // lm_head shares embed_tokens
   int bos_token_id = 1;
   std::vector<int> eos_token_ids = {2};  // config.json eos_token_id: a number or a list
+  // Mixtral: each layer's MLP is num_local_experts SwiGLU experts of intermediate_size, of which
+  // a router picks num_experts_per_tok per token. 0: one dense MLP.
+  int num_local_experts = 0;
+  int num_experts_per_tok = 0;
 
   // Reads and validates config.json; errors name the file and the field.
   static ModelConfig from_file(const std::filesystem::path& config_json);

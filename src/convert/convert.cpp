@@ -97,6 +97,10 @@ std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input, con
   else if (!std::filesystem::exists(input)) throw Error(ErrorCode::io, "[convert] " + input.string() + ": no such file or folder");
   else throw Error(ErrorCode::invalid_argument,
                    "[convert] " + input.string() + ": expected a Hugging Face checkpoint folder or a GGUF file");
+  if (source->config().num_local_experts)
+    throw Error(ErrorCode::unsupported, "[convert] " + input.string() +
+                                            ": mixture-of-experts models (mixtral) are not converted yet; run the checkpoint "
+                                            "folder itself (dense)");
   if (options.merge_adapters.empty()) return source;
   return std::make_unique<MergedSource>(std::move(source), options.merge_adapters);
 }

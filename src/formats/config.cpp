@@ -71,6 +71,10 @@ ModelConfig config_from_json(const json& j, const std::string& source) {
       fail(source, "field \"tie_word_embeddings\": expected true or false, got " + j["tie_word_embeddings"].dump());
     c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
   }
+  if (c.model_type == "mixtral") {
+    c.num_local_experts = get_int(j, source, "num_local_experts", true, 0);
+    c.num_experts_per_tok = get_int(j, source, "num_experts_per_tok", false, 2);
+  }
   c.bos_token_id = get_int(j, source, "bos_token_id", false, 1);
   if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
     const json& eos = j["eos_token_id"];
@@ -91,7 +95,7 @@ ModelConfig config_from_json(const json& j, const std::string& source) {
 }
 
 json config_to_json(const ModelConfig& c) {
-  return {{"model_type", c.model_type},
+  json j = {{"model_type", c.model_type},
           {"hidden_size", c.hidden_size},
           {"intermediate_size", c.intermediate_size},
           {"num_hidden_layers", c.num_hidden_layers},
@@ -106,12 +110,23 @@ json config_to_json(const ModelConfig& c) {
           {"tie_word_embeddings", c.tie_word_embeddings},
           {"bos_token_id", c.bos_token_id},
           {"eos_token_id", c.eos_token_ids}};
+  if (c.num_local_experts) {
+    j["num_local_experts"] = c.num_local_experts;
+    j["num_experts_per_tok"] = c.num_experts_per_tok;
+  }
+  return j;
 }
 
 void ModelConfig::validate(const std::string& source) const {
-  if (model_type != "mistral" && model_type != "llama")
+  if (model_type != "mistral" && model_type != "llama" && model_type != "mixtral")
     throw Error(ErrorCode::unsupported, "[config] " + source + ": model_type \"" + model_type +
-                                            "\" is not supported (expected \"mistral\" or \"llama\")");
+                                            "\" is not supported (expected \"mistral\", \"llama\" or \"mixtral\")");
+  if ((model_type == "mixtral") != (num_local_experts > 0))
+    fail(source, model_type == "mixtral" ? "a mixtral model needs num_local_experts >= 1"
+                                         : "num_local_experts is for model_type \"mixtral\"");
+  if (num_local_experts > 0 && (num_experts_per_tok < 1 || num_experts_per_tok > num_local_experts))
+    fail(source, "num_experts_per_tok (" + std::to_string(num_experts_per_tok) + ") must be in [1, num_local_experts = " +
+                     std::to_string(num_local_experts) + "]");
   auto positive = [&](const char* field, int value) {
     if (value <= 0) fail(source, std::string("field \"") + field + "\" must be positive, got " + std::to_string(value));
   };

@@ -35,6 +35,9 @@ class GgufSource : public SourceModel {
       if (required) throw Error(ErrorCode::format, context + ": missing metadata " + a + "." + key);
       return fallback;
     };
+    if (number("expert_count", false, 0) > 0)
+      throw Error(ErrorCode::unsupported, context + ": a mixture-of-experts GGUF (" + a +
+                                              ".expert_count): not read yet; run the Hugging Face checkpoint folder");
     const json& tokens = file_.metadata("tokenizer.ggml.tokens");
     config_.model_type = a;
     config_.hidden_size = int(number("embedding_length", true, 0));

@@ -28,9 +28,17 @@ ModelWeights load_dense_weights(std::shared_ptr<const SourceModel> source) {
     layer.v_proj = matrix(p + "self_attn.v_proj.weight", kv_dim, hidden);
     layer.o_proj = matrix(p + "self_attn.o_proj.weight", hidden, q_dim);
     layer.post_attention_layernorm = source->floats(p + "post_attention_layernorm.weight", {hidden});
-    layer.gate_proj = matrix(p + "mlp.gate_proj.weight", inter, hidden);
-    layer.up_proj = matrix(p + "mlp.up_proj.weight", inter, hidden);
-    layer.down_proj = matrix(p + "mlp.down_proj.weight", hidden, inter);
+    if (c.num_local_experts) {
+      layer.router = matrix(router_name(l), c.num_local_experts, hidden);
+      for (int e = 0; e < c.num_local_experts; ++e)
+        layer.experts.push_back({matrix(expert_projection_name(l, e, MatrixKind::gate_proj), inter, hidden),
+                                 matrix(expert_projection_name(l, e, MatrixKind::up_proj), inter, hidden),
+                                 matrix(expert_projection_name(l, e, MatrixKind::down_proj), hidden, inter)});
+    } else {
+      layer.gate_proj = matrix(p + "mlp.gate_proj.weight", inter, hidden);
+      layer.up_proj = matrix(p + "mlp.up_proj.weight", inter, hidden);
+      layer.down_proj = matrix(p + "mlp.down_proj.weight", hidden, inter);
+    }
     w.layers.push_back(std::move(layer));
   }
   w.norm = source->floats("model.norm.weight", {hidden});

@@ -52,6 +52,8 @@ class PairTable {
     if (layer < 0 || layer >= config_.num_hidden_layers)
       fail(ErrorCode::format, "base mismatch: tensor " + tensor + " is for layer " + std::to_string(layer) +
                                   ", the model has " + std::to_string(config_.num_hidden_layers) + " layers");
+    if (config_.num_local_experts && int(kind) >= int(MatrixKind::gate_proj))
+      fail(ErrorCode::unsupported, "tensor " + tensor + " adapts the MLP, which this mixture-of-experts model has per expert");
     const auto [out, in] = projection_shape(config_, kind);
     const std::int64_t rank = is_a ? shape[0] : shape[1];
     const std::vector<std::int64_t> expected = is_a ? std::vector<std::int64_t>{rank, in} : std::vector<std::int64_t>{out, rank};

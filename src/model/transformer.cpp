@@ -31,7 +31,10 @@ Activations::Activations(const ModelConfig& c, int kv_capacity)
       scores(std::size_t(c.num_attention_heads) * std::size_t(kv_capacity)),
       cos(std::size_t(c.head_dim / 2)),
       sin(cos.size()),
-      logits(std::size_t(c.vocab_size)) {}
+      logits(std::size_t(c.vocab_size)),
+      router(std::size_t(c.num_local_experts)),
+      expert_out(c.num_local_experts ? residual.size() : 0),
+      expert_sum(expert_out.size()) {}
 
 BatchActivations::BatchActivations(const ModelConfig& c, std::size_t n)
     : capacity(n),
@@ -52,7 +55,9 @@ std::uint64_t Activations::bytes(const ModelConfig& c, int kv_capacity) {
                       kv = std::uint64_t(c.num_key_value_heads) * std::uint64_t(c.head_dim);
   return sizeof(float) * (2 * std::uint64_t(c.hidden_size) + 2 * q + 2 * kv + 2 * std::uint64_t(c.intermediate_size) +
                           std::uint64_t(c.num_attention_heads) * std::uint64_t(kv_capacity) +
-                          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(c.vocab_size));
+                          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(c.vocab_size) +
+                          std::uint64_t(c.num_local_experts) +
+                          (c.num_local_experts ? 2 * std::uint64_t(c.hidden_size) : 0));
 }
 
 std::uint64_t BatchActivations::bytes(const ModelConfig& c, std::size_t n) {
@@ -197,6 +202,16 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
     project_all(l, layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
     for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
     norm_rows(layer.post_attention_layernorm);
+    if (!layer.experts.empty()) {
+      // Mixture of experts: each token through its own experts, one token at a time.
+      for (std::size_t t = first; t < n; ++t) {
+        std::copy_n(&batch.normed[t * H], H, act.normed.begin());
+        std::copy_n(&batch.residual[t * H], H, act.residual.begin());
+        moe_block(layer, l, act, compute);
+        std::copy_n(act.residual.begin(), H, &batch.residual[t * H]);
+      }
+      continue;
+    }
     project_all(l, layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
     project_all(l, layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
     for (std::size_t t = first; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
@@ -330,12 +345,45 @@ void Transformer::attention_block(const LayerWeights& layer, int l, int position
 }
 
 void Transformer::mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const {
+  if (!layer.experts.empty()) return moe_block(layer, l, act, compute);
   const auto& k = compute.kernels;
   project(layer.gate_proj, l, MatrixKind::gate_proj, act.normed, act.gate, compute);
   project(layer.up_proj, l, MatrixKind::up_proj, act.normed, act.up, compute);
   k.silu_mul(act.gate.data(), act.gate.data(), act.up.data(), act.gate.size());
   project(layer.down_proj, l, MatrixKind::down_proj, act.gate, act.normed, compute);
   k.add(act.residual.data(), act.normed.data(), act.residual.size());
+}
+
+// Mixtral's sparse MLP (HF MixtralSparseMoeBlock): router logits, softmax, the top
+// num_experts_per_tok experts (ties to the lower index) with their probabilities renormalised
+// over the chosen, and the chosen experts' SwiGLU outputs summed with those weights. Only the
+// chosen experts' weights are read.
+void Transformer::moe_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const {
+  const auto& k = compute.kernels;
+  matvec(layer.router, act.normed.data(), act.router.data(), compute);
+  std::vector<int>& chosen = act.chosen_experts;
+  chosen.resize(act.router.size());
+  std::iota(chosen.begin(), chosen.end(), 0);
+  const std::size_t top = std::size_t(config_.num_experts_per_tok);
+  std::partial_sort(chosen.begin(), chosen.begin() + std::ptrdiff_t(top), chosen.end(), [&](int a, int b) {
+    return act.router[std::size_t(a)] > act.router[std::size_t(b)] || (act.router[std::size_t(a)] == act.router[std::size_t(b)] && a < b);
+  });
+  chosen.resize(top);
+  // softmax over all then renormalised over the chosen = softmax over the chosen.
+  const double max_logit = act.router[std::size_t(chosen[0])];
+  double total = 0;
+  for (int e : chosen) total += std::exp(double(act.router[std::size_t(e)]) - max_logit);
+  std::fill(act.expert_sum.begin(), act.expert_sum.end(), 0.0f);
+  for (int e : chosen) {
+    const ExpertWeights& expert = layer.experts[std::size_t(e)];
+    const float weight = float(std::exp(double(act.router[std::size_t(e)]) - max_logit) / total);
+    project(expert.gate_proj, l, MatrixKind::gate_proj, act.normed, act.gate, compute);
+    project(expert.up_proj, l, MatrixKind::up_proj, act.normed, act.up, compute);
+    k.silu_mul(act.gate.data(), act.gate.data(), act.up.data(), act.gate.size());
+    project(expert.down_proj, l, MatrixKind::down_proj, act.gate, act.expert_out, compute);
+    for (std::size_t i = 0; i < act.expert_sum.size(); ++i) act.expert_sum[i] += weight * act.expert_out[i];
+  }
+  k.add(act.residual.data(), act.expert_sum.data(), act.residual.size());
 }
 
 }  // namespace effort

@@ -27,6 +27,10 @@ struct Activations {
   std::vector<float> scores;    // [num_attention_heads, kv_capacity]
   std::vector<float> cos, sin;  // [head_dim / 2] rotary table of the current position
   std::vector<float> logits;    // [vocab_size]
+  // Mixtral: router logits [num_local_experts], one expert's output and the weighted sum
+  // [hidden_size] (empty for a dense MLP), and the experts chosen for the token.
+  std::vector<float> router, expert_out, expert_sum;
+  std::vector<int> chosen_experts;
 };
 
 // Activations of up to `capacity` prompt tokens processed together, allocated once per session.
@@ -84,6 +88,7 @@ class Transformer {
   void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
                        Activations& act, const Compute& compute) const;
   void mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
+  void moe_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
   void rotary_table(int position, Activations& act) const;
   // Whether to exit after layer l; updates the streak of agreeing checks.
   bool should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak, const Activations& act,

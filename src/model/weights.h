@@ -55,6 +55,24 @@ inline std::array<std::int64_t, 2> projection_shape(const ModelConfig& c, Matrix
   return shapes[int(kind)];
 }
 
+// One SwiGLU expert of a mixture-of-experts layer (Mixtral's w1, w3, w2).
+struct ExpertWeights {
+  Matrix gate_proj;  // [intermediate_size, hidden_size]
+  Matrix up_proj;    // [intermediate_size, hidden_size]
+  Matrix down_proj;  // [hidden_size, intermediate_size]
+};
+
+// The HF name of an expert's projection, e.g. "model.layers.3.block_sparse_moe.experts.5.w1.weight"
+// (w1 gate, w3 up, w2 down).
+inline std::string expert_projection_name(int layer, int expert, MatrixKind kind) {
+  const char* w = kind == MatrixKind::gate_proj ? "w1" : kind == MatrixKind::up_proj ? "w3" : "w2";
+  return "model.layers." + std::to_string(layer) + ".block_sparse_moe.experts." + std::to_string(expert) + "." + w +
+         ".weight";
+}
+inline std::string router_name(int layer) {
+  return "model.layers." + std::to_string(layer) + ".block_sparse_moe.gate.weight";
+}
+
 struct LayerWeights {
   // Projections are [out_features, in_features] in HF terms, whatever their storage.
   std::vector<float> input_layernorm;           // [hidden_size]
@@ -66,6 +84,10 @@ struct LayerWeights {
   Matrix gate_proj;                        // [intermediate_size, hidden_size]
   Matrix up_proj;                          // [intermediate_size, hidden_size]
   Matrix down_proj;                        // [hidden_size, intermediate_size]
+  // Mixtral: the router [num_local_experts, hidden_size] and the experts, in place of the
+  // three MLP projections above (then empty).
+  DenseMatrix router;
+  std::vector<ExpertWeights> experts;
 };
 
 struct ModelWeights {
