@@ -24,6 +24,9 @@ constexpr const char* kUsage = R"(usage: effort-synthetic-model -o OUT.gguf [opt
                  tests and fuzzing seeds
   --seed S       random seed (default 1)
   --force        replace PATH if it exists
+  --experts N    a mixture of experts (llama.cpp's Mixtral tensors): N SwiGLU experts per layer
+                 of the FFN width (with the default shape: Mixtral-8x7B's layers at N = 8)
+  --experts-per-token K  experts a token uses (default 2)
   --lora-rank R  write a LoRA adapter for that model instead (llama.cpp's GGUF form, F16,
                  alpha 2R, every projection of every layer): to time adapters
 Mistral-7B-v0.2 hyper-parameters: hidden 4096, FFN 14336, 32 heads, 8 KV heads, head_dim 128,
@@ -67,6 +70,7 @@ int run(int argc, char** argv) {
   Shape shape = kMistral7B;
   int layers = 0;
   int lora_rank = 0;
+  int experts = 0, experts_per_token = 2;
   std::uint64_t seed = 1;
   bool force = false;
   cli::ArgReader args(argc, argv, kUsage);
@@ -77,10 +81,14 @@ int run(int argc, char** argv) {
     else if (f == "--seed") seed = cli::parse_u64(f, args.value());
     else if (f == "--force") force = true;
     else if (f == "--tiny") shape = kTiny;
+    else if (f == "--experts") experts = int(cli::parse_int(f, args.value(), 1, 256));
+    else if (f == "--experts-per-token") experts_per_token = int(cli::parse_int(f, args.value(), 1, 256));
     else if (f == "--lora-rank") lora_rank = int(cli::parse_int(f, args.value(), 1, 4096));
     else throw cli::UsageError("unknown option '" + f + "' (see --help)");
   }
   if (output.empty()) throw cli::UsageError("missing -o OUT.gguf");
+  if (experts && experts_per_token > experts)
+    throw cli::UsageError("--experts-per-token " + std::to_string(experts_per_token) + " exceeds --experts " + std::to_string(experts));
   if (std::filesystem::exists(output) && !force) throw cli::UsageError(output + " exists (use --force to replace it)");
 
   if (!layers) layers = shape.layers;
@@ -110,7 +118,9 @@ int run(int argc, char** argv) {
                  double(std::filesystem::file_size(output)) / 1e6);
     return 0;
   }
-  gguf.add_metadata("general.name", std::string(shape.name) + " (random weights, meaningless text)");
+  gguf.add_metadata("general.name", std::string(shape.name) +
+                                        (experts ? "-moe" + std::to_string(experts) + "x" + std::to_string(experts_per_token) : "") +
+                                        " (random weights, meaningless text)");
   gguf.add_metadata("general.file_type", 1);  // mostly F16
   gguf.add_metadata("llama.context_length", 32768);
   gguf.add_metadata("llama.embedding_length", hidden);
@@ -121,6 +131,10 @@ int run(int argc, char** argv) {
   gguf.add_metadata("llama.rope.dimension_count", head_dim);
   gguf.add_metadata("llama.rope.freq_base", 1000000.0f);
   gguf.add_metadata("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  if (experts) {
+    gguf.add_metadata("llama.expert_count", experts);
+    gguf.add_metadata("llama.expert_used_count", experts_per_token);
+  }
   // A SentencePiece-style vocabulary: specials, the 256 byte pieces, then made-up words.
   nlohmann::json tokens = {"<unk>", "<s>", "</s>"}, scores = {0.0f, 0.0f, 0.0f}, types = {2, 3, 3};
   char piece[16];
@@ -164,9 +178,24 @@ int run(int argc, char** argv) {
     matrix(p + "attn_v.weight", kv_heads * head_dim, hidden, 0.01f * depth);
     matrix(p + "attn_output.weight", hidden, heads * head_dim, 0.01f * depth);
     norm(p + "ffn_norm.weight", 0.05f, 0.4f * depth);
-    matrix(p + "ffn_gate.weight", ffn, hidden, 0.02f * depth);
-    matrix(p + "ffn_up.weight", ffn, hidden, 0.015f * depth);
-    matrix(p + "ffn_down.weight", hidden, ffn, 0.01f * depth);
+    if (experts) {
+      const std::uint64_t E = std::uint64_t(experts);
+      gguf.add_tensor(p + "ffn_gate_inp.weight", GgufType::f32, {hidden, E}, [=] {
+        std::vector<std::uint8_t> bytes(hidden * E * 4);
+        for (std::uint64_t i = 0; i < hidden * E; ++i) {
+          const float v = 0.02f * rng->normal();
+          std::memcpy(bytes.data() + 4 * i, &v, 4);
+        }
+        return bytes;
+      });
+      gguf.add_tensor(p + "ffn_gate_exps.weight", GgufType::f16, {hidden, ffn, E}, [=] { return f16_tensor(hidden * ffn * E, 0.02f * depth, *rng); });
+      gguf.add_tensor(p + "ffn_up_exps.weight", GgufType::f16, {hidden, ffn, E}, [=] { return f16_tensor(hidden * ffn * E, 0.015f * depth, *rng); });
+      gguf.add_tensor(p + "ffn_down_exps.weight", GgufType::f16, {ffn, hidden, E}, [=] { return f16_tensor(hidden * ffn * E, 0.01f * depth, *rng); });
+    } else {
+      matrix(p + "ffn_gate.weight", ffn, hidden, 0.02f * depth);
+      matrix(p + "ffn_up.weight", ffn, hidden, 0.015f * depth);
+      matrix(p + "ffn_down.weight", hidden, ffn, 0.01f * depth);
+    }
   }
   norm("output_norm.weight", 0.1f, 2.0f);
   matrix("output.weight", vocab, hidden, 0.01f);

@@ -1,13 +1,15 @@
 // mixtral_test.cpp: a small random Mixtral (4 experts, top 2) against the float64 reference
-// forward with the MoE block, token by token and batched, every arch; the router's ties; and
-// the files refused.
+// forward with the MoE block, token by token and batched, every arch; the router's ties; the
+// same model as HF folder, GGUF and .effort; and the files refused.
 #include <catch2/catch.hpp>
 
+#include <numeric>
 #include <random>
 
 #include "convert/convert.h"
 #include "effort/effort.h"
 #include "formats/gguf.h"
+#include "model/effort_checkpoint.h"
 #include "model/weights.h"
 #include "reference_forward.h"
 #include "test_util.h"
@@ -151,11 +153,85 @@ TEST_CASE("bad Mixtral files are refused with what is wrong", "[mixtral]") {
   test::write_text(dir / "eight" / "config.json", eight.dump());
   REQUIRE_THROWS_WITH(Model::load(dir / "eight"), Contains("block_sparse_moe"));
 
-  // Not yet: .effort conversion and GGUF input say so.
-  REQUIRE_THROWS_WITH(convert_to_effort(dir / "missing", dir / "x.effort", {}), Contains("not converted yet"));
-  GgufWriter gguf;
-  gguf.add_metadata("general.architecture", "llama");
-  gguf.add_metadata("llama.expert_count", 8);
-  gguf.write(dir / "moe.gguf");
-  REQUIRE_THROWS_WITH(Model::load(dir / "moe.gguf"), Contains("mixture-of-experts GGUF"));
+  // A GGUF whose expert tensors hold fewer experts than its metadata says.
+  write_mixtral(dir / "good", mixtral_config(), 9);
+  convert_to_gguf(dir / "good", dir / "good.gguf", GgufType::f32, {});
+  {
+    GgufFile good(dir / "good.gguf");
+    GgufWriter fewer;
+    fewer.add_metadata("general.architecture", "llama");
+    for (const char* key : {"llama.embedding_length", "llama.feed_forward_length", "llama.block_count", "llama.attention.head_count",
+                            "llama.attention.head_count_kv", "llama.attention.key_length", "llama.vocab_size", "llama.expert_used_count"})
+      fewer.add_metadata(key, good.metadata(key));
+    fewer.add_metadata("llama.expert_count", 5);
+    for (const auto& [name, t] : good.tensors())
+      fewer.add_tensor(name, GgufType(t.type), t.dims, std::vector<std::uint8_t>(t.data, t.data + t.num_bytes));
+    fewer.write(dir / "fewer.gguf");
+  }
+  REQUIRE_THROWS_WITH(Model::load(dir / "fewer.gguf"), Contains("blk.0.ffn_gate_inp.weight: expected shape [5, 32]"));
+}
+
+TEST_CASE("a Mixtral's Hugging Face folder, GGUF export and .effort file agree", "[mixtral][effort]") {
+  test::TempDir dir;
+  write_mixtral(dir / "hf", mixtral_config(), 10);
+  const auto ids = random_ids(24, 11);
+  Session hf = Model::load(dir / "hf").new_session();
+  const auto expected = test::forward_each(hf, ids);
+  // GGUF as llama.cpp lays Mixtral out (router in F32, each kind's experts in one 3-D tensor),
+  // read back: the same floats, so the same logits.
+  convert_to_gguf(dir / "hf", dir / "moe.gguf", GgufType::f32, {});
+  Session gguf = Model::load(dir / "moe.gguf").new_session();
+  REQUIRE(test::max_logit_diff(test::forward_each(gguf, ids), expected) == 0.0f);
+  // .effort (default layout, int8 entries): at effort 1 close to the original, as the fixture's
+  // is (effort_model_test.cpp: entries lose ~0.45% rms each, independently, which compounds over
+  // the 35 projections behind a logit there to ~2.7% of the logit scale, bounded by 5% of the
+  // largest logit; 20 projections here), with the same greedy tokens but for near ties.
+  convert_to_effort(dir / "hf", dir / "moe.effort", {});
+  const Model bucketed = Model::load(dir / "moe.effort");
+  REQUIRE(bucketed.bucketed());
+  Session full = bucketed.new_session();
+  const auto at_one = test::forward_each(full, ids);
+  float largest = 0;
+  int same_top1 = 0;
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    for (float z : expected[t]) largest = std::max(largest, std::fabs(z));
+    same_top1 += std::max_element(at_one[t].begin(), at_one[t].end()) - at_one[t].begin() ==
+                 std::max_element(expected[t].begin(), expected[t].end()) - expected[t].begin();
+  }
+  REQUIRE(test::max_logit_diff(at_one, expected) < 0.05f * largest);
+  // The stats count each token's choices: 2 experts in each of 2 layers.
+  const auto& uses = full.effort_stats().expert_uses;
+  REQUIRE(uses.size() == 4);
+  REQUIRE(std::accumulate(uses.begin(), uses.end(), 0.0) == double(ids.size() * 2 * 2));
+  const auto line = test::run_command(std::string(EFFORT_BIN_DIR) + "/effort-run -m '" + (dir / "moe.effort").string() +
+                                      "' --prompt-ids 1,5,9 -n 8 --ids");
+  REQUIRE(line.exit_code == 0);
+  REQUIRE_THAT(line.output, Contains("[experts] chosen: 0 "));
+  REQUIRE(same_top1 >= int(ids.size()) - 1);
+  // Below effort 1 each chosen expert's products do that fraction of their multiply-adds.
+  for (float effort : {0.5f, 0.25f}) {
+    Session s = bucketed.new_session();
+    s.set_effort(effort);
+    const auto logits = test::forward_each(s, ids);
+    CAPTURE(effort, s.effort_stats().overall());
+    REQUIRE(std::fabs(s.effort_stats().overall() - effort) < 0.05);
+    for (const auto& row : logits)
+      for (float z : row) REQUIRE(std::isfinite(z));
+  }
+  // Per-kind efforts and per-layer schedules reach every expert of the kind and layer.
+  Session mapped = bucketed.new_session();
+  mapped.set_effort(MatrixKind::down_proj, 0.3f);
+  mapped.set_layer_effort(1, MatrixKind::up_proj, 0.6f);
+  test::forward_each(mapped, ids);
+  REQUIRE(std::fabs(mapped.effort_stats().fraction(MatrixKind::down_proj) - 0.3) < 0.05);
+  REQUIRE(std::fabs(mapped.effort_stats().fraction(MatrixKind::up_proj) - 0.8) < 0.05);  // layers 0 and 1: (1 + 0.6) / 2
+  REQUIRE(mapped.effort_stats().fraction(MatrixKind::gate_proj) == 1.0);
+  // Partial loading maps the leading 75% of every expert's units, as of every other matrix.
+  const EffortCheckpoint partial = load_effort_checkpoint(dir / "moe.effort", 0.75f);
+  for (const LayerWeights& layer : partial.weights.layers)
+    for_each_projection(layer, [](const Matrix& m, MatrixKind, int) {
+      const auto& b = std::get<BucketMatrix>(m);
+      const double total = double(b.view.bucket_size * b.in_features);
+      REQUIRE(std::fabs(double(b.loaded_units) / total - 0.75) < 0.01);
+    });
 }

@@ -95,9 +95,9 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "removed %s, left by a conversion that was killed\n", path.c_str());
   };
   if (isatty(STDERR_FILENO)) options.progress = [](std::size_t done, std::size_t total, const std::string&) { draw_progress(done, total); };
-  // Without a terminal: one line per layer, so a log shows the conversion moving.
+  // Without a terminal: one line per layer (per expert), so a log shows the conversion moving.
   else options.progress = [](std::size_t done, std::size_t total, const std::string& tensor) {
-    const bool layer_done = tensor.find("mlp.down_proj") != std::string::npos;
+    const bool layer_done = tensor.find("mlp.down_proj") != std::string::npos || tensor.find(".w2.weight") != std::string::npos;
     if (layer_done || done == total) std::fprintf(stderr, "converted %s (%zu/%zu tensors)\n", tensor.c_str(), done, total);
   };
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);

@@ -198,6 +198,16 @@ void print_stats(const GenerationStats& s, const Session& session, std::uint64_t
                   100 * e.fraction(MatrixKind(k)));
     mults += part;
   }
+  if (!e.expert_uses.empty()) {
+    double total = 0;
+    for (double u : e.expert_uses) total += u;
+    std::string uses = "\n[experts] chosen:";
+    for (std::size_t i = 0; i < e.expert_uses.size(); ++i) {
+      std::snprintf(part, sizeof part, " %zu %.0f%%", i, total > 0 ? 100 * e.expert_uses[i] / total : 0.0);
+      uses += part;
+    }
+    std::fputs(uses.c_str(), stderr);
+  }
   if (s.checks > 0)
     std::fprintf(stderr, "\n[speculative] drafted %d, accepted %d (%.1f%%), %.2f tokens per check",
                  s.drafted, s.accepted, s.drafted ? 100.0 * s.accepted / s.drafted : 0.0,

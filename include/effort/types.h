@@ -64,6 +64,8 @@ struct EffortStats {
   // the output head. What a token takes beyond their sum is the rest: embedding, norms,
   // residual adds, SwiGLU, exit checks, and the caller's sampling.
   double dispatch_seconds = 0, multiply_seconds = 0, attention_seconds = 0, head_seconds = 0;
+  // Mixture of experts: how often each expert was chosen, over layers and tokens (empty otherwise).
+  std::vector<double> expert_uses;
 };
 
 // Sees the input vector of every projection as the model runs (layer, matrix kind, input).

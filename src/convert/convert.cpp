@@ -38,13 +38,19 @@ struct Projection {
   std::int64_t out, in;
 };
 
-// A layer's projections in MatrixKind order.
+// A layer's projections in MatrixKind order; with experts, the attention's four then each
+// expert's gate, up and down.
 std::vector<Projection> projections(const ModelConfig& c, int layer) {
   std::vector<Projection> out;
   for (int k = 0; k < kNumMatrixKinds; ++k) {
     const auto [rows, cols] = projection_shape(c, MatrixKind(k));
-    out.push_back({projection_name(layer, MatrixKind(k)), rows, cols});
+    if (k < int(MatrixKind::gate_proj) || !c.num_local_experts) out.push_back({projection_name(layer, MatrixKind(k)), rows, cols});
   }
+  for (int e = 0; e < c.num_local_experts; ++e)
+    for (MatrixKind k : {MatrixKind::gate_proj, MatrixKind::up_proj, MatrixKind::down_proj}) {
+      const auto [rows, cols] = projection_shape(c, k);
+      out.push_back({expert_projection_name(layer, e, k), rows, cols});
+    }
   return out;
 }
 
@@ -97,10 +103,6 @@ std::unique_ptr<SourceModel> open_source(const std::filesystem::path& input, con
   else if (!std::filesystem::exists(input)) throw Error(ErrorCode::io, "[convert] " + input.string() + ": no such file or folder");
   else throw Error(ErrorCode::invalid_argument,
                    "[convert] " + input.string() + ": expected a Hugging Face checkpoint folder or a GGUF file");
-  if (source->config().num_local_experts)
-    throw Error(ErrorCode::unsupported, "[convert] " + input.string() +
-                                            ": mixture-of-experts models (mixtral) are not converted yet; run the checkpoint "
-                                            "folder itself (dense)");
   if (options.merge_adapters.empty()) return source;
   return std::make_unique<MergedSource>(std::move(source), options.merge_adapters);
 }
@@ -218,6 +220,10 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     writer.plan(p + "input_layernorm.weight", "F32", {hidden});
     writer.plan(p + "post_attention_layernorm.weight", "F32", {hidden});
     total += 2;
+    if (c.num_local_experts) {
+      writer.plan(router_name(l), "F32", {c.num_local_experts, hidden});
+      ++total;
+    }
     for (const auto& m : projections(c, l)) {
       const std::int64_t S = std::int64_t(options.bucket_size), B = (m.out + S - 1) / S;
       const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * m.in);
@@ -259,6 +265,10 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     for (const char* norm : {"input_layernorm.weight", "post_attention_layernorm.weight"}) {
       write_vector(writer, p + norm, source->floats(p + norm, {hidden}));
       progress(p + norm);
+    }
+    if (c.num_local_experts) {
+      write_vector(writer, router_name(l), source->floats(router_name(l), {c.num_local_experts, hidden}));
+      progress(router_name(l));
     }
     for (const auto& m : projections(c, l)) {
       const auto w = source->floats(m.name, {m.out, m.in});
@@ -312,6 +322,10 @@ void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::
   gguf.add_metadata("llama.rope.dimension_count", c.head_dim);
   gguf.add_metadata("llama.rope.freq_base", float(c.rope_theta));
   gguf.add_metadata("llama.attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
+  if (c.num_local_experts) {
+    gguf.add_metadata("llama.expert_count", c.num_local_experts);
+    gguf.add_metadata("llama.expert_used_count", c.num_experts_per_tok);
+  }
   if (const auto tokenizer = source->tokenizer_model())
     gguf.add_llama_vocabulary(llama_vocabulary(*tokenizer, "[gguf] " + input.string() + " (tokenizer)"));
   if (const std::string chat_template = source->chat_template(); !chat_template.empty())
@@ -341,8 +355,26 @@ void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::
     norm(g + "attn_norm.weight", p + "input_layernorm.weight");
     norm(g + "ffn_norm.weight", p + "post_attention_layernorm.weight");
     const auto layer = projections(c, l);
-    for (int k = 0; k < kNumMatrixKinds; ++k)
+    for (int k = 0; k < (c.num_local_experts ? int(MatrixKind::gate_proj) : kNumMatrixKinds); ++k)
       matrix(g + gguf_names[k] + ".weight", layer[std::size_t(k)].name, layer[std::size_t(k)].out, layer[std::size_t(k)].in);
+    if (!c.num_local_experts) continue;
+    // llama.cpp's Mixtral: the router in F32, each kind's experts in one 3-D tensor {in, out, experts}.
+    const std::uint64_t E = std::uint64_t(c.num_local_experts);
+    gguf.add_tensor(g + "ffn_gate_inp.weight", GgufType::f32, {std::uint64_t(c.hidden_size), E}, [=, &c] {
+      return encode_gguf(GgufType::f32, source->floats(router_name(l), {c.num_local_experts, c.hidden_size}));
+    });
+    for (MatrixKind kind : {MatrixKind::gate_proj, MatrixKind::up_proj, MatrixKind::down_proj}) {
+      const auto [rows, cols] = projection_shape(c, kind);
+      const GgufType t = type == GgufType::q8_0 && cols % 32 != 0 ? GgufType::f16 : type;
+      gguf.add_tensor(g + gguf_names[int(kind)] + "_exps.weight", t, {std::uint64_t(cols), std::uint64_t(rows), E}, [=, &c] {
+        std::vector<std::uint8_t> bytes;
+        for (int e = 0; e < c.num_local_experts; ++e) {
+          const auto expert = encode_gguf(t, source->floats(expert_projection_name(l, e, kind), {rows, cols}));
+          bytes.insert(bytes.end(), expert.begin(), expert.end());
+        }
+        return bytes;
+      });
+    }
   }
   norm("output_norm.weight", "model.norm.weight");
   if (!c.tie_word_embeddings) matrix("output.weight", "lm_head.weight", c.vocab_size, c.hidden_size);

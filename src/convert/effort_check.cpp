@@ -58,8 +58,10 @@ EffortCheckReport check_effort_file(const std::filesystem::path& path) {
     report.tensors = file.header()["tensors"].size();
     report.bytes = double(std::filesystem::file_size(path));
     const auto& conversion = file.header()["conversion"];
-    report.summary.push_back("format version " + std::to_string(kEffortFormatVersion) + ", " +
-                             std::to_string(report.tensors) + " tensors, every checksum matches");
+    // Appended rather than "literal" + string: GCC 12's -Warray-bounds misfires on the latter.
+    std::string version = "format version ";
+    version += std::to_string(kEffortFormatVersion) + ", " + std::to_string(report.tensors) + " tensors, every checksum matches";
+    report.summary.push_back(std::move(version));
     report.summary.push_back("converted from " + conversion.value("source", std::string("?")) + " (" +
                              conversion.value("source_format", std::string("?")) + ") by " +
                              conversion.value("converter", std::string("?")));
@@ -68,15 +70,13 @@ EffortCheckReport check_effort_file(const std::filesystem::path& path) {
   const ModelConfig& c = checkpoint.config;
   std::string layout;
   for (std::size_t l = 0; l < checkpoint.weights.layers.size(); ++l) {
-    const LayerWeights& layer = checkpoint.weights.layers[l];
-    const Matrix* matrices[kNumMatrixKinds] = {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
-                                                &layer.gate_proj, &layer.up_proj, &layer.down_proj};
-    for (int k = 0; k < kNumMatrixKinds; ++k) {
-      const auto& m = std::get<BucketMatrix>(*matrices[k]);
-      check_buckets("[effort-check] " + path.string() + ": " + projection_name(int(l), MatrixKind(k)), m);
+    for_each_projection(checkpoint.weights.layers[l], [&](const Matrix& matrix, MatrixKind kind, int expert) {
+      const auto& m = std::get<BucketMatrix>(matrix);
+      const std::string name = expert < 0 ? projection_name(int(l), kind) : expert_projection_name(int(l), expert, kind);
+      check_buckets("[effort-check] " + path.string() + ": " + name, m);
       layout = layout_name(m.view.bucket_size, m.view.weights);
       ++report.matrices;
-    }
+    });
   }
   report.summary.push_back(c.model_type + ", " + std::to_string(c.num_hidden_layers) + " layers, hidden " +
                            std::to_string(c.hidden_size) + ", intermediate " + std::to_string(c.intermediate_size) +

@@ -35,9 +35,6 @@ class GgufSource : public SourceModel {
       if (required) throw Error(ErrorCode::format, context + ": missing metadata " + a + "." + key);
       return fallback;
     };
-    if (number("expert_count", false, 0) > 0)
-      throw Error(ErrorCode::unsupported, context + ": a mixture-of-experts GGUF (" + a +
-                                              ".expert_count): not read yet; run the Hugging Face checkpoint folder");
     const json& tokens = file_.metadata("tokenizer.ggml.tokens");
     config_.model_type = a;
     config_.hidden_size = int(number("embedding_length", true, 0));
@@ -57,8 +54,15 @@ class GgufSource : public SourceModel {
     const json& eos = file_.metadata("tokenizer.ggml.eos_token_id");
     config_.bos_token_id = bos.is_number() ? bos.get<int>() : 1;
     config_.eos_token_ids = {eos.is_number() ? eos.get<int>() : 2};
+    // llama.cpp's Mixtral is architecture "llama" with experts.
+    config_.num_local_experts = int(number("expert_count", false, 0));
+    if (config_.num_local_experts) {
+      config_.model_type = "mixtral";
+      config_.num_experts_per_tok = int(number("expert_used_count", true, 0));
+    }
     config_.validate(context);
-    config_.model_type = "mistral";  // a GGUF "llama" with GQA is what our transformer runs either way
+    // A GGUF "llama" with GQA is what our transformer runs either way.
+    if (!config_.num_local_experts) config_.model_type = "mistral";
 
     if (tokens.is_array() && file_.metadata("tokenizer.ggml.model") == "llama") {
       const json& unk = file_.metadata("tokenizer.ggml.unknown_token_id");
@@ -124,17 +128,42 @@ class GgufSource : public SourceModel {
     return n;
   }
 
-  const GgufTensor& tensor(const std::string& hf_name, const std::vector<std::int64_t>& shape) const {
-    const std::string name = gguf_tensor_name(hf_name);
+  // The GGUF tensor of an HF name; an expert's matrix is its slice of the 3-D tensor holding
+  // every expert of that kind (dims {in, out, experts}).
+  GgufTensor tensor(const std::string& hf_name, const std::vector<std::int64_t>& shape) const {
+    // model.layers.N.block_sparse_moe.experts.J.wK.weight
+    const std::size_t at = hf_name.find(".block_sparse_moe.experts.");
+    const bool expert = at != std::string::npos && hf_name.rfind("model.layers.", 0) == 0;
+    std::string layer, index, w;
+    if (expert) {
+      layer = hf_name.substr(13, at - 13);
+      const std::string rest = hf_name.substr(at + 26);  // "J.wK.weight"
+      index = rest.substr(0, rest.find('.'));
+      w = rest.substr(index.size() + 1, 2);
+    }
+    const std::string name = expert ? "blk." + layer + (w == "w1" ? ".ffn_gate_exps" : w == "w3" ? ".ffn_up_exps" : ".ffn_down_exps") + ".weight"
+                                    : gguf_tensor_name(hf_name);
     const std::string context = "[gguf] " + file_.path().string() + ": tensor " + name;
-    const GgufTensor* t = file_.find(name);
-    if (!t) throw Error(ErrorCode::format, context + " is missing (for " + hf_name + ")");
-    if (!readable(t->type))
-      throw Error(ErrorCode::unsupported, context + " has type " + ggml_type_name(t->type) + "; this build reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K");
-    std::vector<std::int64_t> hf_shape(t->dims.rbegin(), t->dims.rend());
+    const GgufTensor* found = file_.find(name);
+    if (!found) throw Error(ErrorCode::format, context + " is missing (for " + hf_name + ")");
+    GgufTensor t = *found;
+    if (!readable(t.type))
+      throw Error(ErrorCode::unsupported, context + " has type " + ggml_type_name(t.type) + "; this build reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K");
+    if (expert) {
+      const std::uint64_t e = index.size() < 6 && index.find_first_not_of("0123456789") == std::string::npos && !index.empty()
+                                  ? std::stoull(index) : ~0ull;
+      if (t.dims.size() != 3 || t.dims[2] != std::uint64_t(config_.num_local_experts) || e >= t.dims[2])
+        throw Error(ErrorCode::format, context + ": expected " + std::to_string(config_.num_local_experts) +
+                                           " experts in a 3-D tensor, for " + hf_name);
+      const std::uint64_t bytes = ggml_tensor_bytes(t.type, t.dims[0] * t.dims[1]);
+      t.data += e * bytes;
+      t.num_bytes = bytes;
+      t.dims.pop_back();
+    }
+    std::vector<std::int64_t> hf_shape(t.dims.rbegin(), t.dims.rend());
     if (hf_shape != shape)
       throw Error(ErrorCode::format, context + ": expected shape " + shape_of(shape) + " (HF order), got " + shape_of(hf_shape));
-    return *t;
+    return t;
   }
 
   static std::string shape_of(const std::vector<std::int64_t>& s) {
@@ -170,7 +199,7 @@ std::string gguf_tensor_name(const std::string& hf) {
       {"self_attn.k_proj.weight", "attn_k.weight"},      {"self_attn.v_proj.weight", "attn_v.weight"},
       {"self_attn.o_proj.weight", "attn_output.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
       {"mlp.gate_proj.weight", "ffn_gate.weight"},       {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"}};
+      {"mlp.down_proj.weight", "ffn_down.weight"},       {"block_sparse_moe.gate.weight", "ffn_gate_inp.weight"}};
   if (hf == "model.embed_tokens.weight") return "token_embd.weight";
   if (hf == "model.norm.weight") return "output_norm.weight";
   if (hf == "lm_head.weight") return "output.weight";

@@ -97,9 +97,18 @@ EffortCheckpoint load_effort_checkpoint(const std::filesystem::path& path, float
     layer.v_proj = bucketed(*file, p + "self_attn.v_proj.weight", kv_dim, hidden, mem_fraction);
     layer.o_proj = bucketed(*file, p + "self_attn.o_proj.weight", hidden, q_dim, mem_fraction);
     layer.post_attention_layernorm = float_vector(*file, p + "post_attention_layernorm.weight", hidden);
-    layer.gate_proj = bucketed(*file, p + "mlp.gate_proj.weight", inter, hidden, mem_fraction);
-    layer.up_proj = bucketed(*file, p + "mlp.up_proj.weight", inter, hidden, mem_fraction);
-    layer.down_proj = bucketed(*file, p + "mlp.down_proj.weight", hidden, inter, mem_fraction);
+    if (c.num_local_experts) {
+      layer.router = dense(*file, router_name(l), c.num_local_experts, hidden);
+      for (int e = 0; e < c.num_local_experts; ++e)
+        layer.experts.push_back(
+            {bucketed(*file, expert_projection_name(l, e, MatrixKind::gate_proj), inter, hidden, mem_fraction),
+             bucketed(*file, expert_projection_name(l, e, MatrixKind::up_proj), inter, hidden, mem_fraction),
+             bucketed(*file, expert_projection_name(l, e, MatrixKind::down_proj), hidden, inter, mem_fraction)});
+    } else {
+      layer.gate_proj = bucketed(*file, p + "mlp.gate_proj.weight", inter, hidden, mem_fraction);
+      layer.up_proj = bucketed(*file, p + "mlp.up_proj.weight", inter, hidden, mem_fraction);
+      layer.down_proj = bucketed(*file, p + "mlp.down_proj.weight", hidden, inter, mem_fraction);
+    }
     w.layers.push_back(std::move(layer));
   }
   w.norm = float_vector(*file, "model.norm.weight", hidden);

@@ -3,7 +3,7 @@
 
 #include <cmath>
 #include <fstream>
-#include <regex>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -99,6 +99,39 @@ class PairTable {
   std::vector<std::array<Slot, kNumMatrixKinds>> pending_;
 };
 
+// A layer index: digits only, at most six of them; -1 otherwise.
+long long layer_index(std::string_view digits) {
+  if (digits.empty() || digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string_view::npos) return -1;
+  return std::stoll(std::string(digits));
+}
+
+struct PeftName {
+  long long layer;
+  std::string module;
+  bool is_a;
+};
+
+// "...layers.N.(self_attn|mlp).MODULE.lora_(A|B)[.default].weight".
+std::optional<PeftName> parse_peft_name(const std::string& tensor) {
+  const std::size_t at = tensor.rfind("layers.");
+  if (at == std::string::npos || (at > 0 && tensor[at - 1] != '.')) return std::nullopt;
+  std::string_view rest = std::string_view(tensor).substr(at + 7);
+  const std::size_t dot = rest.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  const long long layer = layer_index(rest.substr(0, dot));
+  rest.remove_prefix(dot + 1);
+  for (std::string_view part : {"self_attn.", "mlp."})
+    if (rest.substr(0, part.size()) == part) rest.remove_prefix(part.size());
+  const std::size_t end = rest.find('.');
+  if (end == std::string_view::npos || layer < 0) return std::nullopt;
+  const std::string module(rest.substr(0, end));
+  rest.remove_prefix(end + 1);
+  for (const char* ab : {"A", "B"})
+    for (const char* suffix : {".weight", ".default.weight"})
+      if (rest == std::string("lora_") + ab + suffix) return PeftName{layer, module, *ab == 'A'};
+  return std::nullopt;
+}
+
 // PEFT: adapter_config.json beside adapter_model.safetensors; tensors named
 // base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight ([r, in]) and lora_B ([out, r]).
 LoraAdapter load_peft(const std::filesystem::path& path, const ModelConfig& config) {
@@ -149,20 +182,18 @@ LoraAdapter load_peft(const std::filesystem::path& path, const ModelConfig& conf
   const std::size_t r = c["r"].get<std::size_t>();
   const bool rslora = c.value("use_rslora", false);
 
-  static const std::regex name(R"((?:^|\.)layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.default)?\.weight$)");
   const SafetensorsFile file(weights);
   for (const auto& [tensor, view] : file.tensors()) {
-    std::smatch m;
-    if (!std::regex_search(tensor, m, name))
-      table.fail(ErrorCode::format, "tensor " + tensor + " is not the lora_A or lora_B of a decoder projection");
-    const auto kind = module_kind(m[2]);
-    if (!kind) table.fail(ErrorCode::unsupported, "tensor " + tensor + ": unknown target module '" + m[2].str() + "'");
+    const auto name = parse_peft_name(tensor);
+    if (!name) table.fail(ErrorCode::format, "tensor " + tensor + " is not the lora_A or lora_B of a decoder projection");
+    const auto kind = module_kind(name->module);
+    if (!kind) table.fail(ErrorCode::unsupported, "tensor " + tensor + ": unknown target module '" + name->module + "'");
     if (!targeted[int(*kind)])
-      table.fail(ErrorCode::format, "tensor " + tensor + " adapts " + m[2].str() + ", which target_modules does not list");
-    if (view.shape.size() == 2 && view.shape[m[3] == "A" ? 0 : 1] != std::int64_t(r))
+      table.fail(ErrorCode::format, "tensor " + tensor + " adapts " + name->module + ", which target_modules does not list");
+    if (view.shape.size() == 2 && view.shape[name->is_a ? 0 : 1] != std::int64_t(r))
       table.fail(ErrorCode::format, "rank mismatch: tensor " + tensor + " has shape " + shape_text(view.shape) +
                                         ", adapter_config.json says r = " + std::to_string(r));
-    table.add(tensor, m[1].length() > 6 ? -1 : std::stoll(m[1]), *kind, m[3] == "A", view.shape, view.to_floats());
+    table.add(tensor, name->layer, *kind, name->is_a, view.shape, view.to_floats());
   }
   LoraAdapter adapter = table.finish([&](std::size_t rank) { return rslora ? alpha / std::sqrt(float(rank)) : alpha / float(rank); });
   adapter.name = (folder ? path : dir).filename().string();
@@ -191,15 +222,17 @@ LoraAdapter load_gguf(const std::filesystem::path& path, const ModelConfig& conf
   std::map<std::string, std::pair<int, MatrixKind>> names;  // GGUF projection name -> (layer, kind)
   for (int l = 0; l < config.num_hidden_layers; ++l)
     for (int k = 0; k < kNumMatrixKinds; ++k) names[gguf_tensor_name(projection_name(l, MatrixKind(k)))] = {l, MatrixKind(k)};
-  static const std::regex name(R"(^(blk\.(\d+)\.\w+\.weight)\.lora_([ab])$)");
   for (const auto& [tensor, t] : file.tensors()) {
-    std::smatch m;
-    if (!std::regex_search(tensor, m, name))
+    // blk.N.<projection>.weight.lora_a or .lora_b
+    const std::size_t cut = tensor.rfind(".lora_");
+    const std::string projection = cut == std::string::npos ? "" : tensor.substr(0, cut), ab = cut == std::string::npos ? "" : tensor.substr(cut + 6);
+    if (projection.rfind("blk.", 0) != 0 || (ab != "a" && ab != "b"))
       table.fail(ErrorCode::format, "tensor " + tensor + " is not the lora_a or lora_b of a decoder projection");
-    const auto it = names.find(m[1]);
+    const auto it = names.find(projection);
     if (it == names.end()) {
-      if (m[2].length() < 7 && std::stoll(m[2]) >= config.num_hidden_layers)
-        table.fail(ErrorCode::format, "base mismatch: tensor " + tensor + " is for layer " + m[2].str() + ", the model has " +
+      const std::string digits = projection.substr(4, projection.find('.', 4) - 4);
+      if (const long long layer = layer_index(digits); layer >= config.num_hidden_layers)
+        table.fail(ErrorCode::format, "base mismatch: tensor " + tensor + " is for layer " + digits + ", the model has " +
                                           std::to_string(config.num_hidden_layers) + " layers");
       table.fail(ErrorCode::unsupported, "tensor " + tensor + ": unknown target module");
     }
@@ -207,7 +240,7 @@ LoraAdapter load_gguf(const std::filesystem::path& path, const ModelConfig& conf
     if (t.dims.size() != 2) table.fail(ErrorCode::format, "tensor " + tensor + " has " + std::to_string(t.dims.size()) + " dimensions");
     const std::vector<std::int64_t> shape = {std::int64_t(t.dims[1]), std::int64_t(t.dims[0])};
     std::vector<float> values = gguf_floats(t);
-    const bool is_a = m[3] == "a";
+    const bool is_a = ab == "a";
     if (!is_a && (kind == MatrixKind::q_proj || kind == MatrixKind::k_proj) && shape == std::vector<std::int64_t>{projection_shape(config, kind)[0], shape[1]}) {
       std::vector<float> hf(values.size());
       const int heads = kind == MatrixKind::q_proj ? config.num_attention_heads : config.num_key_value_heads;

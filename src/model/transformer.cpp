@@ -374,7 +374,10 @@ void Transformer::moe_block(const LayerWeights& layer, int l, Activations& act, 
   double total = 0;
   for (int e : chosen) total += std::exp(double(act.router[std::size_t(e)]) - max_logit);
   std::fill(act.expert_sum.begin(), act.expert_sum.end(), 0.0f);
+  auto& uses = compute.effort->stats.expert_uses;
+  uses.resize(layer.experts.size());
   for (int e : chosen) {
+    uses[std::size_t(e)] += 1;
     const ExpertWeights& expert = layer.experts[std::size_t(e)];
     const float weight = float(std::exp(double(act.router[std::size_t(e)]) - max_logit) / total);
     project(expert.gate_proj, l, MatrixKind::gate_proj, act.normed, act.gate, compute);

@@ -90,6 +90,26 @@ struct LayerWeights {
   std::vector<ExpertWeights> experts;
 };
 
+// Calls f(matrix, kind, expert) for each projection of a layer: the attention's four and the
+// MLP's three (expert -1), or with experts each expert's three (expert 0, 1, ...).
+template <class Layer, class F>
+void for_each_projection(Layer& layer, F f) {
+  f(layer.q_proj, MatrixKind::q_proj, -1);
+  f(layer.k_proj, MatrixKind::k_proj, -1);
+  f(layer.v_proj, MatrixKind::v_proj, -1);
+  f(layer.o_proj, MatrixKind::o_proj, -1);
+  if (layer.experts.empty()) {
+    f(layer.gate_proj, MatrixKind::gate_proj, -1);
+    f(layer.up_proj, MatrixKind::up_proj, -1);
+    f(layer.down_proj, MatrixKind::down_proj, -1);
+  }
+  for (std::size_t e = 0; e < layer.experts.size(); ++e) {
+    f(layer.experts[e].gate_proj, MatrixKind::gate_proj, int(e));
+    f(layer.experts[e].up_proj, MatrixKind::up_proj, int(e));
+    f(layer.experts[e].down_proj, MatrixKind::down_proj, int(e));
+  }
+}
+
 struct ModelWeights {
   DenseMatrix embed_tokens;  // [vocab_size, hidden_size]
   std::vector<LayerWeights> layers;

@@ -34,18 +34,19 @@ void for_each_streamed(ModelWeights& w, Place place) {
   auto dense = [&](DenseMatrix& m) { m.data = once(m.data, m.rows * kernels::dtype_bytes(m.dtype, m.cols)); };
   dense(w.embed_tokens);
   dense(w.lm_head);
-  for (auto& layer : w.layers)
-    for (Matrix* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj, &layer.up_proj,
-                      &layer.down_proj}) {
-      if (auto* d = std::get_if<DenseMatrix>(m)) {
+  for (auto& layer : w.layers) {
+    if (layer.router.data) dense(layer.router);
+    for_each_projection(layer, [&](Matrix& m, MatrixKind, int) {
+      if (auto* d = std::get_if<DenseMatrix>(&m)) {
         dense(*d);
       } else {
-        auto& b = std::get<BucketMatrix>(*m);
+        auto& b = std::get<BucketMatrix>(m);
         b.view.units = once(b.view.units, b.loaded_units * b.view.num_buckets * b.view.entry_bytes());
         if (b.view.scales)
           b.view.scales = static_cast<const std::uint16_t*>(once(b.view.scales, b.loaded_units * b.view.num_blocks() * 2));
       }
-    }
+    });
+  }
 }
 
 }  // namespace

@@ -70,9 +70,9 @@ int choose_context(const ModelConfig& c, int requested) {
 BucketScratch make_bucket_scratch(const ModelWeights& weights) {
   std::vector<const BucketMatrix*> matrices;
   for (const auto& layer : weights.layers)
-    for (const Matrix* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
-                            &layer.up_proj, &layer.down_proj})
-      if (const auto* b = std::get_if<BucketMatrix>(m)) matrices.push_back(b);
+    for_each_projection(layer, [&](const Matrix& m, MatrixKind, int) {
+      if (const auto* b = std::get_if<BucketMatrix>(&m)) matrices.push_back(b);
+    });
   return BucketScratch(matrices);
 }
 
