@@ -2,11 +2,12 @@
 # compare-llama.sh: llama.cpp's llama-bench and our effort-bench on the same GGUF, same threads,
 # one after the other, printed as one table (and kept as JSON).
 #
-#   bench/compare-llama.sh [--model F16.gguf | --layers N] [-t THREADS] [-r REPS] [-p N] [-n N]
+#   bench/compare-llama.sh [--model F16.gguf | --layers N [--experts E]] [-t THREADS] [-r REPS] [-p N] [-n N]
 #                          [--efforts LIST] [--bucket-size S] [--weights LIST] [--no-mmap] [--out DIR]
 #
 # Without --model it writes a synthetic Mistral-7B-shaped GGUF (F16, random weights) with N
-# layers (default 8). llama.cpp runs the F16 file and its own Q8_0 and Q4_0 quantizations of it;
+# layers (default 8); with --experts E, a Mixtral-8x7B-shaped one (E experts per layer, 2 per
+# token; Mixtral-8x7B's layers at E = 8). llama.cpp runs the F16 file and its own Q8_0 and Q4_0 quantizations of it;
 # we run the F16 file and llama.cpp's Q8_0 file directly (dense) and the F16 file's
 # effort-convert'ed .effort files (buckets of S, default the converter's; entries of each of
 # --weights, default f16,q8) at each effort.
@@ -24,13 +25,14 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${EFFORT_BIN:-$here/build/bin}
 cache=${EFFORT_CACHE:-$HOME/.cache/effort}
 node_llama_cpp_version=${NODE_LLAMA_CPP_VERSION:-3.22.1}
-model="" layers=8 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out="" no_mmap="" bucket_size=2 weights=f16,q8
+model="" layers=8 experts=0 threads=2 reps=5 n_prompt=512 n_gen=128 efforts=1,0.5,0.25 out="" no_mmap="" bucket_size=2 weights=f16,q8
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
     --layers) layers=$2; shift 2 ;;
+    --experts) experts=$2; shift 2 ;;
     -t) threads=$2; shift 2 ;;
     -r) reps=$2; shift 2 ;;
     -p) n_prompt=$2; shift 2 ;;
@@ -91,8 +93,13 @@ get_llama || true
 
 # --- the model ------------------------------------------------------------------------------
 if [ -z "$model" ]; then
-  model=$cache/models/synthetic-7b-shape-${layers}layer-f16.gguf
-  [ -f "$model" ] || "$bin/effort-synthetic-model" -o "$model" --layers "$layers"
+  if [ "$experts" -gt 0 ]; then
+    model=$cache/models/synthetic-7b-shape-${layers}layer-moe${experts}x2-f16.gguf
+    [ -f "$model" ] || "$bin/effort-synthetic-model" -o "$model" --layers "$layers" --experts "$experts" --experts-per-token 2
+  else
+    model=$cache/models/synthetic-7b-shape-${layers}layer-f16.gguf
+    [ -f "$model" ] || "$bin/effort-synthetic-model" -o "$model" --layers "$layers"
+  fi
 fi
 [ -f "$model" ] || { echo "compare-llama.sh: --model $model: no such file" >&2; exit 1; }
 stem=$cache/models/$(basename "$model" .gguf)

@@ -364,7 +364,8 @@ void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::
       return encode_gguf(GgufType::f32, source->floats(router_name(l), {c.num_local_experts, c.hidden_size}));
     });
     for (MatrixKind kind : {MatrixKind::gate_proj, MatrixKind::up_proj, MatrixKind::down_proj}) {
-      const auto [rows, cols] = projection_shape(c, kind);
+      const auto shape = projection_shape(c, kind);  // (not a structured binding: clang 14 cannot capture one)
+      const std::int64_t rows = shape[0], cols = shape[1];
       const GgufType t = type == GgufType::q8_0 && cols % 32 != 0 ? GgufType::f16 : type;
       gguf.add_tensor(g + gguf_names[int(kind)] + "_exps.weight", t, {std::uint64_t(cols), std::uint64_t(rows), E}, [=, &c] {
         std::vector<std::uint8_t> bytes;

@@ -65,7 +65,11 @@ std::uint64_t BatchActivations::bytes(const ModelConfig& c, std::size_t n) {
                       kv = std::uint64_t(c.num_key_value_heads) * std::uint64_t(c.head_dim);
   return sizeof(float) * n *
          (2 * std::uint64_t(c.hidden_size) + 2 * q + 2 * kv + 2 * std::uint64_t(c.intermediate_size) +
-          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(std::max(c.hidden_size, c.intermediate_size)));
+          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(std::max(c.hidden_size, c.intermediate_size)) +
+          // moe_batch's per-layer scratch: router logits, gathered rows, SwiGLU, outputs, sums
+          (c.num_local_experts ? std::uint64_t(c.num_local_experts) + 3 * std::uint64_t(c.hidden_size) +
+                                     2 * std::uint64_t(c.intermediate_size)
+                               : 0));
 }
 
 Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
@@ -203,13 +207,7 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
     for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
     norm_rows(layer.post_attention_layernorm);
     if (!layer.experts.empty()) {
-      // Mixture of experts: each token through its own experts, one token at a time.
-      for (std::size_t t = first; t < n; ++t) {
-        std::copy_n(&batch.normed[t * H], H, act.normed.begin());
-        std::copy_n(&batch.residual[t * H], H, act.residual.begin());
-        moe_block(layer, l, act, compute);
-        std::copy_n(act.residual.begin(), H, &batch.residual[t * H]);
-      }
+      moe_batch(layer, l, first, n, batch, act, compute);
       continue;
     }
     project_all(l, layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
@@ -354,39 +352,87 @@ void Transformer::mlp_block(const LayerWeights& layer, int l, Activations& act, 
   k.add(act.residual.data(), act.normed.data(), act.residual.size());
 }
 
-// Mixtral's sparse MLP (HF MixtralSparseMoeBlock): router logits, softmax, the top
-// num_experts_per_tok experts (ties to the lower index) with their probabilities renormalised
-// over the chosen, and the chosen experts' SwiGLU outputs summed with those weights. Only the
-// chosen experts' weights are read.
+namespace {
+
+// Mixtral's routing (HF MixtralSparseMoeBlock): the top k experts by router logit (ties to the
+// lower index), weighted by their softmax renormalised over the chosen, i.e. the softmax over
+// the chosen alone. Fills chosen and weights with k entries, best first.
+void route(std::span<const float> logits, std::size_t k, std::vector<int>& chosen, std::vector<float>& weights) {
+  chosen.resize(logits.size());
+  std::iota(chosen.begin(), chosen.end(), 0);
+  std::partial_sort(chosen.begin(), chosen.begin() + std::ptrdiff_t(k), chosen.end(), [&](int a, int b) {
+    return logits[std::size_t(a)] > logits[std::size_t(b)] || (logits[std::size_t(a)] == logits[std::size_t(b)] && a < b);
+  });
+  chosen.resize(k);
+  const double max_logit = logits[std::size_t(chosen[0])];
+  double total = 0;
+  for (int e : chosen) total += std::exp(double(logits[std::size_t(e)]) - max_logit);
+  weights.resize(k);
+  for (std::size_t j = 0; j < k; ++j) weights[j] = float(std::exp(double(logits[std::size_t(chosen[j])]) - max_logit) / total);
+}
+
+}  // namespace
+
+// The chosen experts' SwiGLU outputs summed with their weights; only their weights are read.
 void Transformer::moe_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const {
   const auto& k = compute.kernels;
   matvec(layer.router, act.normed.data(), act.router.data(), compute);
-  std::vector<int>& chosen = act.chosen_experts;
-  chosen.resize(act.router.size());
-  std::iota(chosen.begin(), chosen.end(), 0);
-  const std::size_t top = std::size_t(config_.num_experts_per_tok);
-  std::partial_sort(chosen.begin(), chosen.begin() + std::ptrdiff_t(top), chosen.end(), [&](int a, int b) {
-    return act.router[std::size_t(a)] > act.router[std::size_t(b)] || (act.router[std::size_t(a)] == act.router[std::size_t(b)] && a < b);
-  });
-  chosen.resize(top);
-  // softmax over all then renormalised over the chosen = softmax over the chosen.
-  const double max_logit = act.router[std::size_t(chosen[0])];
-  double total = 0;
-  for (int e : chosen) total += std::exp(double(act.router[std::size_t(e)]) - max_logit);
+  route(act.router, std::size_t(config_.num_experts_per_tok), act.chosen_experts, act.expert_weights);
   std::fill(act.expert_sum.begin(), act.expert_sum.end(), 0.0f);
   auto& uses = compute.effort->stats.expert_uses;
   uses.resize(layer.experts.size());
-  for (int e : chosen) {
+  for (std::size_t j = 0; j < act.chosen_experts.size(); ++j) {
+    const int e = act.chosen_experts[j];
     uses[std::size_t(e)] += 1;
     const ExpertWeights& expert = layer.experts[std::size_t(e)];
-    const float weight = float(std::exp(double(act.router[std::size_t(e)]) - max_logit) / total);
     project(expert.gate_proj, l, MatrixKind::gate_proj, act.normed, act.gate, compute);
     project(expert.up_proj, l, MatrixKind::up_proj, act.normed, act.up, compute);
     k.silu_mul(act.gate.data(), act.gate.data(), act.up.data(), act.gate.size());
     project(expert.down_proj, l, MatrixKind::down_proj, act.gate, act.expert_out, compute);
-    for (std::size_t i = 0; i < act.expert_sum.size(); ++i) act.expert_sum[i] += weight * act.expert_out[i];
+    for (std::size_t i = 0; i < act.expert_sum.size(); ++i) act.expert_sum[i] += act.expert_weights[j] * act.expert_out[i];
   }
   k.add(act.residual.data(), act.expert_sum.data(), act.residual.size());
+}
+
+// Rows [first, n) of a batch: every token routed, then each expert once over the tokens that
+// chose it (their rows gathered into one matmul), its outputs added to those tokens' sums with
+// their weights. Sums run in expert order rather than rank order: the token-by-token result
+// to rounding.
+void Transformer::moe_batch(const LayerWeights& layer, int l, std::size_t first, std::size_t n, BatchActivations& batch,
+                            Activations& act, const Compute& compute) const {
+  const auto& k = compute.kernels;
+  const std::size_t H = std::size_t(config_.hidden_size), I = std::size_t(config_.intermediate_size),
+                    E = layer.experts.size(), rows = n - first;
+  std::vector<float> logits(rows * E);
+  matmul(layer.router, &batch.normed[first * H], logits.data(), rows, compute, batch.packed_x);
+  std::vector<std::vector<std::pair<std::size_t, float>>> routed(E);  // per expert: (row, weight)
+  auto& uses = compute.effort->stats.expert_uses;
+  uses.resize(E);
+  for (std::size_t t = 0; t < rows; ++t) {
+    route(std::span<const float>(&logits[t * E], E), std::size_t(config_.num_experts_per_tok), act.chosen_experts,
+          act.expert_weights);
+    for (std::size_t j = 0; j < act.chosen_experts.size(); ++j) {
+      routed[std::size_t(act.chosen_experts[j])].emplace_back(first + t, act.expert_weights[j]);
+      uses[std::size_t(act.chosen_experts[j])] += 1;
+    }
+  }
+  std::vector<float> sums(rows * H, 0.0f), x, gate, up, out;
+  for (std::size_t e = 0; e < E; ++e) {
+    const std::size_t m = routed[e].size();
+    if (!m) continue;
+    x.resize(m * H), gate.resize(m * I), up.resize(m * I), out.resize(m * H);
+    for (std::size_t j = 0; j < m; ++j) std::copy_n(&batch.normed[routed[e][j].first * H], H, &x[j * H]);
+    const ExpertWeights& expert = layer.experts[e];
+    matmul(expert.gate_proj, MatrixKind::gate_proj, x.data(), gate.data(), m, compute, batch.packed_x);
+    matmul(expert.up_proj, MatrixKind::up_proj, x.data(), up.data(), m, compute, batch.packed_x);
+    k.silu_mul(gate.data(), gate.data(), up.data(), m * I);
+    matmul(expert.down_proj, MatrixKind::down_proj, gate.data(), out.data(), m, compute, batch.packed_x);
+    for (std::size_t j = 0; j < m; ++j) {
+      float* sum = &sums[(routed[e][j].first - first) * H];
+      for (std::size_t i = 0; i < H; ++i) sum[i] += routed[e][j].second * out[j * H + i];
+    }
+  }
+  for (std::size_t t = 0; t < rows; ++t) k.add(&batch.residual[(first + t) * H], &sums[t * H], H);
 }
 
 }  // namespace effort

@@ -30,7 +30,8 @@ struct Activations {
   // Mixtral: router logits [num_local_experts], one expert's output and the weighted sum
   // [hidden_size] (empty for a dense MLP), and the experts chosen for the token.
   std::vector<float> router, expert_out, expert_sum;
-  std::vector<int> chosen_experts;
+  std::vector<int> chosen_experts;    // the token's experts, best first
+  std::vector<float> expert_weights;  // and their weights
 };
 
 // Activations of up to `capacity` prompt tokens processed together, allocated once per session.
@@ -89,6 +90,8 @@ class Transformer {
                        Activations& act, const Compute& compute) const;
   void mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
   void moe_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
+  void moe_batch(const LayerWeights& layer, int l, std::size_t first, std::size_t n, BatchActivations& batch,
+                 Activations& act, const Compute& compute) const;
   void rotary_table(int position, Activations& act) const;
   // Whether to exit after layer l; updates the streak of agreeing checks.
   bool should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak, const Activations& act,
