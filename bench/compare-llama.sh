@@ -82,9 +82,11 @@ get_llama() {
     local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     { cmake -S "$dir" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF "-DCMAKE_C_FLAGS=$no_amx" "-DCMAKE_CXX_FLAGS=$no_amx" &&
-      cmake --build "$dir/build" -j"$(nproc)" --target llama-bench llama-quantize; } >"$out/llama-build.log" 2>&1 ||
+      cmake --build "$dir/build" -j"$(nproc)" --target llama-bench llama-quantize llama-simple; } >"$out/llama-build.log" 2>&1 ||
       { skip_llama="building llama.cpp failed (see $out/llama-build.log)"; return; }
   fi
+  # llama-simple (greedy text) came later than the first builds: added to an existing build.
+  [ -x "$llama_bin/llama-simple" ] || cmake --build "$dir/build" -j"$(nproc)" --target llama-simple >"$out/llama-build.log" 2>&1 || true
   llama_version="llama.cpp $(git -C "$dir" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   [ -f "$dir/node-llama-cpp.info.json" ] && llama_version+=" (node-llama-cpp@$node_llama_cpp_version bundle)"
 }
@@ -139,6 +141,20 @@ for effort_model in "${effort_models[@]}"; do
 done
 printf '%s\n' "${llama_version:-llama.cpp: skipped ($skip_llama)}" >"$out/versions.txt"
 
+# --- the same greedy text -------------------------------------------------------------------
+# Both engines, greedy, 16 tokens after the same prompt on the F16 file: the text must match.
+greedy=""
+if [ -z "$skip_llama" ] && [ -x "$llama_bin/llama-simple" ]; then
+  prompt="Once upon a time"
+  "$bin/effort-run" -m "$model" -p "$prompt" -n 16 --temp 0 -t "$threads" >"$out/greedy-effort.txt" 2>/dev/null
+  "$llama_bin/llama-simple" -m "$model" -n 16 "$prompt" >"$out/greedy-llama.txt" 2>/dev/null
+  if [ "$(tr -s ' \n' ' ' <"$out/greedy-effort.txt" | sed 's/ *$//')" = "$(tr -s ' \n' ' ' <"$out/greedy-llama.txt" | sed 's/ *$//')" ]; then
+    greedy="greedy, 16 tokens after \"$prompt\": the same text from llama.cpp and effort"
+  else
+    greedy="greedy, 16 tokens after \"$prompt\": DIFFERENT text (see $out/greedy-*.txt)"
+  fi
+fi
+
 # --- one table ------------------------------------------------------------------------------
 python3 - "$out" "$llama_version" "$(basename "$model")" <<'EOF'
 import glob, json, os, sys
@@ -184,4 +200,5 @@ for path in layouts:
             cells = " | ".join(f"{s[k]:.1f} ({100 * s[k] / s['total']:.0f}%)" for k in ("multiply", "dispatch", "attention", "head", "other"))
             print(f"| {layout} | {r['effort']:g} | {r['test']} | {s['total']:.1f} | {cells} |")
 EOF
+[ -n "$greedy" ] && printf '\n%s\n' "$greedy"
 echo "[compare] JSON and logs in $out" >&2
