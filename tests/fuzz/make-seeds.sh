@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make-seeds.sh BIN_DIR OUT_DIR: the fuzz targets' seed corpora, one folder per target: the
 # hand-written inputs in seeds/, the fixture's config, tokenizer and weights, and model files
-# written by BIN_DIR's tools: with effort-synthetic-model (the benchmarks' build), a 70 KB model
-# as GGUF and .effort (fast to fuzz); without it, the fixture converted (400-500 KB).
+# written by BIN_DIR's tools: with effort-synthetic-model (the benchmarks' build), 70 KB models
+# (dense and 4 experts) as GGUF and .effort (fast to fuzz); without it, the fixture converted (400-500 KB).
 set -euo pipefail
 bin=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +17,9 @@ fi
 if [ -x "$bin/effort-synthetic-model" ]; then
   "$bin/effort-synthetic-model" --tiny -o "$out/fuzz_model_file/tiny.gguf" 2>/dev/null
   "$bin/effort-convert" "$out/fuzz_model_file/tiny.gguf" -o "$out/fuzz_model_file/tiny.effort" >/dev/null 2>&1
+  # and a mixture of experts (3-D expert tensors, routers)
+  "$bin/effort-synthetic-model" --tiny --experts 4 -o "$out/fuzz_model_file/tiny-moe.gguf" 2>/dev/null
+  "$bin/effort-convert" "$out/fuzz_model_file/tiny-moe.gguf" -o "$out/fuzz_model_file/tiny-moe.effort" >/dev/null 2>&1
 elif [ -d "$fixture" ]; then
   "$bin/effort-convert" "$fixture" -o "$out/fuzz_model_file/fixture.effort" >/dev/null 2>&1
   "$bin/effort-convert" "$fixture" -o "$out/fuzz_model_file/fixture.gguf" >/dev/null 2>&1
