@@ -293,3 +293,23 @@ TEST_CASE("bad GGUF input is a clear error", "[gguf]") {
     REQUIRE_THROWS_WITH(convert_to_effort(dir / "gpt2.gguf", dir / "gpt2.effort", {}), Contains("general.architecture \"gpt2\" is not supported"));
   }
 }
+
+TEST_CASE("GGUF sizes beyond an int are refused, not converted (a fuzzing find)", "[gguf]") {
+  // tests/data/fuzz/gguf-metadata-beyond-int.gguf: fuzz_model_file's input that set a size to
+  // 4294967295, which was cast to int (undefined behaviour, reported by UBSan).
+  REQUIRE_THROWS_AS(Model::load(std::filesystem::path(EFFORT_SOURCE_DIR) / "tests/data/fuzz/gguf-metadata-beyond-int.gguf"),
+                    effort::Error);
+  test::TempDir dir;
+  for (const double value : {4294967296.0, 64.5, -1.0}) {
+    CAPTURE(value);
+    GgufWriter gguf;
+    gguf.add_metadata("general.architecture", "llama");
+    gguf.add_metadata("llama.embedding_length", value);
+    gguf.add_metadata("llama.feed_forward_length", 64);
+    gguf.add_metadata("llama.block_count", 1);
+    gguf.add_metadata("llama.attention.head_count", 4);
+    gguf.write(dir / "big.gguf");
+    REQUIRE_THROWS_WITH(Model::load(dir / "big.gguf"),
+                        Catch::Contains("llama.embedding_length") && Catch::Contains("expected a whole number in [0, 2^30]"));
+  }
+}

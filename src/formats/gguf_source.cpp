@@ -1,6 +1,7 @@
 // gguf_source.cpp: a llama/mistral GGUF read as a converter source (HF names and row order).
 #include "formats/gguf_source.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "effort/error.h"
@@ -35,30 +36,39 @@ class GgufSource : public SourceModel {
       if (required) throw Error(ErrorCode::format, context + ": missing metadata " + a + "." + key);
       return fallback;
     };
+    // Sizes and counts: whole numbers in [0, 2^30], as config.json's (a float or 2^32 would
+    // not convert to int).
+    auto integer = [&](const std::string& key, bool required, double fallback) {
+      const double v = number(key, required, fallback);
+      if (!(v >= 0 && v <= double(1 << 30)) || v != std::floor(v))
+        throw Error(ErrorCode::format, context + ": metadata " + a + "." + key + " = " + std::to_string(v) +
+                                           ": expected a whole number in [0, 2^30]");
+      return int(v);
+    };
     const json& tokens = file_.metadata("tokenizer.ggml.tokens");
     config_.model_type = a;
-    config_.hidden_size = int(number("embedding_length", true, 0));
-    config_.intermediate_size = int(number("feed_forward_length", true, 0));
-    config_.num_hidden_layers = int(number("block_count", true, 0));
-    config_.num_attention_heads = int(number("attention.head_count", true, 0));
-    config_.num_key_value_heads = int(number("attention.head_count_kv", false, config_.num_attention_heads));
-    config_.head_dim = int(number("attention.key_length", false,
-                                  config_.num_attention_heads ? config_.hidden_size / config_.num_attention_heads : 0));
-    config_.max_position_embeddings = int(number("context_length", false, 4096));
+    config_.hidden_size = integer("embedding_length", true, 0);
+    config_.intermediate_size = integer("feed_forward_length", true, 0);
+    config_.num_hidden_layers = integer("block_count", true, 0);
+    config_.num_attention_heads = integer("attention.head_count", true, 0);
+    config_.num_key_value_heads = integer("attention.head_count_kv", false, config_.num_attention_heads);
+    config_.head_dim = integer("attention.key_length", false,
+                               config_.num_attention_heads ? config_.hidden_size / config_.num_attention_heads : 0);
+    config_.max_position_embeddings = integer("context_length", false, 4096);
     config_.rope_theta = number("rope.freq_base", false, 10000.0);
     config_.rms_norm_eps = number("attention.layer_norm_rms_epsilon", false, 1e-5);
-    config_.sliding_window = int(number("attention.sliding_window", false, 0));
-    config_.vocab_size = tokens.is_array() ? int(tokens.size()) : int(number("vocab_size", true, 0));
+    config_.sliding_window = integer("attention.sliding_window", false, 0);
+    config_.vocab_size = tokens.is_array() ? int(tokens.size()) : integer("vocab_size", true, 0);
     config_.tie_word_embeddings = file_.find("output.weight") == nullptr;
     const json& bos = file_.metadata("tokenizer.ggml.bos_token_id");
     const json& eos = file_.metadata("tokenizer.ggml.eos_token_id");
     config_.bos_token_id = bos.is_number() ? bos.get<int>() : 1;
     config_.eos_token_ids = {eos.is_number() ? eos.get<int>() : 2};
     // llama.cpp's Mixtral is architecture "llama" with experts.
-    config_.num_local_experts = int(number("expert_count", false, 0));
+    config_.num_local_experts = integer("expert_count", false, 0);
     if (config_.num_local_experts) {
       config_.model_type = "mixtral";
-      config_.num_experts_per_tok = int(number("expert_used_count", true, 0));
+      config_.num_experts_per_tok = integer("expert_used_count", true, 0);
     }
     config_.validate(context);
     // A GGUF "llama" with GQA is what our transformer runs either way.
