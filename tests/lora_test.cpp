@@ -24,8 +24,6 @@ using test::kLogitTolerance;
 
 bool every_projection(int, MatrixKind) { return true; }
 
-std::vector<std::vector<float>> logits_of(Session& s, const std::vector<int>& ids) { return test::forward_each(s, ids); }
-
 }  // namespace
 
 TEST_CASE("a LoRA adapter gives the logits of its merged weights, token by token and batched, every arch", "[lora]") {
@@ -47,11 +45,11 @@ TEST_CASE("a LoRA adapter gives the logits of its merged weights, token by token
     const SessionOptions options{.num_threads = 2, .kernel_arch = std::string(kernels::arch_name(arch))};
     Session with = model.new_session(options), reference = merged.new_session(options), base = model.new_session(options);
     with.set_adapters({{adapter, 0.5f}});
-    const auto expected = logits_of(reference, ids);
-    const float diff = test::max_logit_diff(logits_of(with, ids), expected);
+    const auto expected = test::forward_each(reference, ids);
+    const float diff = test::max_logit_diff(test::forward_each(with, ids), expected);
     worst = std::max(worst, diff);
     REQUIRE(diff < kLogitTolerance);
-    REQUIRE(test::max_logit_diff(logits_of(base, ids), expected) > 100 * kLogitTolerance);  // the adapter matters
+    REQUIRE(test::max_logit_diff(test::forward_each(base, ids), expected) > 100 * kLogitTolerance);  // the adapter matters
     // Batched (40 tokens: one batch) against the merged model's last logits.
     Session batched = model.new_session(options);
     batched.set_adapters({{adapter, 0.5f}});
@@ -75,7 +73,7 @@ TEST_CASE("PEFT and GGUF forms of one adapter give identical logits", "[lora][gg
   Session a = model.new_session(), b = model.new_session();
   a.set_adapters({{peft, 1.0f}});
   b.set_adapters({{gguf, 1.0f}});
-  REQUIRE(logits_of(a, ids) == logits_of(b, ids));
+  REQUIRE(test::forward_each(a, ids) == test::forward_each(b, ids));
 }
 
 TEST_CASE("adapters switch and rescale between tokens", "[lora]") {
@@ -94,19 +92,19 @@ TEST_CASE("adapters switch and rescale between tokens", "[lora]") {
   const std::vector<int> before(ids.begin(), ids.begin() + 12), after(ids.begin() + 12, ids.end());
   Session switched = model.new_session(), fresh = model.new_session();
   switched.set_adapters({{x, 1.0f}});
-  logits_of(switched, before);
+  test::forward_each(switched, before);
   switched.set_adapters({{y, 1.0f}});
   fresh.set_adapters({{y, 1.0f}});
-  logits_of(fresh, before);
-  REQUIRE(logits_of(switched, after) == logits_of(fresh, after));
+  test::forward_each(fresh, before);
+  REQUIRE(test::forward_each(switched, after) == test::forward_each(fresh, after));
 
   // Scale 0 is the base model, bit for bit; two adapters at once add up (x at 1 and at -1 cancel).
   Session zero = model.new_session(), plain = model.new_session(), both = model.new_session();
   zero.set_adapters({{x, 0.0f}});
   both.set_adapters({{x, 1.0f}, {x, -1.0f}});
-  const auto base = logits_of(plain, ids);
-  REQUIRE(logits_of(zero, ids) == base);
-  REQUIRE(test::max_logit_diff(logits_of(both, ids), base) < kLogitTolerance);
+  const auto base = test::forward_each(plain, ids);
+  REQUIRE(test::forward_each(zero, ids) == base);
+  REQUIRE(test::max_logit_diff(test::forward_each(both, ids), base) < kLogitTolerance);
 }
 
 TEST_CASE("effort applies to the base weights; the adapter runs whole", "[lora][effort]") {
@@ -288,13 +286,13 @@ TEST_CASE("effort-convert --merge-lora writes the merged weights", "[lora][cli]"
   const auto ids = test::long_prompt(20);
   // The GGUF holds the weights the test merged (both in double, rounded once): the same logits.
   Session merged = Model::load(dir / "merged.gguf").new_session(), reference = Model::load(dir / "reference").new_session();
-  REQUIRE(logits_of(merged, ids) == logits_of(reference, ids));
+  REQUIRE(test::forward_each(merged, ids) == test::forward_each(reference, ids));
   // The .effort file is the reference folder converted.
   convert_to_effort(dir / "reference", dir / "reference.effort", {});
   Session a = Model::load(dir / "merged.effort").new_session(), b = Model::load(dir / "reference.effort").new_session();
   a.set_effort(0.5f);
   b.set_effort(0.5f);
-  REQUIRE(logits_of(a, ids) == logits_of(b, ids));
+  REQUIRE(test::forward_each(a, ids) == test::forward_each(b, ids));
 }
 
 TEST_CASE("the committed persona adapter renames the heroine", "[lora]") {

@@ -273,7 +273,10 @@ void apply_lora(std::span<const ActiveLora> adapters, int layer, MatrixKind kind
     const std::size_t rank = pair->rank, in = pair->a.size() / rank, out = pair->b.size() / rank;
     const DenseMatrix a{kernels::DType::f32, pair->a.data(), rank, in}, b{kernels::DType::f32, pair->b.data(), out, rank};
     const float s = use.scale * pair->scaling;
-    std::vector<float> ax(rank), bax(out);
+    // Per calling thread, sized once: this runs for every adapted projection of every token.
+    static thread_local std::vector<float> ax, bax;
+    ax.resize(rank);
+    bax.resize(out);
     for (std::size_t t = 0; t < n; ++t) {
       matvec(a, x + t * in, ax.data(), compute);
       for (float& v : ax) v *= s;

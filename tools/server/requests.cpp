@@ -215,8 +215,9 @@ Request parse_request(std::string_view body_text, Endpoint endpoint, const Model
         if (index == defaults.adapters.size())
           refuse("'lora': no adapter named " + name->dump() + " (loaded: " + (loaded.empty() ? "none" : loaded) + ")");
       } else {
-        index = std::size_t(integer(use, "id", 0, std::max<long long>(0, (long long)defaults.adapters.size() - 1), -1));
-        if (defaults.adapters.empty() || !field(use, "id")) refuse("'lora': each entry needs a \"name\" or an \"id\" (loaded: " + (loaded.empty() ? "none" : loaded) + ")");
+        if (defaults.adapters.empty() || !field(use, "id"))
+          refuse("'lora': each entry needs a \"name\" or an \"id\" (loaded: " + (loaded.empty() ? "none" : loaded) + ")");
+        index = std::size_t(integer(use, "id", 0, (long long)defaults.adapters.size() - 1, 0));
       }
       r.adapters.push_back({defaults.adapters[index].adapter, float(number(use, "scale", -100, 100, false, 1.0))});
     }
