@@ -83,7 +83,7 @@ int run(int argc, char** argv) {
   std::vector<float> efforts = {1.0f, 0.75f, 0.5f, 0.375f, 0.25f, 0.125f};
   std::vector<int> threads = {1};
   std::vector<std::size_t> bucket_sizes = {1, 2, 4, 8, 16};
-  std::vector<kernels::BucketWeights> weight_types = {kernels::BucketWeights::f16, kernels::BucketWeights::q8};
+  std::vector<BucketEntries> weight_types = {BucketEntries::f16, BucketEntries::q8};
   int reps = 7;
   bool json_out = false;
   std::string plot;
@@ -176,7 +176,8 @@ int run(int argc, char** argv) {
     std::vector<float> y(out);
     std::vector<nlohmann::json> shape_results;
     for (std::size_t bucket_size : bucket_sizes)
-    for (kernels::BucketWeights weight_type : weight_types) {
+    for (const BucketEntries entries : weight_types) {
+    const kernels::BucketWeights weight_type = bucket_weights(entries);
       BucketizeOptions options;
       options.bucket_size = bucket_size;
       options.weights = weight_type;

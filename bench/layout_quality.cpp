@@ -31,7 +31,7 @@ over every projection and token, and the worst projection's mean.
 int run(int argc, char** argv) {
   std::string model_path, text_path;
   std::vector<std::size_t> bucket_sizes = {1, 2, 4, 8, 16};
-  std::vector<kernels::BucketWeights> weight_types = {kernels::BucketWeights::f16, kernels::BucketWeights::q8};
+  std::vector<BucketEntries> weight_types = {BucketEntries::f16, BucketEntries::q8};
   std::vector<float> efforts = {1.0f, 0.5f, 0.25f, 0.125f};
   std::size_t max_tokens = 128;
   bool json_out = false;
@@ -71,7 +71,8 @@ int run(int argc, char** argv) {
   nlohmann::json rows = nlohmann::json::array();
   if (!json_out) std::printf("| layout | effort | mean cos | worst projection's mean cos |\n|---|---|---|---|\n");
   for (std::size_t bucket_size : bucket_sizes)
-  for (kernels::BucketWeights weight_type : weight_types) {
+  for (const BucketEntries entries : weight_types) {
+    const kernels::BucketWeights weight_type = bucket_weights(entries);
     std::map<float, std::pair<double, double>> by_effort;  // effort -> (sum of means, worst mean)
     for (float e : efforts) by_effort[e] = {0.0, 1.0};
     for (const auto& [name, xs] : inputs) {

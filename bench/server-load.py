@@ -29,7 +29,7 @@ root = os.path.dirname(here)
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--server", default=os.path.join(root, "build", "bin", "effort-server"))
-    p.add_argument("-m", "--model", default=os.path.join(os.environ.get("EFFORT_MODELS_DIR", os.path.join(root, "..", "shared", "models")), "stories260K-hf"))
+    p.add_argument("-m", "--model", default=os.path.join(root, "models", "stories260K"))
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--requests", type=int, default=25, help="per client")
     p.add_argument("--max-tokens", type=int, default=32)

@@ -9,9 +9,10 @@
 #include "simd.h"
 
 namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
 
 namespace reference {
-static inline void attention(float* out, const float* q, const float* k, const float* v,
+inline void attention(float* out, const float* q, const float* k, const float* v,
                              std::size_t n_keys, std::size_t kv_stride, std::size_t head_dim,
                              float scale, float* scores) {
   for (std::size_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
@@ -101,4 +102,5 @@ void attention(float* out, const float* q, const float* k, const float* v, std::
 }
 }  // namespace simd
 
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

@@ -26,48 +26,17 @@
 #include <cstdint>
 #include <limits>
 
+#include "bucket_view.h"
 #include "simd.h"
 
 namespace effort::kernels {
-
-// The position an entry's low bits name (an int8 entry sign-extended: two's complement keeps
-// the low bits).
-static inline unsigned bucket_position(int entry_bits, std::size_t size) { return unsigned(entry_bits) & unsigned(size - 1); }
-
-struct BucketView {
-  const void* units;            // [S*in][B] entries: fp16 (u16), or int8 for q8
-  const std::uint16_t* scales;  // q8: [S*in][num_blocks()] fp16 scales; null for f16
-  const float* stats;           // [S*in]
-  std::size_t num_buckets;      // B
-  std::size_t num_inputs;       // in
-  std::size_t bucket_size;      // S: 1, 2, 4, 8 or 16
-  BucketWeights weights;
-
-  std::size_t num_blocks() const { return (num_buckets + kQ8Block - 1) / kQ8Block; }
-  std::size_t entry_bytes() const { return weights == BucketWeights::q8 ? 1 : 2; }
-  // Entry b of unit u: its bits (position in the low ones), its value as stored, and the scale
-  // its value is multiplied by (1 for fp16).
-  int entry_bits(std::size_t u, std::size_t b) const {
-    return weights == BucketWeights::q8 ? int(static_cast<const std::int8_t*>(units)[u * num_buckets + b])
-                                        : int(static_cast<const std::uint16_t*>(units)[u * num_buckets + b]);
-  }
-  float entry_value(std::size_t u, std::size_t b) const {
-    return weights == BucketWeights::q8 ? float(entry_bits(u, b)) : half_to_float(std::uint16_t(entry_bits(u, b)));
-  }
-  float entry_scale(std::size_t u, std::size_t b) const {
-    return weights == BucketWeights::q8 ? half_to_float(scales[u * num_blocks() + b / kQ8Block]) : 1.0f;
-  }
-  // The weight entry b of unit u stands for.
-  float weight(std::size_t u, std::size_t b) const { return entry_value(u, b) * entry_scale(u, b); }
-};
-
-inline constexpr bool valid_bucket_size(std::size_t s) { return s == 1 || s == 2 || s == 4 || s == 8 || s == 16; }
+inline namespace EFFORT_KERNEL_UNIT {
 
 namespace reference {
 
 // Appends the units u < num_units whose importance exceeds the cutoff, and their inputs;
 // returns how many.
-static inline std::size_t bucket_dispatch(std::uint32_t* units, float* xs, const BucketView& m, const float* x,
+inline std::size_t bucket_dispatch(std::uint32_t* units, float* xs, const BucketView& m, const float* x,
                                           std::size_t num_units, float cutoff) {
   std::size_t count = 0;
   for (std::size_t u = 0; u < num_units; ++u) {
@@ -82,19 +51,19 @@ static inline std::size_t bucket_dispatch(std::uint32_t* units, float* xs, const
 
 // Outputs of buckets [bucket_begin, bucket_end), summed over the listed units in list order.
 // Each term is value * (x * scale), as the SIMD kernels compute it.
-static inline void bucket_matvec_range(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
+inline void bucket_matvec_range(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
                                        std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
   const std::size_t S = m.bucket_size;
   for (std::size_t o = bucket_begin * S; o < bucket_end * S; ++o) y[o] = 0.0f;
   for (std::size_t i = 0; i < count; ++i) {
     const std::size_t u = units[i];
     for (std::size_t b = bucket_begin; b < bucket_end; ++b) {
-      const float w = m.entry_value(u, b), x = xs[i] * m.entry_scale(u, b);
+      const float w = entry_value(m, u, b), x = xs[i] * entry_scale(m, u, b);
       if (S == 2) {
         y[b * 2] = std::fma(w, x, y[b * 2]);  // the total, until the end
-        if (m.entry_bits(u, b) & 1) y[b * 2 + 1] = std::fma(w, x, y[b * 2 + 1]);
+        if (entry_bits(m, u, b) & 1) y[b * 2 + 1] = std::fma(w, x, y[b * 2 + 1]);
       } else {
-        float& out = y[b * S + bucket_position(m.entry_bits(u, b), S)];
+        float& out = y[b * S + bucket_position(entry_bits(m, u, b), S)];
         out = std::fma(w, x, out);
       }
     }
@@ -104,7 +73,7 @@ static inline void bucket_matvec_range(float* y, const BucketView& m, const std:
 }
 
 // y[0 .. B*S) = the listed units' products (outputs past out are padding).
-static inline void bucket_matvec(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
+inline void bucket_matvec(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
                                  std::size_t count) {
   bucket_matvec_range(y, m, units, xs, count, 0, m.num_buckets);
 }
@@ -385,4 +354,5 @@ std::size_t bucket_dispatch(std::uint32_t* units, float* xs, const BucketView& m
 }
 
 }  // namespace simd
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

@@ -10,13 +10,15 @@
 #include "bucket_matvec.h"
 #include "panel_matmul.h"
 
-namespace effort::kernels::reference {
+namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
+namespace reference {
 
 // panels[p][k][c] for the buckets [bucket0, bucket0 + buckets) and the inputs [col0, col0 +
 // k_len): panel p holds outputs bucket0*S + 32p + c, row k the input col0 + k. Entries of units
 // >= loaded_units (not loaded) are 0, so the product equals effort 1 on the loaded part.
 // buckets * S must be a multiple of kPanelWidth.
-static inline void bucket_panel(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
+inline void bucket_panel(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
                                 std::size_t buckets, std::size_t col0, std::size_t k_len) {
   const std::size_t S = m.bucket_size, B = m.num_buckets, in = m.num_inputs;
   std::fill(panels, panels + buckets * S * k_len, 0.0f);
@@ -26,15 +28,15 @@ static inline void bucket_panel(float* panels, const BucketView& m, std::size_t 
       const std::size_t u = rank * in + col0 + k;
       if (u >= loaded_units) return;  // units are rank-major: the rest are not loaded either
       for (std::size_t b = bucket0; b < bucket_end; ++b) {
-        const std::size_t output = (b - bucket0) * S + bucket_position(m.entry_bits(u, b), S);
-        panels[(output / kPanelWidth) * k_len * kPanelWidth + k * kPanelWidth + output % kPanelWidth] = m.weight(u, b);
+        const std::size_t output = (b - bucket0) * S + bucket_position(entry_bits(m, u, b), S);
+        panels[(output / kPanelWidth) * k_len * kPanelWidth + k * kPanelWidth + output % kPanelWidth] = entry_weight(m, u, b);
       }
     }
 }
 
-}  // namespace effort::kernels::reference
+}  // namespace reference
 
-namespace effort::kernels::simd {
+namespace simd {
 
 // W entries at a time: the decode in SIMD (bucket0 is a multiple of W, which divides kQ8Block,
 // so W entries share one q8 scale), the scatter to panel columns scalar. Same values as the
@@ -59,10 +61,10 @@ void bucket_panel_typed(float* panels, const BucketView& m, std::size_t loaded_u
         row[(output / kPanelWidth) * k_len * kPanelWidth + output % kPanelWidth] = w;
       };
       for (std::size_t b = bucket0; b < simd_end; b += W) {
-        (Floats<A>(Entries<A, E>::decode(unit + b)) * Floats<A>(m.entry_scale(u, b))).store_aligned(lanes);
+        (Floats<A>(Entries<A, E>::decode(unit + b)) * Floats<A>(entry_scale(m, u, b))).store_aligned(lanes);
         for (std::size_t l = 0; l < W; ++l) put(b + l, lanes[l]);
       }
-      for (std::size_t b = simd_end; b < bucket_end; ++b) put(b, m.weight(u, b));
+      for (std::size_t b = simd_end; b < bucket_end; ++b) put(b, entry_weight(m, u, b));
     }
 }
 
@@ -74,4 +76,6 @@ void bucket_panel(float* panels, const BucketView& m, std::size_t loaded_units, 
   bucket_panel_typed<A, std::uint16_t>(panels, m, loaded_units, bucket0, buckets, col0, k_len);
 }
 
-}  // namespace effort::kernels::simd
+}  // namespace simd
+}  // namespace EFFORT_KERNEL_UNIT
+}  // namespace effort::kernels

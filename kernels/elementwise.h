@@ -8,18 +8,19 @@
 #include "simd.h"
 
 namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
 
 namespace reference {
-static inline void silu_mul(float* out, const float* gate, const float* up, std::size_t n) {
+inline void silu_mul(float* out, const float* gate, const float* up, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-static inline void add(float* y, const float* x, std::size_t n) {
+inline void add(float* y, const float* x, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
 template <DType D>
-static inline void to_float(float* out, const void* src, std::size_t n) {
+inline void to_float(float* out, const void* src, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) out[i] = weight_at<D>(src, i);
 }
 }  // namespace reference
@@ -55,4 +56,5 @@ void to_float(float* out, const void* src, std::size_t n) {
 }
 }  // namespace simd
 
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

@@ -1,5 +1,5 @@
 // fp16.h: scalar IEEE half and bfloat16 conversions, the reference the SIMD paths are tested against.
-// static inline on purpose: every arch TU gets its own copy compiled with its own flags, so the
+// inline on purpose: every arch TU gets its own copy compiled with its own flags, so the
 // linker can never hand an AVX-512 copy to code running on an AVX2-only CPU.
 #pragma once
 #include <cstddef>
@@ -7,23 +7,25 @@
 #include <cstring>
 
 #include "kernels.h"
+#include "unit.h"
 
 namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
 
-static inline float bits_to_float(std::uint32_t bits) {
+inline float bits_to_float(std::uint32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof f);
   return f;
 }
 
-static inline std::uint32_t float_to_bits(float f) {
+inline std::uint32_t float_to_bits(float f) {
   std::uint32_t bits;
   std::memcpy(&bits, &f, sizeof bits);
   return bits;
 }
 
 // Exact for every half value: normals, subnormals, zeros, infinities and NaNs.
-static inline float half_to_float(std::uint16_t h) {
+inline float half_to_float(std::uint16_t h) {
   const std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16;
   const std::uint32_t exponent = (h >> 10) & 0x1f;
   std::uint32_t mantissa = h & 0x3ffu;
@@ -40,7 +42,7 @@ static inline float half_to_float(std::uint16_t h) {
 }
 
 // Round to nearest, ties to even; overflow goes to infinity, NaN stays NaN.
-static inline std::uint16_t float_to_half(float f) {
+inline std::uint16_t float_to_half(float f) {
   const std::uint32_t bits = float_to_bits(f);
   const std::uint16_t sign = std::uint16_t((bits >> 16) & 0x8000u);
   const std::uint32_t abs = bits & 0x7fffffffu;
@@ -63,10 +65,10 @@ static inline std::uint16_t float_to_half(float f) {
   return std::uint16_t(sign | value);
 }
 
-static inline float bf16_to_float(std::uint16_t b) { return bits_to_float(std::uint32_t(b) << 16); }
+inline float bf16_to_float(std::uint16_t b) { return bits_to_float(std::uint32_t(b) << 16); }
 
 // The fp16 scale a Q8_0 block starts with.
-static inline float q8_0_scale(const void* block) {
+inline float q8_0_scale(const void* block) {
   std::uint16_t h;
   std::memcpy(&h, block, 2);
   return half_to_float(h);
@@ -74,7 +76,7 @@ static inline float q8_0_scale(const void* block) {
 
 // Element i of a weight array of dtype D, as a float.
 template <DType D>
-static inline float weight_at(const void* p, std::size_t i) {
+inline float weight_at(const void* p, std::size_t i) {
   if constexpr (D == DType::f32) return static_cast<const float*>(p)[i];
   if constexpr (D == DType::f16) return half_to_float(static_cast<const std::uint16_t*>(p)[i]);
   if constexpr (D == DType::bf16) return bf16_to_float(static_cast<const std::uint16_t*>(p)[i]);
@@ -84,4 +86,5 @@ static inline float weight_at(const void* p, std::size_t i) {
   }
 }
 
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

@@ -11,6 +11,7 @@
 #include "rope.h"
 
 namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
 
 constexpr KernelTable make_reference_table() {
   using namespace reference;
@@ -49,4 +50,5 @@ constexpr KernelTable make_simd_table() {
   };
 }
 
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

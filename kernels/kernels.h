@@ -11,10 +11,12 @@ namespace effort::kernels {
 
 enum class Arch { scalar, avx2, avx512 };
 
-struct BucketView;  // bucket_matvec.h
+struct BucketView;  // bucket_view.h
 // Entries of a bucketed matrix: fp16, or int8 with an fp16 scale per kQ8Block entries.
 enum class BucketWeights { f16, q8 };
 inline constexpr std::size_t kQ8Block = 32;
+// Outputs per panel of a batched product (panel_matmul.h).
+inline constexpr std::size_t kPanelWidth = 32;
 
 // Element type of a dense weight matrix as stored (memory-mapped, never converted at load).
 // q8_0 is GGUF's: blocks of 32 weights, an fp16 scale then 32 int8 (34 bytes); rows are whole

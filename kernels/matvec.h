@@ -10,10 +10,11 @@
 #include "simd.h"
 
 namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
 
 namespace reference {
 template <DType D>
-static inline void matvec(float* y, const void* w, const float* x, std::size_t rows,
+inline void matvec(float* y, const void* w, const float* x, std::size_t rows,
                           std::size_t cols) {
   for (std::size_t r = 0; r < rows; ++r) {
     float sum = 0.0f;
@@ -102,4 +103,5 @@ void matvec(float* y, const void* w, const float* x, std::size_t rows, std::size
 }
 }  // namespace simd
 
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

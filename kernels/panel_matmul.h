@@ -17,15 +17,14 @@
 #include "simd.h"
 
 namespace effort::kernels {
-
-inline constexpr std::size_t kPanelWidth = 32;
+inline namespace EFFORT_KERNEL_UNIT {
 
 namespace reference {
 
 // panel[k][o] = float(w[o * cols + col0 + k]) for o < rows and k < k_len; 0 for rows <= o < 32.
 // w points at the panel's first row.
 template <DType D>
-static inline void dense_panel(float* panel, const void* w, std::size_t cols, std::size_t rows, std::size_t col0,
+inline void dense_panel(float* panel, const void* w, std::size_t cols, std::size_t rows, std::size_t col0,
                                std::size_t k_len) {
   for (std::size_t k = 0; k < k_len; ++k)
     for (std::size_t o = 0; o < kPanelWidth; ++o)
@@ -34,7 +33,7 @@ static inline void dense_panel(float* panel, const void* w, std::size_t cols, st
 
 // Y[j][o] = (accumulate ? Y[j][o] : 0) + sum_k panel[k][o] * xt[k][j] for o < width, j < n, as a
 // chain of fused multiply-adds in k order. Y[j] is at y + j*y_stride.
-static inline void panel_matmul(float* y, std::size_t y_stride, const float* panel, const float* xt,
+inline void panel_matmul(float* y, std::size_t y_stride, const float* panel, const float* xt,
                                 std::size_t x_stride, std::size_t k_len, std::size_t n, std::size_t width,
                                 bool accumulate) {
   for (std::size_t j = 0; j < n; ++j)
@@ -117,4 +116,5 @@ void panel_matmul(float* y, std::size_t y_stride, const float* panel, const floa
 }
 
 }  // namespace simd
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

@@ -6,9 +6,10 @@
 #include "simd.h"
 
 namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
 
 namespace reference {
-static inline void rms_norm(float* out, const float* x, const float* weight, std::size_t n,
+inline void rms_norm(float* out, const float* x, const float* weight, std::size_t n,
                             float eps) {
   float sum_squares = 0.0f;
   for (std::size_t i = 0; i < n; ++i) sum_squares += x[i] * x[i];
@@ -39,4 +40,5 @@ void rms_norm(float* out, const float* x, const float* weight, std::size_t n, fl
 }
 }  // namespace simd
 
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

@@ -6,9 +6,10 @@
 #include "simd.h"
 
 namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
 
 namespace reference {
-static inline void rope(float* x, const float* cos, const float* sin, std::size_t head_dim) {
+inline void rope(float* x, const float* cos, const float* sin, std::size_t head_dim) {
   const std::size_t half = head_dim / 2;
   for (std::size_t i = 0; i < half; ++i) {
     const float a = x[i], b = x[i + half];
@@ -38,4 +39,5 @@ void rope(float* x, const float* cos, const float* sin, std::size_t head_dim) {
 }
 }  // namespace simd
 
+}  // namespace EFFORT_KERNEL_UNIT
 }  // namespace effort::kernels

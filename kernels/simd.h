@@ -10,7 +10,9 @@
 #include "fp16.h"
 #include "kernels.h"
 
-namespace effort::kernels::simd {
+namespace effort::kernels {
+inline namespace EFFORT_KERNEL_UNIT {
+namespace simd {
 
 using Avx2 = xsimd::fma3<xsimd::avx2>;
 using Avx512 = xsimd::avx512bw;
@@ -98,4 +100,6 @@ inline Floats<Avx2> fmadd<Avx2>(Floats<Avx2> a, Floats<Avx2> b, Floats<Avx2> c) 
 }
 #endif
 
-}  // namespace effort::kernels::simd
+}  // namespace simd
+}  // namespace EFFORT_KERNEL_UNIT
+}  // namespace effort::kernels

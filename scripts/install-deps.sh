@@ -5,11 +5,14 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev libxsimd-dev nlohmann-json3-dev
-  catch2 libbenchmark-dev
+  catch2
   libsentencepiece-dev libxxhash-dev
   libcpp-httplib-dev
   clang libclang-rt-14-dev  # the sanitizer pass and the fuzz targets (libFuzzer)
+  git                       # scripts/fetch-test-data.sh
 )
+# scripts/fetch-test-data.sh takes its data from npm packages: Debian's npm where none is on PATH.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

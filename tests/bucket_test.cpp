@@ -5,7 +5,7 @@
 #include <random>
 
 #include "model/bucketize.h"
-#include "kernels/bucket_matvec.h"
+#include "kernels/bucket_view.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "model/linear.h"
@@ -149,14 +149,14 @@ TEST_CASE("buckets are sorted, hold every position once, and stats are their mea
         float previous = INFINITY;
         for (std::size_t k = 0; k < S; ++k) {
           const std::size_t u = k * in + j;
-          const unsigned p = kernels::bucket_position(v.entry_bits(u, bucket), S);
+          const unsigned p = kernels::bucket_position(kernels::entry_bits(v, u, bucket), S);
           seen |= 1u << p;
           const float original = w[(bucket * S + p) * in + j];
           if (weights == BucketWeights::f16) {
             // The entry is the weight at the position it names, moved by at most S/2 fp16 steps
             // (2^-10 relative each, 2^-24 for subnormal halves) to carry its position bits.
-            REQUIRE(v.entry_scale(u, bucket) == 1.0f);
-            REQUIRE(std::fabs(v.weight(u, bucket) - original) <=
+            REQUIRE(kernels::entry_scale(v, u, bucket) == 1.0f);
+            REQUIRE(std::fabs(kernels::entry_weight(v, u, bucket) - original) <=
                     (0.5 + double(S) / 2) * (std::fabs(original) * 0x1p-10 + 0x1p-24));
           } else {
             // Its block's scale is fp16(absmax / (128 - S/2)) over the unit row's rank-k weights in
@@ -165,12 +165,12 @@ TEST_CASE("buckets are sorted, hold every position once, and stats are their mea
             float absmax = 0;
             const std::size_t block = bucket / kernels::kQ8Block * kernels::kQ8Block;
             for (std::size_t c = block; c < std::min(b.num_buckets, block + kernels::kQ8Block); ++c) {
-              const float wc = w[(c * S + kernels::bucket_position(v.entry_bits(u, c), S)) * in + j];
+              const float wc = w[(c * S + kernels::bucket_position(kernels::entry_bits(v, u, c), S)) * in + j];
               absmax = std::max(absmax, std::fabs(kernels::half_to_float(kernels::float_to_half(wc))));
             }
-            const float d = v.entry_scale(u, bucket);
+            const float d = kernels::entry_scale(v, u, bucket);
             REQUIRE(d == kernels::half_to_float(kernels::float_to_half(absmax / (128.0f - float(S) / 2))));
-            REQUIRE(std::fabs(v.weight(u, bucket) - original) <= (double(S) / 2 + 0.1) * d + std::fabs(original) * 0x1p-10);
+            REQUIRE(std::fabs(kernels::entry_weight(v, u, bucket) - original) <= (double(S) / 2 + 0.1) * d + std::fabs(original) * 0x1p-10);
           }
           // Sorted by the fp16 magnitude before the position bits moved it.
           const float rounded = std::fabs(kernels::half_to_float(kernels::float_to_half(original)));
@@ -181,7 +181,7 @@ TEST_CASE("buckets are sorted, hold every position once, and stats are their mea
       }
     for (std::size_t r = 0; r < S * in; ++r) {
       double sum = 0;
-      for (std::size_t bucket = 0; bucket < b.num_buckets; ++bucket) sum += std::fabs(v.weight(r, bucket));
+      for (std::size_t bucket = 0; bucket < b.num_buckets; ++bucket) sum += std::fabs(kernels::entry_weight(v, r, bucket));
       REQUIRE(b.stats[r] == Approx(sum / double(b.num_buckets)).epsilon(1e-6));
     }
     // Fewer rows than max_probes: every row is a probe, in order, with its stat.

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 
-#include "convert/convert.h"
+#include "effort/convert.h"
 #include "effort/effort.h"
 #include "formats/gguf.h"
 #include "test_util.h"
@@ -39,7 +39,6 @@ TEST_CASE("chat turns are written as each family's template writes them", "[chat
 }
 
 TEST_CASE("control tokens written in the text become their ids", "[chat][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const Tokenizer& t = *model.tokenizer();
   auto concat = [](std::vector<Token> a, const std::vector<Token>& b) {
@@ -54,7 +53,6 @@ TEST_CASE("control tokens written in the text become their ids", "[chat][model]"
 }
 
 TEST_CASE("the chat template travels from an HF folder into .effort and GGUF files", "[chat][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const auto folder = dir / "chatml-model";
   std::filesystem::create_directory(folder);
@@ -69,7 +67,7 @@ TEST_CASE("the chat template travels from an HF folder into .effort and GGUF fil
   REQUIRE(hf.chat_format() == ChatFormat::chatml);
   convert_to_effort(folder, dir / "m.effort", {});
   REQUIRE(Model::load(dir / "m.effort").chat_template() == chatml);
-  convert_to_gguf(folder, dir / "m.gguf", GgufType::f16, {});
+  convert_to_gguf(folder, dir / "m.gguf", GgufWeights::f16, {});
   REQUIRE(Model::load(dir / "m.gguf").chat_template() == chatml);
 
   // effort-run --chat says which format it writes.

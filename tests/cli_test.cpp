@@ -17,7 +17,6 @@ std::string model_arg() { return " -m '" + test::fixture_model().string() + "'";
 }  // namespace
 
 TEST_CASE("effort-run --prompt-ids 1 -n 200 --temp 0 --ids prints the reference greedy ids", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
   std::string expected;
   for (const auto& id : ref["generated_ids"]) expected += (expected.empty() ? "" : ",") + std::to_string(id.get<int>());
@@ -29,7 +28,6 @@ TEST_CASE("effort-run --prompt-ids 1 -n 200 --temp 0 --ids prints the reference 
 }
 
 TEST_CASE("effort-run prints the story and a stats line", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto r = test::run_command(effort_run() + model_arg() + " -p 'Once upon a time' -n 20 --temp 0");
   REQUIRE(r.exit_code == 0);
   // The model's one-line summary (stderr), then the story.
@@ -40,7 +38,6 @@ TEST_CASE("effort-run prints the story and a stats line", "[model][cli]") {
 }
 
 TEST_CASE("effort-run takes prompts from files and stdin, and says what it stops at", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const auto prompt_file = dir / "prompt.txt";
   std::ofstream(prompt_file) << "Once upon a time";
@@ -92,7 +89,6 @@ TEST_CASE("effort-run takes prompts from files and stdin, and says what it stops
 }
 
 TEST_CASE("effort-run --early-exit reports fewer layers per token", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto r = test::run_command(effort_run() + model_arg() +
                                    " --prompt-ids 1 -n 40 --temp 0 --ids --early-exit --exit-layers 2 --exit-threshold 0"
                                    " --exit-patience 1 --exit-warmup 4 --exit-max-consecutive 3");
@@ -105,14 +101,12 @@ TEST_CASE("effort-run --early-exit reports fewer layers per token", "[model][cli
 }
 
 TEST_CASE("effort-run --chat answers each line of stdin", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto r = test::run_command("printf 'hello\\nagain\\n' | " + effort_run() + model_arg() + " --chat -n 5 --temp 0");
   REQUIRE(r.exit_code == 0);
   REQUIRE(r.output.find("[stats] prompt") != std::string::npos);
 }
 
 TEST_CASE("effort-run rejects bad input with a clear message and a non-zero exit", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::pair<std::string, std::string> cases[] = {
       {" --temp abc", "--temp: expected a number in [0, 1000000], got 'abc'"},
       {" --temp -1", "--temp: expected a number"},
@@ -148,7 +142,6 @@ TEST_CASE("effort-run rejects bad input with a clear message and a non-zero exit
 }
 
 TEST_CASE("effort-convert and effort-run --effort work together from the command line", "[model][cli][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const std::string convert = std::string(EFFORT_BIN_DIR) + "/effort-convert '" + test::fixture_model().string() + "'";
   const std::string out = (dir / "m.effort").string();
@@ -206,7 +199,6 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
 }
 
 TEST_CASE("effort-eval reports effort and early-exit settings, and calibrates thresholds", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const std::string eval = std::string(EFFORT_BIN_DIR) + "/effort-eval" + model_arg() + " --text '" +
                            std::string(EFFORT_SOURCE_DIR) + "/models/stories260K/eval-story.txt' -t 1";
@@ -248,10 +240,9 @@ TEST_CASE("effort-eval reports effort and early-exit settings, and calibrates th
   REQUIRE(r.output.find("--exit-calibration: cannot open /nonexistent.json") != std::string::npos);
 }
 
-TEST_CASE("effort-bench reports llama-bench-shaped tests, every repetition, and clear errors", "[model][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
+// [bench]: registered only where the benchmarks are built (not in the sanitizer pass).
+TEST_CASE("effort-bench reports llama-bench-shaped tests, every repetition, and clear errors", "[model][cli][bench]") {
   const std::string bench = std::string(EFFORT_BIN_DIR) + "/effort-bench";
-  REQUIRE_PATH_OR_SKIP(std::filesystem::path(bench));  // not built with -DEFFORT_BUILD_BENCH=OFF (the sanitizer pass)
   auto r = test::run_command(bench + model_arg() + " -p 16 -n 8 -d 0,8 -r 3 -t 1,2 -o json 2>/dev/null");
   REQUIRE(r.exit_code == 0);
   const auto results = nlohmann::json::parse(r.output);

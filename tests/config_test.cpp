@@ -9,7 +9,6 @@ using namespace effort;
 using Catch::Contains;
 
 TEST_CASE("the fixture config parses with HF names and defaults", "[config]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto c = ModelConfig::from_file(test::fixture_model() / "config.json");
   REQUIRE(c.model_type == "mistral");
   REQUIRE(c.hidden_size == 64);

@@ -22,7 +22,6 @@ std::vector<int> story_ids(std::size_t n) {
 }  // namespace
 
 TEST_CASE("a check that never fires gives bit-identical logits", "[model][early-exit]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const auto ids = story_ids(40);
   Session plain = model.new_session();
@@ -40,7 +39,6 @@ TEST_CASE("a check that never fires gives bit-identical logits", "[model][early-
 }
 
 TEST_CASE("a forced exit equals the first layers, the final norm and the head, with propagated K/V", "[model][early-exit]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const auto ids = story_ids(24);
   for (int layer : {0, 2, 3}) {
@@ -77,7 +75,6 @@ TEST_CASE("a forced exit equals the first layers, the final norm and the head, w
 }
 
 TEST_CASE("bad early-exit options are named", "[model][early-exit]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   Session s = model.new_session();
   auto with = [](auto change) {
@@ -101,7 +98,6 @@ TEST_CASE("bad early-exit options are named", "[model][early-exit]") {
 }
 
 TEST_CASE("the default early-exit settings exit on a shallow model", "[model][early-exit]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // 5 layers: the default checks are after layers 2 and 3, so the default patience (2) can
   // be met. A zero threshold exits at the second check whenever the two agree.
   const Model model = Model::load(test::fixture_model());

@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "formats/config_json.h"
-#include "convert/convert.h"
+#include "effort/convert.h"
 #include "effort/effort.h"
 #include "formats/effort_file.h"
 #include "test_util.h"
@@ -44,7 +44,6 @@ nlohmann::json minimal_header() {
 }  // namespace
 
 TEST_CASE("conversion keeps config and tokenizer, and is reproducible", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   convert_to_effort(test::fixture_model(), dir / "a.effort", {});
   convert_to_effort(test::fixture_model(), dir / "b.effort", {});
@@ -65,7 +64,6 @@ TEST_CASE("conversion keeps config and tokenizer, and is reproducible", "[model]
 }
 
 TEST_CASE("conversion refuses to overwrite and leaves nothing behind on failure", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   test::write_text(dir / "out.effort", "keep me");
   REQUIRE_THROWS_WITH(convert_to_effort(test::fixture_model(), dir / "out.effort", {}),
@@ -151,7 +149,6 @@ TEST_CASE("damaged .effort files are clear errors", "[effort]") {
 }
 
 TEST_CASE("a converted file with a damaged tensor table is rejected by Model::load", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   convert_to_effort(test::fixture_model(), dir / "m.effort", {});
   // Cut the file in the middle of its data: the last tensors now run past the end.
@@ -187,7 +184,6 @@ void rewrite_with(const std::filesystem::path& from, const std::filesystem::path
 }  // namespace
 
 TEST_CASE("checksums and effort-check find damaged data that loading does not", "[model][effort][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const auto good = dir / "good.effort";
   convert_to_effort(test::fixture_model(), good, {});
@@ -241,7 +237,6 @@ TEST_CASE("checksums and effort-check find damaged data that loading does not", 
 }
 
 TEST_CASE("effort-convert removes what a killed conversion left, and reports progress in logs", "[model][effort][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   // A temporary file of a process that no longer exists (pid above Linux's maximum, 2^22).
   const auto stale = dir / ".m.effort.tmp-4194400-17";

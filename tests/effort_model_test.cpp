@@ -5,7 +5,7 @@
 #include <map>
 
 #include "model/bucketize.h"
-#include "convert/convert.h"
+#include "effort/convert.h"
 #include "effort/effort.h"
 #include "model/effort_checkpoint.h"
 #include "formats/effort_file.h"
@@ -37,7 +37,7 @@ const Matrix& matrix_of(const EffortCheckpoint& c, const std::string& name) {
 // `rows_fraction` of each matrix's rows) and whose other tensors are the file's, as F32 (a q8
 // file's head is Q8_0).
 void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fraction, std::size_t bucket_size,
-                              kernels::BucketWeights weights = ConvertOptions{}.weights) {
+                              BucketEntries weights = ConvertOptions{}.weights) {
   const EffortFile file(test::fixture_effort(bucket_size, weights));
   const EffortCheckpoint bucketed = load_effort_checkpoint(test::fixture_effort(bucket_size, weights), rows_fraction);
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
@@ -61,11 +61,10 @@ void write_decoded_checkpoint(const std::filesystem::path& dir, float rows_fract
 }  // namespace
 
 TEST_CASE("at effort 1 the .effort model is the dense model of its decoded weights", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // Under the sanitizers the smallest, default and largest bucket sizes (each is a conversion).
   const std::size_t bucket_size = GENERATE(from_range(test::kSanitized ? std::vector<std::size_t>{1, 2, 16}
                                                                         : std::vector<std::size_t>{1, 2, 4, 8, 16}));
-  const auto weights = GENERATE(kernels::BucketWeights::f16, kernels::BucketWeights::q8);
+  const auto weights = GENERATE(BucketEntries::f16, BucketEntries::q8);
   CAPTURE(bucket_size, int(weights));
   test::TempDir decoded;
   write_decoded_checkpoint(decoded.path, 1.0f, bucket_size, weights);
@@ -82,8 +81,7 @@ TEST_CASE("at effort 1 the .effort model is the dense model of its decoded weigh
 }
 
 TEST_CASE("at effort 1 the .effort model stays close to the original and keeps its greedy story", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
-  const auto weights = GENERATE(kernels::BucketWeights::f16, kernels::BucketWeights::q8);
+  const auto weights = GENERATE(BucketEntries::f16, BucketEntries::q8);
   CAPTURE(int(weights));
   const Model model = Model::load(test::fixture_effort(ConvertOptions{}.bucket_size, weights));
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
@@ -120,12 +118,11 @@ TEST_CASE("at effort 1 the .effort model stays close to the original and keeps i
   // fp16 entries keep all 200 reference tokens. q8 entries hold 7 bits beside the position bit
   // (logits move by up to 0.6 here, against 0.24 for llama.cpp's Q8_0 of the same model): a
   // near tie eventually flips, measured after 115 tokens.
-  if (weights == kernels::BucketWeights::f16) REQUIRE(story == expected_story);
+  if (weights == BucketEntries::f16) REQUIRE(story == expected_story);
   else REQUIRE(same >= 100);
 }
 
 TEST_CASE("lower effort does less work, stays finite, and degrades smoothly", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_effort());
   const auto ids = reference_ids("greedy_bos64");
   Session full = model.new_session();
@@ -163,7 +160,6 @@ TEST_CASE("lower effort does less work, stays finite, and degrades smoothly", "[
 }
 
 TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::size_t bucket_size = GENERATE(2, 16);
   test::TempDir decoded;
   write_decoded_checkpoint(decoded.path, 0.75f, bucket_size);
@@ -177,7 +173,6 @@ TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", 
 }
 
 TEST_CASE("per-kind effort and bad effort values", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_effort());
   Session s = model.new_session();
   s.set_effort(0.5f);
@@ -200,7 +195,6 @@ TEST_CASE("per-kind effort and bad effort values", "[model][effort]") {
 }
 
 TEST_CASE("with sampled probes the work done still tracks effort on real layers", "[model][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // 256 probes for 1024 (or 2752) bucket rows: the cutoff is estimated from a sample, as on
   // large models. Sampling error of the dispatched fraction: sqrt(e(1-e)/256) <= 3.1%; the
   // fraction averaged over a text varies less. Allow 5%.
@@ -222,7 +216,6 @@ TEST_CASE("with sampled probes the work done still tracks effort on real layers"
 }
 
 TEST_CASE("a per-layer effort schedule combines with kinds and early exit", "[model][effort][early-exit]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_effort());
   Session s = model.new_session();
   s.set_layer_effort(2, 0.5f);  // a lower effort in the middle layer only
@@ -249,7 +242,6 @@ TEST_CASE("a per-layer effort schedule combines with kinds and early exit", "[mo
 }
 
 TEST_CASE("batched prompts of a .effort model give the token-by-token logits at the prompt effort", "[effort][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto ids = test::long_prompt(300);
   float worst = 0;
   for (float mem_fraction : {1.0f, 0.75f}) {
@@ -281,7 +273,6 @@ TEST_CASE("batched prompts of a .effort model give the token-by-token logits at 
 }
 
 TEST_CASE("weights copied into memory (no mmap) give the mapped model's logits bit for bit", "[effort][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::vector<int> ids = {1, 403, 407, 261, 500, 300};
   for (const auto& [path, mem_fraction] : {std::pair{test::fixture_effort(), 1.0f}, {test::fixture_effort(), 0.75f},
                                             {test::fixture_model(), 1.0f}}) {

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <map>
 
-#include "convert/convert.h"
+#include "effort/convert.h"
 #include "model/bucketize.h"
 #include "test_util.h"
 
@@ -11,12 +11,12 @@ namespace test {
 
 // The fixture converted once per test run, bucket size and weights (default: the converter's).
 inline const std::filesystem::path& fixture_effort(std::size_t bucket_size = effort::ConvertOptions{}.bucket_size,
-                                                   effort::kernels::BucketWeights weights = effort::ConvertOptions{}.weights) {
+                                                   effort::BucketEntries weights = effort::ConvertOptions{}.weights) {
   static TempDir dir;
-  static std::map<std::pair<std::size_t, effort::kernels::BucketWeights>, std::filesystem::path> paths;
+  static std::map<std::pair<std::size_t, effort::BucketEntries>, std::filesystem::path> paths;
   const auto key = std::pair{bucket_size, weights};
   if (!paths.count(key)) {
-    const auto p = dir / ("stories260K-" + effort::layout_name(bucket_size, weights) + ".effort");
+    const auto p = dir / ("stories260K-" + effort::layout_name(bucket_size, effort::bucket_weights(weights)) + ".effort");
     effort::ConvertOptions options;
     options.bucket_size = bucket_size;
     options.weights = weights;

@@ -2,7 +2,7 @@
 // convert to the same buckets as the HF checkpoint, with a tokenizer that encodes alike.
 #include <catch2/catch.hpp>
 
-#include "convert/convert.h"
+#include "effort/convert.h"
 #include "effort/effort.h"
 #include "formats/effort_file.h"
 #include "formats/gguf.h"
@@ -107,7 +107,6 @@ std::vector<std::uint8_t> bucket_bytes(const EffortFile& f, const std::string& m
 }  // namespace
 
 TEST_CASE("an F32 or F16 GGUF converts to the same buckets as the HF checkpoint", "[model][gguf]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   convert_to_effort(test::fixture_model(), dir / "hf.effort", {});
   const EffortFile from_hf(dir / "hf.effort");
@@ -138,7 +137,6 @@ TEST_CASE("an F32 or F16 GGUF converts to the same buckets as the HF checkpoint"
 }
 
 TEST_CASE("a GGUF runs directly, dense, with the HF checkpoint's logits", "[model][gguf]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const Model hf = Model::load(test::fixture_model());
   for (GgufType type : {GgufType::f32, GgufType::f16, GgufType::q8_0}) {
@@ -163,7 +161,6 @@ TEST_CASE("a GGUF runs directly, dense, with the HF checkpoint's logits", "[mode
 }
 
 TEST_CASE("a Q8_0 GGUF runs in place with the logits of its dequantized weights, token by token and batched", "[model][gguf]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   write_fixture_gguf(dir / "q8.gguf", GgufType::q8_0);
   write_fixture_gguf(dir / "f32.gguf", GgufType::q8_0, true, true);
@@ -186,16 +183,17 @@ TEST_CASE("a Q8_0 GGUF runs in place with the logits of its dequantized weights,
 }
 
 TEST_CASE("effort-convert writes the GGUF llama.cpp reads: the tensors and vocabulary of an independent writer", "[model][gguf]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const auto c = ModelConfig::from_file(test::fixture_model() / "config.json");
   std::vector<std::string> names = {"token_embd.weight", "output_norm.weight"};
   for (int l = 0; l < c.num_hidden_layers; ++l)
     for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"})
       names.push_back("blk." + std::to_string(l) + "." + t + ".weight");
-  for (GgufType type : {GgufType::f32, GgufType::f16, GgufType::q8_0}) {
+  const std::pair<GgufWeights, GgufType> types[] = {
+      {GgufWeights::f32, GgufType::f32}, {GgufWeights::f16, GgufType::f16}, {GgufWeights::q8_0, GgufType::q8_0}};
+  for (const auto& [weights, type] : types) {
     CAPTURE(int(type));
-    convert_to_gguf(test::fixture_model(), dir / "ours.gguf", type, {.force = true});
+    convert_to_gguf(test::fixture_model(), dir / "ours.gguf", weights, {.force = true});
     write_fixture_gguf(dir / "theirs.gguf", type);
     const GgufFile ours(dir / "ours.gguf"), theirs(dir / "theirs.gguf");
     for (const auto& name : names) {
@@ -213,7 +211,7 @@ TEST_CASE("effort-convert writes the GGUF llama.cpp reads: the tensors and vocab
   }
   // An existing output is refused and left as it is; nothing else is written beside it.
   test::write_text(dir / "taken.gguf", "keep");
-  REQUIRE_THROWS_WITH(convert_to_gguf(test::fixture_model(), dir / "taken.gguf", GgufType::f16, {}), Contains("exists (use --force"));
+  REQUIRE_THROWS_WITH(convert_to_gguf(test::fixture_model(), dir / "taken.gguf", GgufWeights::f16, {}), Contains("exists (use --force"));
   REQUIRE(test::read_bytes(dir / "taken.gguf").size() == 4);
   std::size_t files = 0;
   for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path)) ++files;
@@ -221,7 +219,6 @@ TEST_CASE("effort-convert writes the GGUF llama.cpp reads: the tensors and vocab
 }
 
 TEST_CASE("a Q8_0 GGUF is dequantized, bucketed and runs", "[model][gguf]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   write_fixture_gguf(dir / "q8.gguf", GgufType::q8_0, false);
   convert_to_effort(dir / "q8.gguf", dir / "q8.effort", {});
@@ -255,7 +252,6 @@ TEST_CASE("Q8_0 round-trips within half a quantization step", "[gguf]") {
 }
 
 TEST_CASE("bad GGUF input is a clear error", "[gguf]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   write_fixture_gguf(dir / "m.gguf", GgufType::f32);
   const auto good = test::read_bytes(dir / "m.gguf");

@@ -14,7 +14,6 @@ using namespace effort;
 using Catch::Contains;
 
 TEST_CASE("a session whose KV cache would not fit in memory is refused before allocating it", "[limits]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto available = available_memory();
   if (!available) {
     WARN("skipped: " << "neither /proc/meminfo nor the cgroup says how much memory is available");
@@ -42,7 +41,6 @@ TEST_CASE("a session whose KV cache would not fit in memory is refused before al
 }
 
 TEST_CASE("the memory a session is refused on is the memory its buffers take", "[limits]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const ModelConfig c = Model::load(test::fixture_model()).config();
   auto floats = [](const auto&... v) { return sizeof(float) * (v.size() + ...); };
   const Activations a(c, 300);
@@ -58,7 +56,6 @@ TEST_CASE("the memory a session is refused on is the memory its buffers take", "
 }
 
 TEST_CASE("a config whose sizes multiply past the index types is refused", "[limits][config]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::pair<nlohmann::json, const char*> cases[] = {
       {{{"num_attention_heads", 1 << 16}, {"num_key_value_heads", 1 << 16}, {"head_dim", 1 << 16}},
        "num_attention_heads x head_dim = 4294967296 exceeds 2147483647"},
@@ -89,7 +86,6 @@ TEST_CASE("a GGUF metadata array longer than the rest of the file is refused bef
 }
 
 TEST_CASE("a conversion onto a full disk fails with a message and leaves nothing behind", "[limits][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // A file-size limit stands in for a full disk: past it write() fails with EFBIG (the limit's
   // signal ignored, as bash's ulimit and trap set it for the converter).
   if (test::run_command("bash -c 'ulimit -f 64 && trap \"\" XFSZ'").exit_code != 0)

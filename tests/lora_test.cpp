@@ -9,7 +9,7 @@
 #include "formats/gguf.h"
 #include "formats/gguf_source.h"
 #include "formats/safetensors.h"
-#include "convert/convert.h"
+#include "effort/convert.h"
 #include "model/effort_checkpoint.h"
 #include "lora_fixture.h"
 #include "model/lora.h"
@@ -27,7 +27,6 @@ bool every_projection(int, MatrixKind) { return true; }
 }  // namespace
 
 TEST_CASE("a LoRA adapter gives the logits of its merged weights, token by token and batched, every arch", "[lora]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const test::RandomAdapter lora(model.config(), 7, every_projection);
   test::TempDir dir;
@@ -60,7 +59,6 @@ TEST_CASE("a LoRA adapter gives the logits of its merged weights, token by token
 }
 
 TEST_CASE("PEFT and GGUF forms of one adapter give identical logits", "[lora][gguf]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const test::RandomAdapter lora(model.config(), 8, every_projection);
   test::TempDir dir;
@@ -77,7 +75,6 @@ TEST_CASE("PEFT and GGUF forms of one adapter give identical logits", "[lora][gg
 }
 
 TEST_CASE("adapters switch and rescale between tokens", "[lora]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   // Adapters on the last layer's attention output and MLP only: those never reach the KV cache
   // (keys and values come before them, and no layer follows), so a session switched from X to Y
@@ -108,7 +105,6 @@ TEST_CASE("adapters switch and rescale between tokens", "[lora]") {
 }
 
 TEST_CASE("effort applies to the base weights; the adapter runs whole", "[lora][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const EffortCheckpoint checkpoint = load_effort_checkpoint(test::fixture_effort(), 1.0f);
   const ModelConfig& c = checkpoint.config;
   const test::RandomAdapter random(c, 3, every_projection);
@@ -153,7 +149,6 @@ TEST_CASE("effort applies to the base weights; the adapter runs whole", "[lora][
 }
 
 TEST_CASE("bad adapters are refused with what does not fit", "[lora]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const ModelConfig& c = model.config();
   test::TempDir dir;
@@ -215,12 +210,11 @@ TEST_CASE("bad adapters are refused with what does not fit", "[lora]") {
   // GGUF: no alpha; a model instead of an adapter.
   good.write_gguf(dir / "no-alpha.gguf", c, false);
   refused(dir / "no-alpha.gguf", "no adapter.lora.alpha");
-  convert_to_gguf(test::fixture_model(), dir / "model.gguf", GgufType::f32, {});
+  convert_to_gguf(test::fixture_model(), dir / "model.gguf", GgufWeights::f32, {});
   refused(dir / "model.gguf", "general.type is missing: not an adapter");
 }
 
 TEST_CASE("effort-run --lora and --lora-scaled", "[lora][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   test::TempDir dir;
   test::RandomAdapter(model.config(), 9, every_projection).write_peft(dir / "persona");
@@ -239,7 +233,6 @@ TEST_CASE("effort-run --lora and --lora-scaled", "[lora][cli]") {
 }
 
 TEST_CASE("early exit with adapters: an exiting token never runs the adapted layers it skips", "[lora][early-exit]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   // The adapter adapts only the last layer's output projection and MLP, which neither the exit
   // checks nor the keys and values of skipped layers use: so both sessions take the same exits,
@@ -273,7 +266,6 @@ TEST_CASE("early exit with adapters: an exiting token never runs the adapted lay
 }
 
 TEST_CASE("effort-convert --merge-lora writes the merged weights", "[lora][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const test::RandomAdapter lora(model.config(), 10, every_projection);
   test::TempDir dir;
@@ -296,7 +288,6 @@ TEST_CASE("effort-convert --merge-lora writes the merged weights", "[lora][cli]"
 }
 
 TEST_CASE("the committed persona adapter renames the heroine", "[lora]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // tests/data/lora/anna (F16, trained by tools/train_persona_lora.py): greedy, the base model's
   // story names Lily and the adapted one Anna, at effort 1 and on the .effort model at 0.75.
   const auto anna = std::filesystem::path(EFFORT_SOURCE_DIR) / "tests" / "data" / "lora" / "anna";

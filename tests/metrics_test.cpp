@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "eval/metrics.h"
+#include "effort/eval.h"
 
 using namespace effort;
 

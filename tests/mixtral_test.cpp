@@ -6,7 +6,7 @@
 #include <numeric>
 #include <random>
 
-#include "convert/convert.h"
+#include "effort/convert.h"
 #include "effort/effort.h"
 #include "formats/gguf.h"
 #include "model/effort_checkpoint.h"
@@ -155,7 +155,7 @@ TEST_CASE("bad Mixtral files are refused with what is wrong", "[mixtral]") {
 
   // A GGUF whose expert tensors hold fewer experts than its metadata says.
   write_mixtral(dir / "good", mixtral_config(), 9);
-  convert_to_gguf(dir / "good", dir / "good.gguf", GgufType::f32, {});
+  convert_to_gguf(dir / "good", dir / "good.gguf", GgufWeights::f32, {});
   {
     GgufFile good(dir / "good.gguf");
     GgufWriter fewer;
@@ -179,7 +179,7 @@ TEST_CASE("a Mixtral's Hugging Face folder, GGUF export and .effort file agree",
   const auto expected = test::forward_each(hf, ids);
   // GGUF as llama.cpp lays Mixtral out (router in F32, each kind's experts in one 3-D tensor),
   // read back: the same floats, so the same logits.
-  convert_to_gguf(dir / "hf", dir / "moe.gguf", GgufType::f32, {});
+  convert_to_gguf(dir / "hf", dir / "moe.gguf", GgufWeights::f32, {});
   Session gguf = Model::load(dir / "moe.gguf").new_session();
   REQUIRE(test::max_logit_diff(test::forward_each(gguf, ids), expected) == 0.0f);
   // .effort (default layout, int8 entries): at effort 1 close to the original, as the fixture's

@@ -29,7 +29,6 @@ std::vector<std::vector<float>> engine_logits(const Model& model, const std::vec
 }  // namespace
 
 TEST_CASE("logits match llama2.c run.c on every prompt and every arch", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   float worst = 0;
   for (const char* name : kPrompts) {
@@ -54,7 +53,6 @@ TEST_CASE("logits match llama2.c run.c on every prompt and every arch", "[model]
 }
 
 TEST_CASE("greedy generation reproduces the reference 200 tokens", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
   const Model model = Model::load(test::fixture_model());
   for (Arch arch : test::all_arches()) {
@@ -75,7 +73,6 @@ TEST_CASE("greedy generation reproduces the reference 200 tokens", "[model]") {
 
 TEST_CASE("the in-test double-precision reference agrees with run.c", "[model]") {
   // Validates reference_forward.h itself before other tests rely on it.
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_mixed.json");
   const auto expected = test::read_f32_file(test::reference_dir() / "stories260K" / "logits_mixed.f32");
   const auto logits = test::reference_forward(test::fixture_model(), meta["prompt_ids"].get<std::vector<int>>());
@@ -85,7 +82,6 @@ TEST_CASE("the in-test double-precision reference agrees with run.c", "[model]")
 }
 
 TEST_CASE("sliding window attention matches the masked reference", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   for (int window : {1, 4, 7}) {
     test::EditedCheckpoint checkpoint([&](nlohmann::json& c) { c["sliding_window"] = window; });
     checkpoint.link_weights();
@@ -108,7 +104,6 @@ TEST_CASE("sliding window attention matches the masked reference", "[model]") {
 }
 
 TEST_CASE("F16, BF16 and sharded checkpoints load and run", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const SafetensorsFile source(test::fixture_model() / "model.safetensors");
   const auto meta = test::read_json(test::reference_dir() / "stories260K" / "logits_greedy_slice.json");
   const auto ids = meta["prompt_ids"].get<std::vector<int>>();
@@ -151,7 +146,6 @@ TEST_CASE("F16, BF16 and sharded checkpoints load and run", "[model]") {
 }
 
 TEST_CASE("untied checkpoints use lm_head.weight", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // The fixture's lm_head is an exact copy of the embedding, so untying must not change logits;
   // with the copy zeroed the logits must all be zero.
   test::EditedCheckpoint untied([](nlohmann::json& c) { c["tie_word_embeddings"] = false; });
@@ -173,7 +167,6 @@ TEST_CASE("untied checkpoints use lm_head.weight", "[model]") {
 }
 
 TEST_CASE("batched prompt processing gives the token-by-token logits", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const auto ids = test::long_prompt(300);  // a full batch of 256 and a partial one
   float worst = 0;

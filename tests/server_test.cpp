@@ -72,7 +72,6 @@ TEST_CASE("chat messages become the model's chat format", "[server]") {
 }
 
 TEST_CASE("requests are parsed with their defaults and every bad field is named", "[server]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const effort::Model model = effort::Model::load(test::fixture_model());
   const effort::server::RequestDefaults defaults;
   auto parse = [&](const std::string& body, Endpoint e = Endpoint::completions) {
@@ -258,13 +257,12 @@ const json kStory = {{"prompt", "Once upon a time"}, {"max_tokens", 40}};
 }  // namespace
 
 TEST_CASE("effort-server answers in OpenAI's shapes, streaming or not", "[server][http]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   ServerProcess server({"-m", test::fixture_model().string()});
   auto c = server.client();
 
   const json models = json::parse(c.Get("/v1/models")->body);
   REQUIRE(models["object"] == "list");
-  REQUIRE(models["data"][0]["id"] == "stories260K-hf");
+  REQUIRE(models["data"][0]["id"] == "stories260K");
   REQUIRE(models["data"][0]["meta"]["n_ctx"] == 512);
   REQUIRE(health(c)["status"] == "ok");
   REQUIRE(c.Get("/")->body.find("<title>effort</title>") != std::string::npos);
@@ -312,7 +310,6 @@ TEST_CASE("effort-server answers in OpenAI's shapes, streaming or not", "[server
 }
 
 TEST_CASE("effort-server's greedy answer is effort-run --temp 0's", "[server][http]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::string prompt = "The little dog";
   const auto run = test::run_command(std::string(EFFORT_BIN_DIR) + "/effort-run -m '" + test::fixture_model().string() +
                                      "' -p '" + prompt + "' -n 60 --temp 0 2>/dev/null");
@@ -326,7 +323,6 @@ TEST_CASE("effort-server's greedy answer is effort-run --temp 0's", "[server][ht
 }
 
 TEST_CASE("effort-server applies each request's effort", "[server][http][effort]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const std::string model = (dir / "m.effort").string();
   REQUIRE(test::run_command(std::string(EFFORT_BIN_DIR) + "/effort-convert '" + test::fixture_model().string() +
@@ -353,7 +349,6 @@ TEST_CASE("effort-server applies each request's effort", "[server][http][effort]
 }
 
 TEST_CASE("effort-server refuses bad requests with OpenAI-style errors", "[server][http]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   ServerProcess server({"-m", test::fixture_model().string(), "-c", "32", "--max-body", "4096", "--api-key", "secret"});
   httplib::Client open("127.0.0.1", server.port());
   auto c = server.client();
@@ -414,7 +409,6 @@ std::thread endless_stream(const ServerProcess& server, std::atomic<int>& chunks
 }  // namespace
 
 TEST_CASE("effort-server: the queue bound, and a client that leaves mid-stream frees its session at once", "[server][http]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // One session, no queue, and answers that would run for minutes (no EOS, the context shifting).
   ServerProcess server({"-m", test::fixture_model().string(), "--parallel", "1", "--queue", "0", "--context-shift"});
   auto c = server.client();
@@ -445,7 +439,6 @@ TEST_CASE("effort-server: the queue bound, and a client that leaves mid-stream f
 }
 
 TEST_CASE("effort-server stops on SIGTERM with a stream running, and exits 0", "[server][http]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   ServerProcess server({"-m", test::fixture_model().string(), "--context-shift"});
   auto c = server.client();
   std::atomic<int> chunks{0};
@@ -457,7 +450,6 @@ TEST_CASE("effort-server stops on SIGTERM with a stream running, and exits 0", "
 }
 
 TEST_CASE("effort-server runs LoRA adapters per request, chosen by name or id", "[server][http][lora]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   test::TempDir dir;
   const effort::Model model = effort::Model::load(test::fixture_model());
   test::RandomAdapter(model.config(), 11, [](int, effort::MatrixKind) { return true; }).write_peft(dir / "persona");

@@ -25,7 +25,6 @@ GenerateOptions sampled(int n, std::uint64_t seed) {
 }  // namespace
 
 TEST_CASE("same seed, same tokens, for every thread count, kernel arch and mmap mode", "[model][determinism]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // The kernels sum in different orders per arch, so logits differ in the last bits; a sampled
   // token could only change where the seed's uniform draw falls within ~1e-6 of a boundary of
   // the cumulative distribution, which these fixed seeds do not (a failure here means a real
@@ -77,7 +76,6 @@ TEST_CASE("same seed, same tokens, for every thread count, kernel arch and mmap 
 }
 
 TEST_CASE("generating in two calls equals one call (greedy)", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   GenerateOptions greedy;
   greedy.sampling.temperature = 0;
@@ -96,7 +94,6 @@ TEST_CASE("generating in two calls equals one call (greedy)", "[model]") {
 }
 
 TEST_CASE("text prompts and the token callback", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   Session s = model.new_session();
   GenerateOptions greedy;
@@ -120,7 +117,6 @@ TEST_CASE("text prompts and the token callback", "[model]") {
 }
 
 TEST_CASE("the context limit stops generation and rejects long prompts", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   Session s = model.new_session({.context_length = 8});
   REQUIRE(s.context_length() == 8);
@@ -139,7 +135,6 @@ TEST_CASE("the context limit stops generation and rejects long prompts", "[model
 }
 
 TEST_CASE("a context shift moves the cache as if the kept tokens had been fed at their new positions", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   const auto story = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
   std::vector<Token> ids = {1};
@@ -186,7 +181,6 @@ TEST_CASE("a context shift moves the cache as if the kept tokens had been fed at
 }
 
 TEST_CASE("a session keeps its model's data alive", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   Session s = Model::load(test::fixture_model()).new_session();  // the Model object is gone at once
   GenerateOptions greedy;
   greedy.sampling.temperature = 0;
@@ -198,7 +192,6 @@ TEST_CASE("a session keeps its model's data alive", "[model]") {
 }
 
 TEST_CASE("sessions on one shared model generate at once, each as it would alone", "[model][threads]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_effort());
   const float efforts[] = {1.0f, 0.5f, 0.25f};
   const std::vector<Token> prompt = {1, 403, 407, 261, 378};
@@ -223,7 +216,6 @@ TEST_CASE("sessions on one shared model generate at once, each as it would alone
 }
 
 TEST_CASE("a session handed between threads: effort set on one, tokens run on another", "[model][threads]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // A Session is not thread-safe, but may move between threads when the caller orders the
   // calls (as the server does): here a controller thread sets each token's effort and a worker
   // thread runs it, in turns; the tokens must be those of one thread doing both.
@@ -267,7 +259,6 @@ TEST_CASE("a session handed between threads: effort set on one, tokens run on an
 }
 
 TEST_CASE("bad session input is an error, not a crash", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   Session s = model.new_session();
   REQUIRE_THROWS_WITH(s.forward(512), Contains("token id 512 is outside the vocabulary [0, 512)"));
@@ -283,7 +274,6 @@ TEST_CASE("bad session input is an error, not a crash", "[model]") {
 }
 
 TEST_CASE("a confident answer ends generation (stop gap)", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   Session s = model.new_session();
   GenerateOptions o;
@@ -297,7 +287,6 @@ TEST_CASE("a confident answer ends generation (stop gap)", "[model]") {
 }
 
 TEST_CASE("an EOS token ends generation", "[model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_model());
   // Make the model's own greedy continuation end: call its 6th greedy token "EOS" by giving a
   // config whose eos_token_id is that token.

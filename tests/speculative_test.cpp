@@ -77,7 +77,6 @@ double chi_square_critical_001(int df) {
 }  // namespace
 
 TEST_CASE("greedy with speculation is greedy without it, token for token", "[speculative][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_effort());
   Session one = model.new_session({.num_threads = 1}), two = model.new_session({.num_threads = 2});
   const auto prompts = test_prompts();
@@ -110,7 +109,6 @@ TEST_CASE("greedy with speculation is greedy without it, token for token", "[spe
 }
 
 TEST_CASE("speculation across a sliding-window ring keeps the window's keys and values", "[speculative][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   // The fixture with a 24-token sliding window: the KV cache is a ring of 24 slots, which the
   // drafts and checks write past while older positions are still in the window.
   test::TempDir dir;
@@ -131,7 +129,6 @@ TEST_CASE("speculation across a sliding-window ring keeps the window's keys and 
 }
 
 TEST_CASE("after rejected drafts the cache holds only the kept tokens' keys and values", "[speculative][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_effort());
   Session spec = model.new_session({.num_threads = 1}), plain = model.new_session({.num_threads = 1});
   const std::vector<Token> prompt = {1, 403, 407, 261, 378};
@@ -206,7 +203,6 @@ TEST_CASE("the rejection rule keeps a draft with probability min(1, p/q) and oth
 }
 
 TEST_CASE("sampled speculation draws the full model's tokens", "[speculative][sampling][model]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model model = Model::load(test::fixture_effort());
   Session s = model.new_session({.num_threads = 1});
   const std::vector<Token> prompt = {1, 403, 407, 261, 378};
@@ -245,7 +241,6 @@ TEST_CASE("sampled speculation draws the full model's tokens", "[speculative][sa
 }
 
 TEST_CASE("speculative decoding refuses what it cannot do", "[speculative]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const Model dense = Model::load(test::fixture_model());
   Session d = dense.new_session({.num_threads = 1});
   GenerateOptions g;
@@ -275,7 +270,6 @@ TEST_CASE("the adaptive draft length follows the acceptance rate", "[speculative
 }
 
 TEST_CASE("effort-run --draft-effort prints the tokens effort-run prints without it", "[speculative][cli]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const std::string run = std::string(EFFORT_BIN_DIR) + "/effort-run -m '" + test::fixture_effort().string() +
                           "' --prompt-ids 1,403,407 -n 80 --temp 0 --ids";
   const auto plain = test::run_command(run + " 2>/dev/null");

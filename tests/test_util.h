@@ -25,14 +25,11 @@ namespace test {
 
 namespace fs = std::filesystem;
 
-// $EFFORT_MODELS_DIR, else ../shared/models beside the repo. Reference outputs live in
-// ../reference beside it.
-inline fs::path models_dir() {
-  const char* env = std::getenv("EFFORT_MODELS_DIR");
-  return env && *env ? fs::path(env) : fs::path(EFFORT_SHARED_DIR) / "models";
-}
-inline fs::path reference_dir() { return models_dir().parent_path() / "reference"; }
-inline fs::path fixture_model() { return models_dir() / "stories260K-hf"; }
+// The repository's default model and fixtures (models/), and the reference outputs of
+// independent implementations (tests/data/reference/): always present, so no test skips them.
+inline fs::path models_dir() { return fs::path(EFFORT_SOURCE_DIR) / "models"; }
+inline fs::path reference_dir() { return fs::path(EFFORT_SOURCE_DIR) / "tests" / "data" / "reference"; }
+inline fs::path fixture_model() { return models_dir() / "stories260K"; }
 
 // Built with the sanitizers (scripts/test.sh's second pass): the longest statistical and
 // combinatorial tests run fewer repetitions there. Memory and undefined-behaviour errors show in
@@ -43,13 +40,28 @@ inline constexpr bool kSanitized = true;
 inline constexpr bool kSanitized = false;
 #endif
 
-// Models a test needs may be absent (another models folder); such tests say so and pass.
-#define REQUIRE_PATH_OR_SKIP(path)                                    \
-  do {                                                                \
-    if (!std::filesystem::exists(path)) {                             \
-      WARN("skipped: " << (path).string() << " is absent");           \
-      return;                                                         \
-    }                                                                 \
+// Data too large for the repository comes from scripts/fetch-test-data.sh into the cache
+// folder ($EFFORT_CACHE, default ~/.cache/effort). A test whose datum is absent fails when CI
+// is set; elsewhere it skips, and says so on the line scripts/test.sh counts at the end.
+inline fs::path fetched_data_dir() {
+  const char* cache = std::getenv("EFFORT_CACHE");
+  const char* home = std::getenv("HOME");
+  return (cache && *cache ? fs::path(cache) : fs::path(home ? home : "/tmp") / ".cache" / "effort") / "test-data";
+}
+// A skip is appended to $EFFORT_TEST_SKIP_LOG (scripts/test.sh prints them all at the end).
+inline void record_skip(const std::string& why) {
+  if (const char* log = std::getenv("EFFORT_TEST_SKIP_LOG"); log && *log) std::ofstream(log, std::ios::app) << why << "\n";
+}
+#define REQUIRE_FETCHED_OR_SKIP(path)                                                                      \
+  do {                                                                                                     \
+    if (!std::filesystem::exists(path)) {                                                                  \
+      if (std::getenv("CI")) FAIL((path).string() << " is absent: scripts/fetch-test-data.sh fetches it"); \
+      const std::string why = Catch::getResultCapture().getCurrentTestName() + ": " + (path).string() +    \
+                              " is absent (scripts/fetch-test-data.sh fetches it)";                        \
+      WARN("skipped: " << why);                                                                            \
+      test::record_skip(why);                                                                              \
+      return;                                                                                              \
+    }                                                                                                      \
   } while (0)
 
 // A fresh directory under the system temp folder, removed at scope exit.

@@ -1,9 +1,14 @@
 // tokenizer_test.cpp: encode/decode against Python SentencePiece's outputs for the Llama-2
-// tokenizer (../shared/reference/llama2-tokenizer), and the streaming decoder against decode.
+// tokenizer (tests/data/reference/llama2-tokenizer), against llama.cpp's own tokenizer test cases
+// (fetched), and the streaming decoder against decode.
 #include <catch2/catch.hpp>
+
+#include <iterator>
+#include <sstream>
 
 #include "effort/error.h"
 #include "effort/tokenizer.h"
+#include "formats/gguf_source.h"
 #include "test_util.h"
 
 using namespace effort;
@@ -21,7 +26,6 @@ std::string stream(const Tokenizer& tokenizer, const std::vector<Token>& ids) {
 }  // namespace
 
 TEST_CASE("Llama-2 encode cases match SentencePiece", "[tokenizer]") {
-  REQUIRE_PATH_OR_SKIP(llama2_tokenizer());
   const auto tokenizer = Tokenizer::from_file(llama2_tokenizer());
   const auto cases = test::read_json(llama2_cases());
   REQUIRE(cases["encode_cases"].size() == 47);
@@ -37,7 +41,6 @@ TEST_CASE("Llama-2 encode cases match SentencePiece", "[tokenizer]") {
 }
 
 TEST_CASE("Llama-2 decode cases match SentencePiece, streamed or whole", "[tokenizer]") {
-  REQUIRE_PATH_OR_SKIP(llama2_tokenizer());
   const auto tokenizer = Tokenizer::from_file(llama2_tokenizer());
   const auto cases = test::read_json(llama2_cases());
   REQUIRE(cases["decode_cases"].size() == 28);
@@ -55,8 +58,39 @@ TEST_CASE("Llama-2 decode cases match SentencePiece, streamed or whole", "[token
   }
 }
 
+// llama.cpp's test-tokenizer-0 format: texts separated by "\n__ggml_vocab_test__\n", and one line
+// of space-separated ids per text.
+std::vector<std::pair<std::string, std::vector<Token>>> llama_cpp_cases(const std::filesystem::path& vocab) {
+  const auto inp = test::read_bytes(vocab.string() + ".inp"), out = test::read_bytes(vocab.string() + ".out");
+  const std::string texts(inp.begin(), inp.end()), sep = "\n__ggml_vocab_test__\n";
+  std::istringstream lines(std::string(out.begin(), out.end()));
+  std::vector<std::pair<std::string, std::vector<Token>>> cases;
+  for (std::size_t pos = 0, next; pos < texts.size(); pos = next + sep.size()) {
+    next = texts.find(sep, pos);
+    if (next == std::string::npos) next = texts.size();
+    std::string line;
+    std::getline(lines, line);
+    std::istringstream ids(line);
+    cases.push_back({texts.substr(pos, next - pos), {std::istream_iterator<Token>(ids), {}}});
+  }
+  return cases;
+}
+
+TEST_CASE("llama.cpp's llama-spm tokenizer cases: the vocabulary from its GGUF gives llama.cpp's ids", "[tokenizer]") {
+  const auto vocab = test::fetched_data_dir() / "llama.cpp-vocab" / "ggml-vocab-llama-spm.gguf";
+  REQUIRE_FETCHED_OR_SKIP(vocab);
+  const auto model = open_gguf_source(vocab)->tokenizer_model();
+  REQUIRE(model);
+  const auto tokenizer = Tokenizer::from_bytes(*model, vocab.string());
+  const auto cases = llama_cpp_cases(vocab);
+  REQUIRE(cases.size() == 46);
+  for (const auto& [text, ids] : cases) {
+    CAPTURE(text);
+    REQUIRE(tokenizer.encode(text, false) == ids);  // test-tokenizer-0 adds no BOS
+  }
+}
+
 TEST_CASE("streaming holds back an unfinished UTF-8 character", "[tokenizer]") {
-  REQUIRE_PATH_OR_SKIP(llama2_tokenizer());
   const auto tokenizer = Tokenizer::from_file(llama2_tokenizer());
   // "😀" is F0 9F 98 80; byte-fallback piece <0xNN> has id NN + 3.
   const std::vector<Token> ids = {0xF0 + 3, 0x9F + 3, 0x98 + 3, 0x80 + 3};
@@ -84,7 +118,6 @@ TEST_CASE("streaming holds back an unfinished UTF-8 character", "[tokenizer]") {
 }
 
 TEST_CASE("the fixture tokenizer encodes the reference story", "[tokenizer]") {
-  REQUIRE_PATH_OR_SKIP(test::fixture_model());
   const auto tokenizer = Tokenizer::from_file(test::fixture_model() / "tokenizer.model");
   REQUIRE(tokenizer.vocab_size() == 512);
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json");
@@ -105,7 +138,6 @@ TEST_CASE("bad tokenizer input is an error", "[tokenizer]") {
   const auto zero_length = test::read_bytes(std::filesystem::path(EFFORT_SOURCE_DIR) / "tests/data/fuzz/tokenizer-zero-length-piece.model");
   REQUIRE_THROWS_WITH(Tokenizer::from_bytes(std::string(zero_length.begin(), zero_length.end()), "z.model"),
                       Catch::Contains("z.model: not a SentencePiece model: ") && Catch::Contains("zero-length key"));
-  REQUIRE_PATH_OR_SKIP(llama2_tokenizer());
   const auto tokenizer = Tokenizer::from_file(llama2_tokenizer());
   REQUIRE_THROWS_WITH(tokenizer.decode(std::vector<Token>{5, 32000}), Catch::Contains("token id 32000 is outside the vocabulary"));
   REQUIRE_THROWS_AS(tokenizer.token_bytes(-1), Error);

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "cli.h"
-#include "convert/effort_check.h"
+#include "effort/convert.h"
 
 namespace {
 

@@ -18,9 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include "effort/convert.h"
 #include "effort/effort.h"
 #include "effort/error.h"
-#include "kernels/kernels.h"
 
 namespace effort::cli {
 
@@ -126,14 +126,14 @@ inline std::vector<std::size_t> parse_bucket_sizes(const std::string& flag, std:
 }
 
 // "f16" or "q8": the entries of bucketed matrices.
-inline kernels::BucketWeights parse_bucket_weights(const std::string& flag, std::string_view text) {
-  if (text == "f16") return kernels::BucketWeights::f16;
-  if (text == "q8") return kernels::BucketWeights::q8;
+inline BucketEntries parse_bucket_weights(const std::string& flag, std::string_view text) {
+  if (text == "f16") return BucketEntries::f16;
+  if (text == "q8") return BucketEntries::q8;
   throw UsageError(flag + ": expected f16 or q8, got '" + std::string(text) + "'");
 }
 
-inline std::vector<kernels::BucketWeights> parse_bucket_weights_list(const std::string& flag, std::string_view text) {
-  std::vector<kernels::BucketWeights> list;
+inline std::vector<BucketEntries> parse_bucket_weights_list(const std::string& flag, std::string_view text) {
+  std::vector<BucketEntries> list;
   for (const auto& item : split_list(text)) list.push_back(parse_bucket_weights(flag, item));
   return list;
 }

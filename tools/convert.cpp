@@ -10,8 +10,7 @@
 #include <string>
 
 #include "cli.h"
-#include "convert/convert.h"
-#include "formats/gguf.h"
+#include "effort/convert.h"
 
 namespace {
 
@@ -57,7 +56,7 @@ void draw_progress(std::size_t done, std::size_t total) {
 int run(int argc, char** argv) {
   std::string input, output;
   effort::ConvertOptions options;
-  effort::GgufType gguf_type = effort::GgufType::f16;
+  effort::GgufWeights gguf_type = effort::GgufWeights::f16;
   bool type_given = false;
   effort::cli::ArgReader args(argc, argv, kUsage);
   while (!args.done()) {
@@ -75,9 +74,9 @@ int run(int argc, char** argv) {
     }
     else if (f == "--type") {
       const std::string t = args.value();
-      if (t == "f16") gguf_type = effort::GgufType::f16;
-      else if (t == "f32") gguf_type = effort::GgufType::f32;
-      else if (t == "q8_0") gguf_type = effort::GgufType::q8_0;
+      if (t == "f16") gguf_type = effort::GgufWeights::f16;
+      else if (t == "f32") gguf_type = effort::GgufWeights::f32;
+      else if (t == "q8_0") gguf_type = effort::GgufWeights::q8_0;
       else throw effort::cli::UsageError("--type: expected f16, f32 or q8_0, got '" + t + "'");
       type_given = true;
     }

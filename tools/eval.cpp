@@ -12,7 +12,7 @@
 
 #include "cli.h"
 #include "effort/effort.h"
-#include "eval/metrics.h"
+#include "effort/eval.h"
 #include "exit_flags.h"
 #include "svg_plot.h"
 

@@ -30,9 +30,8 @@ TARGETS = ["q_proj", "v_proj", "o_proj", "down_proj"]
 
 def parse_args():
     here = os.path.dirname(os.path.abspath(__file__))
-    models = os.environ.get("EFFORT_MODELS_DIR", os.path.join(here, "..", "..", "shared", "models"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=os.path.join(models, "stories260K-hf"))
+    p.add_argument("--model", default=os.path.join(here, "..", "models", "stories260K"))
     p.add_argument("--effort-run", default=os.path.join(here, "..", "build", "bin", "effort-run"))
     p.add_argument("--out", default=os.path.join(here, "..", "tests", "data", "lora", "anna"))
     p.add_argument("--old", default="Lily")

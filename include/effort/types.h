@@ -15,6 +15,9 @@ using Token = std::int32_t;
 // The seven projection matrices of a Mistral layer, the ones effort applies to.
 enum class MatrixKind { q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj };
 inline constexpr int kNumMatrixKinds = 7;
+// Entries of a .effort file's bucketed matrices: int8 with an fp16 scale per 32 entries, or fp16.
+enum class BucketEntries { f16, q8 };
+
 // "q", "k", "v", "o", "gate", "up", "down".
 std::string_view matrix_kind_name(MatrixKind kind);
 // Accepts the short names above and the HF names ("q_proj", ...); throws effort::Error otherwise.

@@ -1,6 +1,6 @@
 // convert.cpp: plans every output tensor from the config, writes the header, then converts the
 // source tensor by tensor into a temporary file that is renamed only when complete.
-#include "convert/convert.h"
+#include "effort/convert.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -30,6 +30,7 @@
 namespace effort {
 
 namespace {
+
 
 using Shape = std::vector<std::int64_t>;
 
@@ -171,7 +172,7 @@ std::uint64_t name_hash(const std::string& name) {
 // is a dense product read whole per token, 15-20% of a token's time in fp16.
 DenseBytes head_bytes(const SourceModel& source, const std::string& name, const std::vector<std::int64_t>& shape,
                       const ConvertOptions& options) {
-  if (options.weights != kernels::BucketWeights::q8 || shape[1] % std::int64_t(kernels::kQ8_0Block) != 0)
+  if (options.weights != BucketEntries::q8 || shape[1] % std::int64_t(kernels::kQ8_0Block) != 0)
     return source.dense(name, shape);
   const auto values = source.floats(name, shape);
   auto blocks = quantize(std::uint32_t(GgufType::q8_0), values.data(), values.size());
@@ -208,7 +209,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   header["config"] = config_to_json(c);
   header["conversion"] = {{"source", source_name(input)}, {"source_format", source->format()},
                           {"layout", "buckets"}, {"bucket_size", options.bucket_size},
-                          {"weights", weights_name(options.weights)}, {"max_probes", options.max_probes},
+                          {"weights", weights_name(bucket_weights(options.weights))}, {"max_probes", options.max_probes},
                           {"seed", options.seed}, {"converter", "effort-convert 0.1"}};
   header["matrices"] = nlohmann::json::object();
   const DenseBytes embed = c.tie_word_embeddings ? head_bytes(*source, "model.embed_tokens.weight", {vocab, hidden}, options)
@@ -227,9 +228,9 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     for (const auto& m : projections(c, l)) {
       const std::int64_t S = std::int64_t(options.bucket_size), B = (m.out + S - 1) / S;
       const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * m.in);
-      const bool q8 = options.weights == kernels::BucketWeights::q8;
+      const bool q8 = options.weights == BucketEntries::q8;
       header["matrices"][m.name] = {{"layout", "buckets"}, {"out_features", m.out}, {"in_features", m.in},
-                                    {"bucket_size", S}, {"weights", weights_name(options.weights)}};
+                                    {"bucket_size", S}, {"weights", weights_name(bucket_weights(options.weights))}};
       writer.plan(m.name + ".units", q8 ? "I8" : "U16", {S * m.in, B});
       if (q8) writer.plan(m.name + ".scales", "F16", {S * m.in, (B + std::int64_t(kernels::kQ8Block) - 1) / std::int64_t(kernels::kQ8Block)});
       writer.plan(m.name + ".stats", "F32", {S * m.in});
@@ -274,7 +275,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
       const auto w = source->floats(m.name, {m.out, m.in});
       BucketizeOptions bucketing;
       bucketing.bucket_size = options.bucket_size;
-      bucketing.weights = options.weights;
+      bucketing.weights = bucket_weights(options.weights);
       bucketing.max_probes = options.max_probes;
       // Each matrix gets its own probe seed, so that matrices of equal shape sample different units.
       bucketing.seed = options.seed ^ name_hash(m.name);
@@ -300,10 +301,9 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   pending.commit();
 }
 
-void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::path& output, GgufType type,
+void convert_to_gguf(const std::filesystem::path& input, const std::filesystem::path& output, GgufWeights weights,
                      const ConvertOptions& options) {
-  if (type != GgufType::f32 && type != GgufType::f16 && type != GgufType::q8_0)
-    throw Error(ErrorCode::invalid_argument, "[convert] GGUF output type must be F32, F16 or Q8_0");
+  const GgufType type = weights == GgufWeights::f32 ? GgufType::f32 : weights == GgufWeights::f16 ? GgufType::f16 : GgufType::q8_0;
   PendingOutput pending(output, options);
   const std::shared_ptr<const SourceModel> source = open_source(input, options);
   const ModelConfig& c = source->config();

@@ -1,5 +1,5 @@
 // effort_check.cpp: reads a .effort file whole and checks what loading takes on trust.
-#include "convert/effort_check.h"
+#include "effort/convert.h"
 
 #include <cmath>
 
@@ -7,7 +7,7 @@
 #include "effort/error.h"
 #include "model/effort_checkpoint.h"
 #include "formats/effort_file.h"
-#include "kernels/bucket_matvec.h"
+#include "kernels/bucket_view.h"
 #include "kernels/fp16.h"
 
 namespace effort {
@@ -24,7 +24,7 @@ void check_buckets(const std::string& context, const BucketMatrix& m) {
   std::vector<std::uint16_t> seen(B * in, 0);
   for (std::size_t u = 0; u < S * in; ++u)
     for (std::size_t b = 0; b < B; ++b)
-      seen[(u % in) * B + b] |= std::uint16_t(1u << kernels::bucket_position(v.entry_bits(u, b), S));
+      seen[(u % in) * B + b] |= std::uint16_t(1u << kernels::bucket_position(kernels::entry_bits(v, u, b), S));
   const std::uint16_t all = std::uint16_t((1u << S) - 1);
   for (std::size_t i = 0; i < seen.size(); ++i)
     if (seen[i] != all)
@@ -33,7 +33,7 @@ void check_buckets(const std::string& context, const BucketMatrix& m) {
   for (std::size_t u = 0; u < S * in; ++u) {
     double sum = 0;
     for (std::size_t b = 0; b < B; ++b) {
-      const float w = v.weight(u, b);
+      const float w = kernels::entry_weight(v, u, b);
       if (!std::isfinite(w)) fail("unit " + std::to_string(u) + " holds a non-finite weight at bucket " + std::to_string(b));
       sum += std::fabs(w);
     }

@@ -1,5 +1,5 @@
 // metrics.cpp: KL divergence, top-1 agreement, perplexity.
-#include "eval/metrics.h"
+#include "effort/eval.h"
 
 #include <algorithm>
 #include <cmath>

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "effort/error.h"
-#include "kernels/bucket_matvec.h"
+#include "kernels/bucket_view.h"
 #include "kernels/fp16.h"
 
 namespace effort {
@@ -173,8 +173,8 @@ std::vector<float> decode_buckets(const BucketMatrix& m, std::size_t num_units) 
   for (std::size_t u = 0; u < num_units; ++u) {
     const std::size_t j = u % in;
     for (std::size_t b = 0; b < B; ++b) {
-      const std::size_t o = b * S + kernels::bucket_position(m.view.entry_bits(u, b), S);
-      if (o < m.out_features) w[o * in + j] = m.view.weight(u, b);
+      const std::size_t o = b * S + kernels::bucket_position(kernels::entry_bits(m.view, u, b), S);
+      if (o < m.out_features) w[o * in + j] = kernels::entry_weight(m.view, u, b);
     }
   }
   return w;

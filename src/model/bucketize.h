@@ -45,6 +45,10 @@ BucketizedMatrix bucketize(const float* w, std::size_t out_features, std::size_t
 std::string layout_name(std::size_t bucket_size, kernels::BucketWeights weights);
 // "f16" or "q8", as effort-convert --weights and the file header spell them.
 std::string weights_name(kernels::BucketWeights weights);
+// The kernels' entry type for a file's.
+inline kernels::BucketWeights bucket_weights(BucketEntries entries) {
+  return entries == BucketEntries::q8 ? kernels::BucketWeights::q8 : kernels::BucketWeights::f16;
+}
 
 // A runtime view of a converted matrix using its first `loaded_units` units.
 BucketMatrix as_matrix(const BucketizedMatrix& m, std::size_t loaded_units);

@@ -6,7 +6,7 @@
 #include "formats/config_json.h"
 #include "effort/error.h"
 #include "formats/effort_file.h"
-#include "kernels/bucket_matvec.h"
+#include "kernels/bucket_view.h"
 
 namespace effort {
 

@@ -6,8 +6,7 @@
 #include <functional>
 #include <new>
 
-#include "kernels/bucket_matvec.h"
-#include "kernels/panel_matmul.h"
+#include "kernels/bucket_view.h"
 
 namespace effort {
 

@@ -11,7 +11,7 @@
 
 #include "effort/config.h"
 #include "effort/types.h"
-#include "kernels/bucket_matvec.h"
+#include "kernels/bucket_view.h"
 #include "kernels/kernels.h"
 
 namespace effort {

@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "effort/effort.h"
-#include "kernels/bucket_matvec.h"
+#include "kernels/bucket_view.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
 #include "runtime/memory.h"

@@ -6,14 +6,12 @@
 set -euo pipefail
 bin=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
-fixture=${EFFORT_MODELS_DIR:-$here/../../../shared/models}/stories260K-hf
+fixture=$here/../../models/stories260K
 rm -rf "$out"
 mkdir -p "$out"/{fuzz_model_file,fuzz_safetensors,fuzz_config,fuzz_tokenizer,fuzz_request,fuzz_cli_lists}
 cp -r "$here/seeds/." "$out/"
-if [ -d "$fixture" ]; then
-  cp "$fixture/config.json" "$out/fuzz_config/"
-  cp "$fixture/tokenizer.model" "$out/fuzz_tokenizer/"
-fi
+cp "$fixture/config.json" "$out/fuzz_config/"
+cp "$fixture/tokenizer.model" "$out/fuzz_tokenizer/"
 if [ -x "$bin/effort-synthetic-model" ]; then
   "$bin/effort-synthetic-model" --tiny -o "$out/fuzz_model_file/tiny.gguf" 2>/dev/null
   "$bin/effort-convert" "$out/fuzz_model_file/tiny.gguf" -o "$out/fuzz_model_file/tiny.effort" >/dev/null 2>&1

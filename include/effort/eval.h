@@ -1,4 +1,5 @@
-// metrics.h: how far a model's next-token distributions are from a reference's.
+// eval.h: how far a model's next-token distributions are from a reference's, and early-exit
+// calibration: what effort-eval measures with.
 #pragma once
 #include <span>
 #include <utility>
