@@ -93,6 +93,27 @@ TEST_CASE("generating in two calls equals one call (greedy)", "[model]") {
   REQUIRE(two.position() == 30);  // BOS + 29 run; the 30th token waits to be fed
 }
 
+TEST_CASE("forward() after generate() runs the pending token first, as effort.h says", "[model]") {
+  const Model model = Model::load(test::fixture_model());
+  GenerateOptions greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_new_tokens = 5;
+  const std::vector<Token> prompt = {1};
+  Session generated = model.new_session();
+  const auto tokens = generated.generate(std::span<const Token>(prompt), greedy).tokens;
+  REQUIRE(generated.position() == 5);  // BOS + 4: the fifth generated token is pending
+  const auto after = generated.forward(42);
+  REQUIRE(generated.position() == 7);
+  // The same history fed token by token: BOS, the five generated tokens, then 42.
+  Session fed = model.new_session();
+  std::vector<Token> history = prompt;
+  history.insert(history.end(), tokens.begin(), tokens.end());
+  history.push_back(42);
+  std::span<const float> expected;
+  for (Token t : history) expected = fed.forward(t);
+  REQUIRE(std::vector<float>(after.begin(), after.end()) == std::vector<float>(expected.begin(), expected.end()));
+}
+
 TEST_CASE("text prompts and the token callback", "[model]") {
   const Model model = Model::load(test::fixture_model());
   Session s = model.new_session();

@@ -188,7 +188,11 @@ class Session {
   // At prompt effort 1, 16 or more run in batches (one pass over the weights for many tokens),
   // which gives forward()'s logits to rounding; fewer, or below effort 1, one at a time.
   std::span<const float> prefill(std::span<const Token> tokens);
-  // Feeds the prompt, then samples up to max_new_tokens.
+  // Feeds the prompt, then samples up to max_new_tokens. The last token generated is held
+  // pending, not yet run through the model, so that a finished generation costs no extra pass:
+  // position() does not count it, and the next forward(), prefill() or generate() runs it first
+  // (at the generation effort, at position()), then its own tokens. A chat turn thus continues
+  // where the last ended; reset() drops it with the rest.
   GenerateResult generate(std::span<const Token> prompt, const GenerateOptions& options = {},
                           const OnToken& on_token = {});
   // Encodes text (with BOS when the session is empty) and generates; needs a tokenizer.

@@ -36,7 +36,6 @@ class Tokenizer {
   int vocab_size() const;
   Token bos_id() const;
   Token eos_id() const;
-  const std::string& model_bytes() const;
 
  private:
   struct Impl;

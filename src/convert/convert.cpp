@@ -210,7 +210,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   header["conversion"] = {{"source", source_name(input)}, {"source_format", source->format()},
                           {"layout", "buckets"}, {"bucket_size", options.bucket_size},
                           {"weights", weights_name(bucket_weights(options.weights))}, {"max_probes", options.max_probes},
-                          {"seed", options.seed}, {"converter", "effort-convert 0.1"}};
+                          {"seed", options.seed}, {"converter", "effort-convert " EFFORT_VERSION}};
   header["matrices"] = nlohmann::json::object();
   const DenseBytes embed = c.tie_word_embeddings ? head_bytes(*source, "model.embed_tokens.weight", {vocab, hidden}, options)
                                                  : source->dense("model.embed_tokens.weight", {vocab, hidden});

@@ -16,60 +16,71 @@
 #include <numeric>
 
 #include "model/lora.h"
+#include "model/top_k.h"
 
 namespace effort {
 
-Activations::Activations(const ModelConfig& c, int kv_capacity)
-    : residual(std::size_t(c.hidden_size)),
-      normed(residual.size()),
-      q(std::size_t(c.num_attention_heads) * std::size_t(c.head_dim)),
-      k(std::size_t(c.num_key_value_heads) * std::size_t(c.head_dim)),
-      v(k.size()),
-      attended(q.size()),
-      gate(std::size_t(c.intermediate_size)),
-      up(gate.size()),
-      scores(std::size_t(c.num_attention_heads) * std::size_t(kv_capacity)),
-      cos(std::size_t(c.head_dim / 2)),
-      sin(cos.size()),
-      logits(std::size_t(c.vocab_size)),
-      router(std::size_t(c.num_local_experts)),
-      expert_out(c.num_local_experts ? residual.size() : 0),
-      expert_sum(expert_out.size()) {}
+std::vector<std::pair<std::vector<float> Activations::*, std::size_t>> Activations::buffers(const ModelConfig& c,
+                                                                                           int kv_capacity) {
+  const std::size_t h = std::size_t(c.hidden_size), q = std::size_t(c.num_attention_heads) * std::size_t(c.head_dim),
+                    kv = std::size_t(c.num_key_value_heads) * std::size_t(c.head_dim), i = std::size_t(c.intermediate_size),
+                    experts = std::size_t(c.num_local_experts);
+  return {{&Activations::residual, h},
+          {&Activations::normed, h},
+          {&Activations::q, q},
+          {&Activations::k, kv},
+          {&Activations::v, kv},
+          {&Activations::attended, q},
+          {&Activations::gate, i},
+          {&Activations::up, i},
+          {&Activations::scores, std::size_t(c.num_attention_heads) * std::size_t(kv_capacity)},
+          {&Activations::cos, std::size_t(c.head_dim / 2)},
+          {&Activations::sin, std::size_t(c.head_dim / 2)},
+          {&Activations::logits, std::size_t(c.vocab_size)},
+          {&Activations::router, experts},
+          {&Activations::expert_out, experts ? h : 0},
+          {&Activations::expert_sum, experts ? h : 0}};
+}
 
-BatchActivations::BatchActivations(const ModelConfig& c, std::size_t n)
-    : capacity(n),
-      residual(n * std::size_t(c.hidden_size)),
-      normed(residual.size()),
-      q(n * std::size_t(c.num_attention_heads) * std::size_t(c.head_dim)),
-      attended(q.size()),
-      k(n * std::size_t(c.num_key_value_heads) * std::size_t(c.head_dim)),
-      v(k.size()),
-      gate(n * std::size_t(c.intermediate_size)),
-      up(gate.size()),
-      cos(n * std::size_t(c.head_dim / 2)),
-      sin(cos.size()),
-      packed_x(n * std::size_t(std::max(c.hidden_size, c.intermediate_size))) {}
+Activations::Activations(const ModelConfig& c, int kv_capacity) {
+  for (const auto& [buffer, n] : buffers(c, kv_capacity)) (this->*buffer).resize(n);
+}
 
 std::uint64_t Activations::bytes(const ModelConfig& c, int kv_capacity) {
-  const std::uint64_t q = std::uint64_t(c.num_attention_heads) * std::uint64_t(c.head_dim),
-                      kv = std::uint64_t(c.num_key_value_heads) * std::uint64_t(c.head_dim);
-  return sizeof(float) * (2 * std::uint64_t(c.hidden_size) + 2 * q + 2 * kv + 2 * std::uint64_t(c.intermediate_size) +
-                          std::uint64_t(c.num_attention_heads) * std::uint64_t(kv_capacity) +
-                          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(c.vocab_size) +
-                          std::uint64_t(c.num_local_experts) +
-                          (c.num_local_experts ? 2 * std::uint64_t(c.hidden_size) : 0));
+  std::uint64_t n = 0;
+  for (const auto& buffer : buffers(c, kv_capacity)) n += buffer.second;
+  return sizeof(float) * n;
+}
+
+std::vector<std::pair<std::vector<float> BatchActivations::*, std::size_t>> BatchActivations::buffers(const ModelConfig& c,
+                                                                                                     std::size_t n) {
+  const std::size_t h = std::size_t(c.hidden_size), q = std::size_t(c.num_attention_heads) * std::size_t(c.head_dim),
+                    kv = std::size_t(c.num_key_value_heads) * std::size_t(c.head_dim), i = std::size_t(c.intermediate_size);
+  return {{&BatchActivations::residual, n * h},
+          {&BatchActivations::normed, n * h},
+          {&BatchActivations::q, n * q},
+          {&BatchActivations::attended, n * q},
+          {&BatchActivations::k, n * kv},
+          {&BatchActivations::v, n * kv},
+          {&BatchActivations::gate, n * i},
+          {&BatchActivations::up, n * i},
+          {&BatchActivations::cos, n * std::size_t(c.head_dim / 2)},
+          {&BatchActivations::sin, n * std::size_t(c.head_dim / 2)},
+          {&BatchActivations::packed_x, n * std::max(h, i)}};
+}
+
+BatchActivations::BatchActivations(const ModelConfig& c, std::size_t n) : capacity(n) {
+  for (const auto& [buffer, size] : buffers(c, n)) (this->*buffer).resize(size);
 }
 
 std::uint64_t BatchActivations::bytes(const ModelConfig& c, std::size_t n) {
-  const std::uint64_t q = std::uint64_t(c.num_attention_heads) * std::uint64_t(c.head_dim),
-                      kv = std::uint64_t(c.num_key_value_heads) * std::uint64_t(c.head_dim);
-  return sizeof(float) * n *
-         (2 * std::uint64_t(c.hidden_size) + 2 * q + 2 * kv + 2 * std::uint64_t(c.intermediate_size) +
-          2 * std::uint64_t(c.head_dim / 2) + std::uint64_t(std::max(c.hidden_size, c.intermediate_size)) +
-          // moe_batch's per-layer scratch: router logits, gathered rows, SwiGLU, outputs, sums
-          (c.num_local_experts ? std::uint64_t(c.num_local_experts) + 3 * std::uint64_t(c.hidden_size) +
-                                     2 * std::uint64_t(c.intermediate_size)
-                               : 0));
+  std::uint64_t total = 0;
+  for (const auto& buffer : buffers(c, n)) total += buffer.second;
+  // moe_batch's per-layer scratch, allocated as it runs: router logits, gathered rows, SwiGLU,
+  // outputs, sums.
+  if (c.num_local_experts)
+    total += n * (std::uint64_t(c.num_local_experts) + 3 * std::uint64_t(c.hidden_size) + 2 * std::uint64_t(c.intermediate_size));
+  return sizeof(float) * total;
 }
 
 Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
@@ -168,41 +179,22 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
   auto norm_rows = [&](const std::vector<float>& weight) {
     for (std::size_t t = first; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
   };
-  const std::size_t group = std::size_t(config_.num_attention_heads / config_.num_key_value_heads);
-  const float scale = 1.0f / std::sqrt(float(head_dim));
-  const std::size_t capacity = std::size_t(cache.capacity());
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     const LayerWeights& layer = weights_.layers[std::size_t(l)];
     norm_rows(layer.input_layernorm);
     project_all(l, layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
     project_all(l, layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
-    float* keys = cache.keys(l);
-    float* values = cache.values(l);
-    for (std::size_t t = 0; t < n; ++t) {
-      for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
-        k.rope(&batch.k[t * kv_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
-      const std::size_t slot = std::size_t(cache.slot(start + int(t)));
-      std::copy_n(&batch.k[t * kv_dim], kv_dim, keys + slot * kv_dim);
-      std::copy_n(&batch.v[t * kv_dim], kv_dim, values + slot * kv_dim);
-    }
+    for (std::size_t t = 0; t < n; ++t)
+      store_kv(l, start + int(t), &batch.k[t * kv_dim], &batch.v[t * kv_dim], &batch.cos[t * half], &batch.sin[t * half],
+               cache, compute);
     // The last layer's keys and values are needed for every token, the rest of it only for the
     // tokens whose logits are the result.
     if (l == config_.num_hidden_layers - 1 && !all_logits) first = n - 1;
     project_all(l, layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
     // Token t sees the cache up to its own position: the later tokens' keys are in later slots.
-    for (std::size_t t = first; t < n; ++t) {
-      for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
-        k.rope(&batch.q[t * q_dim + h * head_dim], &batch.cos[t * half], &batch.sin[t * half], head_dim);
-      const std::size_t n_keys = std::size_t(cache.visible(start + int(t)));
-      const std::size_t head_grain = std::max<std::size_t>(1, 16384 / (n_keys * head_dim));
-      compute.pool.parallel_for(std::size_t(config_.num_attention_heads), head_grain, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t h = begin; h < end; ++h) {
-          const std::size_t kv_offset = (h / group) * head_dim;
-          k.attention(&batch.attended[t * q_dim + h * head_dim], &batch.q[t * q_dim + h * head_dim], keys + kv_offset,
-                      values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
-        }
-      });
-    }
+    for (std::size_t t = first; t < n; ++t)
+      attend(l, start + int(t), &batch.q[t * q_dim], &batch.attended[t * q_dim], &batch.cos[t * half], &batch.sin[t * half],
+             cache, act.scores.data(), compute);
     project_all(l, layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
     for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
     norm_rows(layer.post_attention_layernorm);
@@ -226,16 +218,6 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
   std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);
   matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
-}
-
-void ExitState::take_candidates(std::span<const float> logits) {
-  const std::size_t count = std::min<std::size_t>(std::size_t(options.candidates), logits.size());
-  candidates.resize(logits.size());
-  std::iota(candidates.begin(), candidates.end(), 0);
-  std::partial_sort(candidates.begin(), candidates.begin() + std::ptrdiff_t(count), candidates.end(),
-                    [&](Token a, Token b) { return logits[std::size_t(a)] > logits[std::size_t(b)] ||
-                                                  (logits[std::size_t(a)] == logits[std::size_t(b)] && a < b); });
-  candidates.resize(count);
 }
 
 bool Transformer::should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak,
@@ -281,18 +263,13 @@ bool Transformer::should_exit(int l, int position, ExitState& exit, Token& strea
 }
 
 void Transformer::propagate_kv(int last, int position, KvCache& cache, Activations& act, const Compute& compute) const {
-  const std::size_t head_dim = std::size_t(config_.head_dim), kv_dim = act.k.size();
-  const std::size_t slot = std::size_t(cache.slot(position));
   for (int l = last + 1; l < config_.num_hidden_layers; ++l) {
     const LayerWeights& layer = weights_.layers[std::size_t(l)];
     compute.kernels.rms_norm(act.normed.data(), act.residual.data(), layer.input_layernorm.data(), act.residual.size(),
                              float(config_.rms_norm_eps));
     project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
     project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
-    for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
-      compute.kernels.rope(act.k.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
-    std::copy(act.k.begin(), act.k.end(), cache.keys(l) + slot * kv_dim);
-    std::copy(act.v.begin(), act.v.end(), cache.values(l) + slot * kv_dim);
+    store_kv(l, position, act.k.data(), act.v.data(), act.cos.data(), act.sin.data(), cache, compute);
   }
 }
 
@@ -303,43 +280,50 @@ void Transformer::project(const Matrix& w, int layer, MatrixKind kind, const std
   if (!compute.adapters.empty()) apply_lora(compute.adapters, layer, kind, x.data(), y.data(), 1, compute);
 }
 
-void Transformer::attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
-                                  Activations& act, const Compute& compute) const {
-  const auto& k = compute.kernels;
-  const std::size_t head_dim = std::size_t(config_.head_dim);
-  const std::size_t kv_dim = act.k.size();
-  project(layer.q_proj, l, MatrixKind::q_proj, act.normed, act.q, compute);
-  project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
-  project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
-  const auto attention_start = Clock::now();
-  for (std::size_t h = 0; h < std::size_t(config_.num_attention_heads); ++h)
-    k.rope(act.q.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
-  for (std::size_t h = 0; h < std::size_t(config_.num_key_value_heads); ++h)
-    k.rope(act.k.data() + h * head_dim, act.cos.data(), act.sin.data(), head_dim);
-
-  float* keys = cache.keys(l);
-  float* values = cache.values(l);
+void Transformer::store_kv(int l, int position, float* key, const float* value, const float* cos, const float* sin,
+                           KvCache& cache, const Compute& compute) const {
+  const std::size_t head_dim = std::size_t(config_.head_dim), kv_dim = std::size_t(config_.num_key_value_heads) * head_dim;
+  for (std::size_t h = 0; h < kv_dim; h += head_dim) compute.kernels.rope(key + h, cos, sin, head_dim);
   const std::size_t slot = std::size_t(cache.slot(position));
-  std::copy(act.k.begin(), act.k.end(), keys + slot * kv_dim);
-  std::copy(act.v.begin(), act.v.end(), values + slot * kv_dim);
+  std::copy_n(key, kv_dim, cache.keys(l) + slot * kv_dim);
+  std::copy_n(value, kv_dim, cache.values(l) + slot * kv_dim);
+}
 
+void Transformer::attend(int l, int position, float* query, float* attended, const float* cos, const float* sin,
+                         KvCache& cache, float* scores, const Compute& compute) const {
+  const auto& k = compute.kernels;
+  const std::size_t head_dim = std::size_t(config_.head_dim), heads = std::size_t(config_.num_attention_heads);
+  const std::size_t kv_dim = std::size_t(config_.num_key_value_heads) * head_dim;
+  for (std::size_t h = 0; h < heads; ++h) k.rope(query + h * head_dim, cos, sin, head_dim);
   // Grouped-query attention: query head h reads KV head h / (heads per KV head).
+  const float* keys = cache.keys(l);
+  const float* values = cache.values(l);
   const std::size_t n_keys = std::size_t(cache.visible(position));
-  const std::size_t group = std::size_t(config_.num_attention_heads / config_.num_key_value_heads);
+  const std::size_t group = heads / std::size_t(config_.num_key_value_heads);
   const float scale = 1.0f / std::sqrt(float(head_dim));
   const std::size_t capacity = std::size_t(cache.capacity());
   // Heads go to threads only when each thread gets enough work to pay for waking it.
   const std::size_t head_grain = std::max<std::size_t>(1, 16384 / (n_keys * head_dim));
-  compute.pool.parallel_for(std::size_t(config_.num_attention_heads), head_grain, [&](std::size_t begin, std::size_t end) {
+  compute.pool.parallel_for(heads, head_grain, [&](std::size_t begin, std::size_t end) {
     for (std::size_t h = begin; h < end; ++h) {
       const std::size_t kv_offset = (h / group) * head_dim;
-      k.attention(act.attended.data() + h * head_dim, act.q.data() + h * head_dim, keys + kv_offset,
-                  values + kv_offset, n_keys, kv_dim, head_dim, scale, act.scores.data() + h * capacity);
+      k.attention(attended + h * head_dim, query + h * head_dim, keys + kv_offset, values + kv_offset, n_keys, kv_dim,
+                  head_dim, scale, scores + h * capacity);
     }
   });
+}
+
+void Transformer::attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
+                                  Activations& act, const Compute& compute) const {
+  project(layer.q_proj, l, MatrixKind::q_proj, act.normed, act.q, compute);
+  project(layer.k_proj, l, MatrixKind::k_proj, act.normed, act.k, compute);
+  project(layer.v_proj, l, MatrixKind::v_proj, act.normed, act.v, compute);
+  const auto attention_start = Clock::now();
+  store_kv(l, position, act.k.data(), act.v.data(), act.cos.data(), act.sin.data(), cache, compute);
+  attend(l, position, act.q.data(), act.attended.data(), act.cos.data(), act.sin.data(), cache, act.scores.data(), compute);
   compute.effort->stats.attention_seconds += seconds_since(attention_start);
   project(layer.o_proj, l, MatrixKind::o_proj, act.attended, act.normed, compute);
-  k.add(act.residual.data(), act.normed.data(), act.residual.size());
+  compute.kernels.add(act.residual.data(), act.normed.data(), act.residual.size());
 }
 
 void Transformer::mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const {
@@ -358,12 +342,7 @@ namespace {
 // lower index), weighted by their softmax renormalised over the chosen, i.e. the softmax over
 // the chosen alone. Fills chosen and weights with k entries, best first.
 void route(std::span<const float> logits, std::size_t k, std::vector<int>& chosen, std::vector<float>& weights) {
-  chosen.resize(logits.size());
-  std::iota(chosen.begin(), chosen.end(), 0);
-  std::partial_sort(chosen.begin(), chosen.begin() + std::ptrdiff_t(k), chosen.end(), [&](int a, int b) {
-    return logits[std::size_t(a)] > logits[std::size_t(b)] || (logits[std::size_t(a)] == logits[std::size_t(b)] && a < b);
-  });
-  chosen.resize(k);
+  top_k(logits, k, chosen);
   const double max_logit = logits[std::size_t(chosen[0])];
   double total = 0;
   for (int e : chosen) total += std::exp(double(logits[std::size_t(e)]) - max_logit);

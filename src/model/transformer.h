@@ -3,10 +3,12 @@
 #pragma once
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "effort/config.h"
 #include "effort/types.h"
+#include "model/early_exit.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
 #include "model/weights.h"
@@ -16,6 +18,9 @@ namespace effort {
 // Activations of one token, allocated once per session.
 struct Activations {
   explicit Activations(const ModelConfig& c, int kv_capacity);
+  // Each float buffer and its length: the one table the constructor allocates and bytes() sums.
+  static std::vector<std::pair<std::vector<float> Activations::*, std::size_t>> buffers(const ModelConfig& c,
+                                                                                        int kv_capacity);
   // What the constructor allocates, known before allocating it.
   static std::uint64_t bytes(const ModelConfig& c, int kv_capacity);
   std::vector<float> residual;  // [hidden_size]
@@ -37,7 +42,10 @@ struct Activations {
 // Activations of up to `capacity` prompt tokens processed together, allocated once per session.
 struct BatchActivations {
   BatchActivations(const ModelConfig& c, std::size_t capacity);
-  static std::uint64_t bytes(const ModelConfig& c, std::size_t capacity);  // as Activations::bytes
+  static std::vector<std::pair<std::vector<float> BatchActivations::*, std::size_t>> buffers(const ModelConfig& c,
+                                                                                             std::size_t capacity);
+  // As Activations::bytes, with the Mixtral batch's scratch.
+  static std::uint64_t bytes(const ModelConfig& c, std::size_t capacity);
   std::size_t capacity;
   std::vector<float> residual, normed;  // [capacity, hidden_size]
   std::vector<float> q, attended;       // [capacity, num_attention_heads * head_dim]
@@ -45,20 +53,6 @@ struct BatchActivations {
   std::vector<float> gate, up;          // [capacity, intermediate_size]
   std::vector<float> cos, sin;          // [capacity, head_dim / 2]
   std::vector<float> packed_x;          // matmul's transposed inputs [input slots, capacity]
-};
-
-// A session's early-exit state: the resolved options and what carries over between tokens.
-struct ExitState {
-  EarlyExitOptions options;
-  std::vector<float> threshold;      // [num_hidden_layers]: > 1 where there is no check
-  std::vector<Token> candidates;     // the previous token's top tokens
-  int consecutive_exits = 0;
-  double layers_run = 0, tokens = 0;
-  double check_seconds = 0;
-  std::vector<ExitSignal> signals;
-  std::vector<float> before, final_normed;  // scratch [hidden_size]
-  // A token's top logits become the next token's candidates.
-  void take_candidates(std::span<const float> logits);
 };
 
 class Transformer {
@@ -88,6 +82,14 @@ class Transformer {
  private:
   void attention_block(const LayerWeights& layer, int l, int position, KvCache& cache,
                        Activations& act, const Compute& compute) const;
+  // The token at `position`, layer l: its key heads rotated, then key and value stored in the
+  // cache (one row of kv_dim each).
+  void store_kv(int l, int position, float* key, const float* value, const float* cos, const float* sin, KvCache& cache,
+                const Compute& compute) const;
+  // Its query heads rotated, then attention over the cache up to its position into `attended`
+  // (scores: scratch of num_attention_heads x capacity).
+  void attend(int l, int position, float* query, float* attended, const float* cos, const float* sin, KvCache& cache,
+              float* scores, const Compute& compute) const;
   void mlp_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
   void moe_block(const LayerWeights& layer, int l, Activations& act, const Compute& compute) const;
   void moe_batch(const LayerWeights& layer, int l, std::size_t first, std::size_t n, BatchActivations& batch,

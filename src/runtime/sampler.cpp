@@ -7,6 +7,8 @@
 #include <string>
 #include <tuple>
 
+#include "model/top_k.h"
+
 namespace effort {
 
 Sampler::Sampler(const SamplingOptions& options) : options_(options), rng_(options.seed) {
@@ -58,15 +60,8 @@ Token Sampler::sample(std::span<const float> logits, std::span<const Token> rece
 
 const Distribution& Sampler::distribution(std::span<const float> logits, std::span<const Token> recent) {
   penalize(logits, recent);
-  candidates_.resize(logits_.size());
-  for (std::size_t i = 0; i < candidates_.size(); ++i) candidates_[i] = Token(i);
-  const auto higher = [&](Token a, Token b) {
-    return logits_[std::size_t(a)] > logits_[std::size_t(b)] ||
-           (logits_[std::size_t(a)] == logits_[std::size_t(b)] && a < b);
-  };
+  top_k(logits_, options_.top_k > 0 ? std::size_t(options_.top_k) : logits_.size(), candidates_);
   std::size_t keep = candidates_.size();
-  if (options_.top_k > 0 && std::size_t(options_.top_k) < keep) keep = std::size_t(options_.top_k);
-  std::partial_sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(keep), candidates_.end(), higher);
   const double max_logit = logits_[std::size_t(candidates_[0])];
   // min-p, as llama.cpp: keep the tokens at least min_p times as likely as the top one (before
   // temperature), i.e. whose logit is within log(min_p) of the top logit.

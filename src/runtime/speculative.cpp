@@ -1,10 +1,14 @@
-// speculative.cpp: the rule in closed form over the candidate lists; the draft length.
+// speculative.cpp: self-speculative decoding: a round of drafts and their check, the acceptance
+// rule in closed form over the candidate lists, and the draft length.
 #include "runtime/speculative.h"
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <unordered_map>
 #include <vector>
+
+#include "runtime/session_impl.h"
 
 namespace effort {
 
@@ -49,6 +53,101 @@ void DraftLength::update(int drafted, int accepted) {
   // average over roughly the last ten checks.
   const double observed = accepted == drafted ? 1.0 : double(accepted) / (accepted + 1);
   acceptance_ += 0.1 * (observed - acceptance_);
+}
+
+void Session::Impl::speculate(int drafts, float draft_effort, Sampler& sampler, DraftLength& length,
+                              GenerationStats& stats, const Emit& emit) {
+  const int start = int(history.size());
+  const auto& eos = model.config.eos_token_ids;
+  // In a ring, positions past the capacity overwrite ones still in the window.
+  std::optional<KvCache::Saved> saved;
+  if (start + drafts >= cache.capacity()) saved = cache.save(start, drafts + 1);
+  const EffortStats before = effort.stats;
+
+  std::vector<Token> tokens = {*pending};
+  std::vector<Distribution> draft_distributions;
+  const auto generation_effort = effort.effort;
+  effort.set_all(draft_effort);
+  drafting = true;
+  while (int(tokens.size()) <= drafts && std::find(eos.begin(), eos.end(), tokens.back()) == eos.end()) {
+    run(tokens.back());
+    if (sampler.greedy()) {
+      tokens.push_back(sampler.sample(act.logits, history));
+    } else {
+      draft_distributions.push_back(sampler.distribution(act.logits, history));
+      tokens.push_back(sampler.draw(draft_distributions.back()));
+    }
+  }
+  drafting = false;
+  effort.effort = generation_effort;
+  history.resize(std::size_t(start));
+  if (saved) cache.restore(*saved, start);
+  const int drafted = int(tokens.size()) - 1;
+  const EffortStats after_drafts = effort.stats;
+  check(tokens);
+  const std::size_t vocab = act.logits.size();
+  auto logits_after = [&](int i) { return std::span<const float>(&check_logits[std::size_t(i) * vocab], vocab); };
+  auto history_to = [&](int i) { return std::span<const Token>(history).first(std::size_t(start + i + 1)); };
+
+  // The drafts that stand, then the check's next token: a correction, or one more.
+  int accepted = 0;
+  std::optional<Token> next;
+  for (int i = 1; i <= drafted && !next; ++i) {
+    if (sampler.greedy()) {
+      const Token target = sampler.sample(logits_after(i - 1), history_to(i - 1));
+      if (target != tokens[std::size_t(i)]) next = target;
+    } else {
+      const Distribution& target = sampler.distribution(logits_after(i - 1), history_to(i - 1));
+      const double u_accept = sampler.uniform(), u_redraw = sampler.uniform();
+      const DraftVerdict verdict =
+          judge_draft(tokens[std::size_t(i)], target, draft_distributions[std::size_t(i - 1)], u_accept, u_redraw);
+      if (!verdict.accepted) next = verdict.token;
+    }
+    if (!next) ++accepted;
+  }
+  if (!next) next = sampler.sample(logits_after(accepted), history_to(accepted));
+  stats.drafted += drafted;
+  stats.accepted += accepted;
+  ++stats.checks;
+  if (exit.options.enabled) exit.take_candidates(logits_after(accepted));
+  length.update(drafted, accepted);
+  // The stats compare with plain decoding: all the work done, against one dense pass per
+  // token the round advanced.
+  for (int k = 0; k < kNumMatrixKinds; ++k) {
+    const double check_dense = effort.stats.dense[k] - after_drafts.dense[k];
+    effort.stats.dense[k] = before.dense[k] + check_dense / double(tokens.size()) * double(accepted + 1);
+  }
+
+  // Hand over; `kept` counts the tokens handed over, the last of which stays pending.
+  int kept = 0;
+  for (int i = 1; i <= accepted + 1; ++i) {
+    const Token token = i <= accepted ? tokens[std::size_t(i)] : *next;
+    const Token previous = *pending;
+    pending.reset();
+    const bool more = emit(token, logits_after(i - 1));
+    if (pending) kept = i;
+    else pending = previous;  // an end-of-sequence token is not handed over
+    if (!more) break;
+  }
+  history.resize(std::size_t(start + kept));
+  if (saved) cache.restore(*saved, start + kept);
+}
+
+void Session::Impl::check(std::span<const Token> tokens) {
+  const std::size_t n = tokens.size(), vocab = act.logits.size();
+  check_logits.resize(n * vocab);
+  float lowest = 1.0f;
+  for (const auto& layer : effort.effort) lowest = std::min(lowest, *std::min_element(layer.begin(), layer.end()));
+  if (batchable(n, lowest)) {
+    model.transformer->prefill(tokens, int(history.size()), cache, act, batch(), compute(), check_logits.data());
+    history.insert(history.end(), tokens.begin(), tokens.end());
+    return;
+  }
+  for (std::size_t t = 0; t < n; ++t) {
+    model.transformer->forward(tokens[t], int(history.size()), cache, act, compute(), nullptr);
+    history.push_back(tokens[t]);
+    std::copy(act.logits.begin(), act.logits.end(), check_logits.begin() + std::ptrdiff_t(t * vocab));
+  }
 }
 
 }  // namespace effort

@@ -16,7 +16,6 @@ namespace effort {
 
 struct Tokenizer::Impl {
   sentencepiece::SentencePieceProcessor processor;
-  std::string model_bytes;
   std::string source;
   // The control pieces (</s>, and <|im_start|> where it is one), longest first, so that a piece
   // is not cut by a shorter one it contains: what encode_with_special looks for. User-defined
@@ -40,7 +39,6 @@ Tokenizer Tokenizer::from_file(const std::filesystem::path& path) {
 Tokenizer Tokenizer::from_bytes(std::string model_bytes, const std::string& source) {
   auto impl = std::make_unique<Impl>();
   load_sentencepiece(impl->processor, model_bytes, "[tokenizer] " + source);
-  impl->model_bytes = std::move(model_bytes);
   impl->source = source;
   const auto& p = impl->processor;
   for (int id = 0; id < p.GetPieceSize(); ++id)
@@ -133,7 +131,6 @@ bool Tokenizer::is_control(Token token) const {
 int Tokenizer::vocab_size() const { return impl_->processor.GetPieceSize(); }
 Token Tokenizer::bos_id() const { return impl_->processor.bos_id(); }
 Token Tokenizer::eos_id() const { return impl_->processor.eos_id(); }
-const std::string& Tokenizer::model_bytes() const { return impl_->model_bytes; }
 
 namespace {
 

@@ -1,0 +1,184 @@
+// session_impl.h: what a Session holds (its KV cache, activations, thread pool, effort and
+// early-exit state) and the steps of a generation: feeding tokens (session.cpp), speculative
+// rounds and their checks (speculative.cpp).
+#pragma once
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "effort/effort.h"
+#include "model/early_exit.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+#include "model/thread_pool.h"
+#include "model/transformer.h"
+#include "runtime/model_impl.h"
+#include "runtime/sampler.h"
+#include "runtime/speculative.h"
+
+namespace effort {
+
+// Prompt tokens per batch: enough that unpacking the weights once per batch costs little next
+// to the products, few enough that the batch activations stay small.
+inline constexpr std::size_t kPromptBatch = 256;
+
+// Session options resolved against the machine and the model; each throws effort::Error
+// (invalid_argument) naming a bad value.
+kernels::Arch choose_arch(const std::string& requested);
+int choose_threads(int requested);
+int choose_context(const ModelConfig& c, int requested);
+BucketScratch make_bucket_scratch(const ModelWeights& weights);
+
+struct Session::Impl {
+  Impl(std::shared_ptr<const Model::Impl> shared, const SessionOptions& options)
+      : model_data(std::move(shared)),
+        model(*model_data),
+        arch(choose_arch(options.kernel_arch)),
+        kernel_table(kernels::kernel_table(arch)),
+        pool(choose_threads(options.num_threads)),
+        context_length(choose_context(model.config, options.context_length)),
+        cache(model.config.num_hidden_layers,
+              model.config.sliding_window ? std::min(context_length, model.config.sliding_window) : context_length,
+              model.config.num_key_value_heads * model.config.head_dim),
+        act(model.config, cache.capacity()),
+        scratch(make_bucket_scratch(model.weights)),
+        effort(model.config.num_hidden_layers) {}
+
+  Compute compute() {
+    return Compute{kernel_table, pool, &effort, &scratch, observer ? &observer : nullptr, active_adapters};
+  }
+
+  void check_token(Token token) const {
+    if (token < 0 || token >= model.config.vocab_size)
+      throw Error(ErrorCode::invalid_argument, "[session] token id " + std::to_string(token) +
+                                                   " is outside the vocabulary [0, " +
+                                                   std::to_string(model.config.vocab_size) + ")");
+  }
+
+  void check_room(std::size_t tokens) const {
+    if (history.size() + tokens > std::size_t(context_length))
+      throw Error(ErrorCode::invalid_argument,
+                  "[session] " + std::to_string(tokens) + " more tokens do not fit the context: " +
+                      std::to_string(history.size()) + " of " + std::to_string(context_length) + " positions used");
+  }
+
+  // Runs one token through the model (range and room already checked).
+  void run(Token token) {
+    // While speculating, early exit is for the drafts: everything else runs every layer.
+    const bool may_exit = !speculating || drafting;
+    model.transformer->forward(token, int(history.size()), cache, act, compute(), may_exit ? &exit : nullptr);
+    history.push_back(token);
+  }
+
+  // Feeds the token generation left pending (at the generation effort), then `tokens`, after
+  // checking them all. Prompt tokens run at the prompt effort, in batches when nothing needs
+  // them one at a time; other tokens run one at a time at the generation effort.
+  void feed(std::span<const Token> tokens, bool prompt) {
+    for (Token t : tokens) check_token(t);
+    check_room(tokens.size() + (pending ? 1 : 0));
+    if (pending) {
+      run(*pending);
+      pending.reset();
+    }
+    if (tokens.empty()) return;
+    // The prompt's effort replaces the generation's while it runs, and its work is not counted
+    // in the effort stats, which describe generation.
+    struct GenerationEffort {
+      EffortState& state;
+      EffortState saved;
+      ~GenerationEffort() { state = std::move(saved); }
+    };
+    std::optional<GenerationEffort> generation_effort;
+    if (prompt) {
+      generation_effort.emplace(GenerationEffort{effort, effort});
+      effort.set_all(prompt_effort);
+    }
+    while (!tokens.empty()) {
+      const std::size_t n = std::min(tokens.size(), kPromptBatch);
+      if (prompt && batchable(n, prompt_effort)) {
+        model.transformer->prefill(tokens.first(n), int(history.size()), cache, act, batch(), compute());
+        history.insert(history.end(), tokens.begin(), tokens.begin() + std::ptrdiff_t(n));
+        if (exit.options.enabled) exit.take_candidates(act.logits);
+      } else {
+        for (Token t : tokens.first(n)) run(t);
+      }
+      tokens = tokens.subspan(n);
+    }
+  }
+
+  // Batches run at effort 1, see no observer, record no exit signals, need positions that do
+  // not wrap the KV ring (a later token would overwrite keys an earlier one still attends to),
+  // and at least kMinBatch tokens.
+  bool batchable(std::size_t n, float batch_effort) const {
+    return n >= kMinBatch && batch_effort >= 1.0f && !observer && !exit.options.record_signals &&
+           history.size() + n <= std::size_t(cache.capacity());
+  }
+
+  // A pending token stays pending: it runs after the shifted history, at its new end.
+  void shift(int keep, int discard) {
+    const int used = int(history.size());
+    if (keep < 0 || discard < 0 || keep + discard > used)
+      throw Error(ErrorCode::invalid_argument, "[session] context shift: keep " + std::to_string(keep) + " and discard " +
+                                                   std::to_string(discard) + " do not fit the " + std::to_string(used) +
+                                                   " tokens held");
+    if (cache.capacity() < context_length)
+      throw Error(ErrorCode::invalid_argument, "[session] context shift needs a KV cache that holds the whole context; "
+                                               "this model's sliding window (" + std::to_string(cache.capacity()) +
+                                               ") is shorter than the context (" + std::to_string(context_length) + ")");
+    model.transformer->shift_cache(cache, keep, discard, used, act, compute());
+    history.erase(history.begin() + keep, history.begin() + keep + discard);
+    ++context_shifts;
+  }
+
+  // One round of self-speculative decoding from the pending token: `drafts` tokens at
+  // draft_effort, one check of them all at the generation effort (every layer), then the tokens
+  // that stand and the check's own next token handed to emit(token, logits) in order, until it
+  // returns false. Leaves the session as plain decoding would: the cache holds the tokens handed
+  // over but the last, which is pending, with the check's keys and values. (speculative.cpp)
+  using Emit = std::function<bool(Token, std::span<const float>)>;
+  void speculate(int drafts, float draft_effort, Sampler& sampler, DraftLength& length, GenerationStats& stats,
+                 const Emit& emit);
+  // Runs `tokens` from the end of the history at the generation effort through every layer,
+  // leaving each one's next-token logits in check_logits: in one batch when it can.
+  void check(std::span<const Token> tokens);
+
+  BatchActivations& batch() {
+    if (!batch_activations) batch_activations.emplace(model.config, kPromptBatch);
+    return *batch_activations;
+  }
+
+  // Fewer tokens run one at a time: a batch converts every weight into panels once (1.6 s on the
+  // 8-layer 7B-shaped model with 2 threads, against 0.15 s for a whole token's products), which
+  // pays from 11 (F16) to 18 (q8 buckets) tokens on.
+  static constexpr std::size_t kMinBatch = 16;
+
+  std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
+  const Model::Impl& model;
+  kernels::Arch arch;
+  const kernels::KernelTable& kernel_table;  // looked up once: the CPU does not change
+  ThreadPool pool;
+  int context_length;
+  KvCache cache;
+  Activations act;
+  BucketScratch scratch;
+  EffortState effort;
+  float prompt_effort = 1.0f;
+  std::vector<AdapterUse> adapters;
+  std::vector<ActiveLora> active_adapters;  // adapters' data, as the transformer takes them
+  ActivationObserver observer;
+  ExitState exit;
+  std::optional<BatchActivations> batch_activations;  // allocated on the first batched prompt
+  std::vector<Token> history;   // tokens in the KV cache, in order
+  std::vector<float> check_logits;  // [tokens, vocab_size]: a speculative check's logits
+  bool speculating = false, drafting = false;  // in a speculative generate(); running its drafts
+  int context_shifts = 0;
+  // The last generated token: sampled but not yet run, so that a finished generation costs no
+  // extra forward pass. The next call that feeds tokens runs it first.
+  std::optional<Token> pending;
+};
+
+}  // namespace effort
