@@ -1,6 +1,7 @@
 // effort-kernel-bench: the effort matvec against our dense fp16 matvec on Mistral-7B shapes,
-// measured in the same run: median time, speed-up, GB/s of weight bytes actually read, and
-// cosine similarity to the exact product.
+// measured in the same run: median time, speed-up, GB/s of weight bytes actually read and its
+// fraction of the machine's memory roof (measured in the same run), and cosine similarity to
+// the exact product.
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -36,7 +37,9 @@ cosine similarity to the exact product for Gaussian inputs and for heavy-tailed 
 with 3 degrees of freedom, 8 channels 20x larger). Several copies of each matrix are cycled so
 that every product streams from memory; dense and effort products alternate, so a slow phase of
 a shared machine affects both alike. A * marks the points on the quality/time frontier of each
-shape and thread count: no other point is both faster and better (Gaussian cos).
+shape and thread count: no other point is both faster and better (Gaussian cos). GB/s counts
+the bytes a product reads (the units dispatched, every unit's stat, the probes); "of roof" is
+that against a plain multi-threaded read of 1 GiB timed in the same run.
 The same matrices quantized to llama.cpp's Q8_0, Q4_0 and Q4_K (x exact) give those formats'
 cos; for each of our layouts, the effort at which it reaches Q8_0's and Q4_0's Gaussian cos
 (linear between the measured efforts; "-" when no listed effort reaches it), and the time
@@ -123,6 +126,7 @@ int run(int argc, char** argv) {
   }
 
   nlohmann::json results = nlohmann::json::array(), formats = nlohmann::json::array(), matched = nlohmann::json::array();
+  std::map<int, double> roof;  // bytes/s of a plain read, per thread count (bench::stream_bandwidth)
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
     const std::size_t out = shape.out, in = shape.in;
@@ -195,6 +199,7 @@ int run(int argc, char** argv) {
       const std::string layout = layout_name(bucket_size, weight_type);
       const double layout_bytes = double(b.units.size() + b.scales.size() * 2);
       for (int t : threads) {
+        if (!roof.count(t)) roof[t] = bench::stream_bandwidth(t);
         ThreadPool pool(t);
         EffortState state;
         const Compute compute{kernels::kernel_table(arch), pool, &state, &scratch};
@@ -222,7 +227,8 @@ int run(int argc, char** argv) {
           const double bytes = fraction * layout_bytes + double(b.stats.size()) * 4 + double(b.probe_stats.size()) * 4;
           shape_results.push_back({{"shape", name}, {"layout", layout}, {"bucket_size", bucket_size}, {"effort", effort},
                                    {"threads", t}, {"dense_ms", dense_s * 1e3}, {"ms", s * 1e3}, {"time_ratio", s / dense_s},
-                                   {"speedup", dense_s / s}, {"gbps", bytes / s / 1e9}, {"cos_gauss", cosine(exact_gauss, y)},
+                                   {"speedup", dense_s / s}, {"gbps", bytes / s / 1e9}, {"roof_fraction", bytes / s / roof[t]},
+                                   {"cos_gauss", cosine(exact_gauss, y)},
                                    {"cos_heavy", cos_heavy}, {"dispatched", fraction},
                                    {"arch", std::string(kernels::arch_name(arch))}});
           if (!json_out)
@@ -252,15 +258,22 @@ int run(int argc, char** argv) {
     }
   }
   if (json_out) {
-    std::printf("%s\n", nlohmann::json{{"points", results}, {"formats", formats}, {"matched", matched}}.dump(2).c_str());
+    nlohmann::json roofs;
+    for (const auto& [t, bps] : roof) roofs[std::to_string(t)] = bps / 1e9;
+    std::printf("%s\n", nlohmann::json{{"points", results}, {"formats", formats}, {"matched", matched}, {"roof_gbps", roofs}}
+                             .dump(2)
+                             .c_str());
   } else {
-    std::printf("| shape | layout | effort | threads | dense ms | ms | time / dense | speed-up | GB/s | cos Gaussian | cos heavy | frontier |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (const auto& [t, bps] : roof)
+      std::printf("memory roof, %d thread%s: %.1f GB/s (a plain read of 1 GiB)\n", t, t == 1 ? "" : "s", bps / 1e9);
+    std::printf("\n| shape | layout | effort | threads | dense ms | ms | time / dense | speed-up | GB/s | of roof | cos Gaussian | cos heavy | frontier |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& r : results)
-      std::printf("| %s | %s | %.3g | %d | %.3f | %.3f | %.3f | %.2fx | %.1f | %.4f | %.4f | %s |\n",
+      std::printf("| %s | %s | %.3g | %d | %.3f | %.3f | %.3f | %.2fx | %.1f | %.0f%% | %.4f | %.4f | %s |\n",
                   r["shape"].get<std::string>().c_str(), r["layout"].get<std::string>().c_str(), r["effort"].get<double>(),
                   r["threads"].get<int>(), r["dense_ms"].get<double>(), r["ms"].get<double>(), r["time_ratio"].get<double>(),
-                  r["speedup"].get<double>(), r["gbps"].get<double>(), r["cos_gauss"].get<double>(),
+                  r["speedup"].get<double>(), r["gbps"].get<double>(), 100 * r["roof_fraction"].get<double>(),
+                  r["cos_gauss"].get<double>(),
                   r["cos_heavy"].get<double>(), r["frontier"].get<bool>() ? "*" : "");
     std::printf("\nllama.cpp's formats on the same matrices:\n\n| shape | format | bytes per weight | cos Gaussian | cos heavy |\n"
                 "|---|---|---|---|---|\n");

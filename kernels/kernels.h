@@ -15,6 +15,8 @@ struct BucketView;  // bucket_view.h
 // Entries of a bucketed matrix: fp16, or int8 with an fp16 scale per kQ8Block entries.
 enum class BucketWeights { f16, q8 };
 inline constexpr std::size_t kQ8Block = 32;
+// Room a dispatched list needs past its last possible entry.
+inline constexpr std::size_t kDispatchSlack = 16;
 // Outputs per panel of a batched product (panel_matmul.h).
 inline constexpr std::size_t kPanelWidth = 32;
 
@@ -55,8 +57,9 @@ struct KernelTable {
   void (*silu_mul)(float* out, const float* gate, const float* up, std::size_t n);
   // y[i] += x[i]
   void (*add)(float* y, const float* x, std::size_t n);
-  // Effort product over a bucketed matrix (bucket_matvec.h): list the units and their inputs,
-  // then multiply a list into y [B*S] (outputs in order, padding included).
+  // Effort product over a bucketed matrix (bucket_matvec.h): list the units and their inputs
+  // (units and xs hold num_units + kDispatchSlack entries: SIMD stores whole vectors past the
+  // list's end), then multiply a list into y [B*S] (outputs in order, padding included).
   std::size_t (*bucket_dispatch)(std::uint32_t* units, float* xs, const BucketView& m, const float* x,
                                  std::size_t num_units, float cutoff);
   void (*bucket_matvec)(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count);

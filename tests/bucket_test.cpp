@@ -1,7 +1,10 @@
 // bucket_test.cpp: the bucketed layout and the effort kernels: round trip, structure, SIMD vs
 // scalar reference, the cutoff, and how quality and work fall with effort.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <random>
 
 #include "model/bucketize.h"
@@ -206,8 +209,8 @@ TEST_CASE("SIMD dispatch and bucket product equal the scalar reference bit for b
       const auto& ref = kernels::kernel_table(Arch::scalar);
       for (float cutoff : {-1.0f, 0.0f, 0.01f, 0.05f}) {
         const std::size_t units = b.num_units() - std::min<std::size_t>(3, b.num_units() - 1);  // a partial last rank
-        std::vector<std::uint32_t> list_ref(units), list(units);
-        std::vector<float> xs_ref(units), xs(units);
+        std::vector<std::uint32_t> list_ref(units), list(units + kernels::kDispatchSlack);
+        std::vector<float> xs_ref(units), xs(units + kernels::kDispatchSlack);
         const std::size_t n_ref = ref.bucket_dispatch(list_ref.data(), xs_ref.data(), m.view, x.data(), units, cutoff);
         std::vector<float> yr(b.num_buckets * size + 1, 7.0f);
         ref.bucket_matvec(yr.data(), m.view, list_ref.data(), xs_ref.data(), n_ref);
@@ -308,6 +311,29 @@ TEST_CASE("the cutoff is the exact order statistic of the probe importances", "[
   REQUIRE(effort_cutoff(p, 5, 0.01f) == 4.0f);  // t clamps to 1: at least the largest passes
   p = {5, 1, 4, 2, 3};
   REQUIRE(effort_cutoff(p, 5, 0.9f) == 1.0f);   // t = round(4.5) = 4 (ties away from zero)
+  // The radix select against nth_element on importances as they come: random magnitudes over
+  // many octaves, zeros, exact ties, subnormals, a single value.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> octave(-40, 10);
+  for (std::size_t n : {1, 2, 3, 17, 1000, 4096}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<float> values(n);
+      for (auto& v : values) {
+        v = std::exp2(octave(rng));
+        if (kind == 1 && rng() % 3 == 0) v = 0.0f;
+        if (kind == 2) v = float(rng() % 7);  // ties everywhere
+        if (kind == 3) v = std::numeric_limits<float>::denorm_min() * float(rng() % 1000);
+      }
+      for (float e : {0.01f, 0.125f, 0.25f, 0.375f, 0.5f, 0.75f, 0.99f, 1.0f}) {
+        const auto t = std::size_t(std::clamp<double>(std::round(double(e) * double(n)), 1.0, double(n)));
+        std::vector<float> sorted = values;
+        std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+        std::vector<float> work = values;
+        CAPTURE(n, kind, e);
+        REQUIRE(effort_cutoff(work, n, e) == (t >= n ? -1.0f : sorted[t]));
+      }
+    }
+  }
 }
 
 TEST_CASE("the work done tracks effort and quality falls smoothly", "[effort]") {

@@ -162,6 +162,7 @@ BucketMatrix as_matrix(const BucketizedMatrix& m, std::size_t loaded_units) {
   for (std::size_t i = 0; i < m.probe_units.size(); ++i)
     if (m.probe_units[i] < loaded_units) {
       v.probe_units.push_back(m.probe_units[i]);
+      v.probe_inputs.push_back(std::uint32_t(m.probe_units[i] % m.in_features));
       v.probe_stats.push_back(m.probe_stats[i]);
     }
   return v;

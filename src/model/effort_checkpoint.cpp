@@ -67,6 +67,7 @@ BucketMatrix bucketed(const EffortFile& file, const std::string& name, std::int6
       throw Error(ErrorCode::format, context + ": probe unit " + std::to_string(probe_units[i]) + " out of range");
     if (probe_units[i] < w.loaded_units) {
       w.probe_units.push_back(probe_units[i]);
+      w.probe_inputs.push_back(std::uint32_t(probe_units[i] % w.view.num_inputs));
       w.probe_stats.push_back(probe_stats[i]);
     }
   }

