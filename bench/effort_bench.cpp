@@ -165,6 +165,7 @@ struct Test {
 // Milliseconds per generated token in each stage (EffortStats), summed over repetitions.
 struct Stages {
   double multiply = 0, dispatch = 0, attention = 0, head = 0, total = 0;
+  double megabytes = 0;  // weight bytes read per token (projections and head), in MB
   double other() const { return total - multiply - dispatch - attention - head; }
 };
 
@@ -297,6 +298,7 @@ int run(int argc, char** argv) {
           r.stages.attention += e.attention_seconds * per_token;
           r.stages.head += e.head_seconds * per_token;
           r.stages.total += seconds * per_token;
+          r.stages.megabytes += (e.projection_bytes + e.head_bytes) * per_token * 1e-9;
         }
       for (std::size_t g = 0; g < group.size(); ++g) {
         Result& r = group[g];
@@ -344,10 +346,12 @@ int run(int argc, char** argv) {
         out.back()["acceptance"] = sp.drafted ? double(sp.accepted) / sp.drafted : 0.0;
         out.back()["tokens_per_check"] = sp.checks ? double(r.test.n_gen * o.repetitions) / sp.checks : 0.0;
       }
-      if (r.test.n_gen)
+      if (r.test.n_gen) {
         out.back()["stages_ms_per_token"] = {{"multiply", r.stages.multiply}, {"dispatch", r.stages.dispatch},
                                              {"attention", r.stages.attention}, {"head", r.stages.head},
                                              {"other", r.stages.other()}, {"total", r.stages.total}};
+        out.back()["megabytes_per_token"] = r.stages.megabytes;
+      }
     }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
@@ -373,17 +377,25 @@ int run(int argc, char** argv) {
                 bench::mean(r.tps), bench::sd(r.tps), r.peak_rss_mb);
   }
   if (!o.stages) return 0;
+  // The memory roof of each thread count, measured now: a token's bytes at that bandwidth are
+  // the least time it can take.
+  std::map<int, double> roof;
+  for (const Result& r : results)
+    if (r.test.n_gen && !roof.count(r.threads)) roof[r.threads] = bench::stream_bandwidth(r.threads);
   std::printf("\nms per generated token (projections = multiply + dispatch; head = output projection; other =\n"
-              "embedding, norms, residuals, SwiGLU, exit checks, sampling):\n\n");
-  std::printf("| threads | effort | test | total | multiply | dispatch | attention | head | other |\n");
-  std::printf("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+              "embedding, norms, residuals, SwiGLU, exit checks, sampling); MB of weights read per token, and\n"
+              "those bytes per second against the memory roof (a plain read of 1 GiB with as many threads):\n\n");
+  for (const auto& [t, bps] : roof) std::printf("memory roof, %d thread%s: %.1f GB/s\n", t, t == 1 ? "" : "s", bps / 1e9);
+  std::printf("\n| threads | effort | test | total | multiply | dispatch | attention | head | other | MB | GB/s | of roof |\n");
+  std::printf("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (const Result& r : results) {
     if (!r.test.n_gen) continue;
     const Stages& s = r.stages;
     auto part = [&](double ms) { return std::to_string(ms).substr(0, 6) + " (" + std::to_string(int(std::lround(100 * ms / s.total))) + "%)"; };
-    std::printf("| %d | %g | %s | %.2f | %s | %s | %s | %s | %s |\n", r.threads, r.test.effort, r.test.name.c_str(), s.total,
-                part(s.multiply).c_str(), part(s.dispatch).c_str(), part(s.attention).c_str(), part(s.head).c_str(),
-                part(s.other()).c_str());
+    const double gbps = s.megabytes / s.total;  // MB per ms = GB/s
+    std::printf("| %d | %g | %s | %.2f | %s | %s | %s | %s | %s | %.1f | %.1f | %.0f%% |\n", r.threads, r.test.effort,
+                r.test.name.c_str(), s.total, part(s.multiply).c_str(), part(s.dispatch).c_str(), part(s.attention).c_str(),
+                part(s.head).c_str(), part(s.other()).c_str(), s.megabytes, gbps, 100 * gbps * 1e9 / roof[r.threads]);
   }
   return 0;
 }

@@ -172,6 +172,35 @@ TEST_CASE("a file loaded at 0.75 equals the full file with those rows removed", 
   REQUIRE(a.effort_stats().overall() == Approx(0.75));
 }
 
+TEST_CASE("the bytes a token reads: every weight of the dense model, the listed units of a bucketed one", "[model][effort]") {
+  // Dense F32: per token, each projection's rows x cols x 4 bytes and the head's, exactly.
+  const auto c = ModelConfig::from_file(test::fixture_model() / "config.json");
+  double projections = 0;
+  for (int k = 0; k < kNumMatrixKinds; ++k) {
+    const auto shape = projection_shape(c, MatrixKind(k));
+    projections += double(shape[0]) * double(shape[1]) * 4 * c.num_hidden_layers;
+  }
+  const Model dense = Model::load(test::fixture_model());
+  Session d = dense.new_session();
+  d.forward(1);
+  d.forward(2);
+  REQUIRE(d.effort_stats().projection_bytes == 2 * projections);
+  REQUIRE(d.effort_stats().head_bytes == 2 * double(c.vocab_size) * c.hidden_size * 4);
+  // Bucketed q8 at effort 1 reads every entry (1 byte), its scales, stats and probes: a little
+  // over a quarter of the F32 bytes; at effort 0.5 about half of that, the stats and probes whole.
+  const Model bucketed = Model::load(test::fixture_effort());
+  Session b = bucketed.new_session();
+  b.forward(1);
+  const double full = b.effort_stats().projection_bytes;
+  REQUIRE(full > projections / 4);
+  REQUIRE(full < projections / 4 * 1.5);
+  b.reset_effort_stats();
+  b.set_effort(0.5f);
+  b.forward(2);
+  REQUIRE(b.effort_stats().projection_bytes < 0.75 * full);
+  REQUIRE(b.effort_stats().projection_bytes > 0.4 * full);
+}
+
 TEST_CASE("per-kind effort and bad effort values", "[model][effort]") {
   const Model model = Model::load(test::fixture_effort());
   Session s = model.new_session();

@@ -67,6 +67,10 @@ struct EffortStats {
   // the output head. What a token takes beyond their sum is the rest: embedding, norms,
   // residual adds, SwiGLU, exit checks, and the caller's sampling.
   double dispatch_seconds = 0, multiply_seconds = 0, attention_seconds = 0, head_seconds = 0;
+  // Bytes of weights the same tokens' products read: the projections' (for a bucketed matrix
+  // the units listed, with their scales, every unit's stat and the probes) and the head's. Per
+  // token, against the machine's read bandwidth, it says how near the memory roof a token runs.
+  double projection_bytes = 0, head_bytes = 0;
   // Mixture of experts: how often each expert was chosen, over layers and tokens (empty otherwise).
   std::vector<double> expert_uses;
 };

@@ -46,6 +46,9 @@ void bucket_matvec(const BucketMatrix& w, int layer, MatrixKind kind, const floa
   state.stats.dispatch_seconds += std::chrono::duration<double>(dispatched - start).count();
   state.stats.multiply_seconds += seconds_since(dispatched);
   state.stats.done[int(kind)] += double(count) * double(v.num_buckets);
+  const double scale_bytes = v.scales ? double(v.num_blocks()) * 2 : 0;
+  state.stats.projection_bytes += double(count) * (double(v.num_buckets * v.entry_bytes()) + scale_bytes) +
+                                  double(w.loaded_units) * 4 + double(n) * 8;
   state.stats.dense[int(kind)] += double(outputs) * double(in);
 }
 
@@ -181,6 +184,7 @@ void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* 
     const double macs = double(dense.rows) * double(dense.cols);
     compute.effort->stats.done[int(kind)] += macs;
     compute.effort->stats.dense[int(kind)] += macs;
+    compute.effort->stats.projection_bytes += double(kernels::dtype_bytes(dense.dtype, dense.cols)) * double(dense.rows);
   }
 }
 

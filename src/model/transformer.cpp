@@ -147,6 +147,7 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
   const auto head_start = Clock::now();
   matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
   compute.effort->stats.head_seconds += seconds_since(head_start);
+  compute.effort->stats.head_bytes += double(weights_.lm_head.rows) * double(kernels::dtype_bytes(weights_.lm_head.dtype, weights_.lm_head.cols));
   if (exit && exit->options.enabled) {
     exit->consecutive_exits = layers < n ? exit->consecutive_exits + 1 : 0;
     exit->layers_run += layers;
