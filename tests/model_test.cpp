@@ -1,5 +1,5 @@
 // model_test.cpp: the engine's logits and greedy tokens against the independent references in
-// ../shared/reference (llama2.c run.c) and against reference_forward.h.
+// tests/data/reference (llama2.c run.c) and against reference_forward.h.
 #include <catch2/catch.hpp>
 
 #include "effort/effort.h"
