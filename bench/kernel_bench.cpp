@@ -181,7 +181,7 @@ int run(int argc, char** argv) {
     std::vector<nlohmann::json> shape_results;
     for (std::size_t bucket_size : bucket_sizes)
     for (const BucketEntries entries : weight_types) {
-    const kernels::BucketWeights weight_type = bucket_weights(entries);
+      const kernels::BucketWeights weight_type = bucket_weights(entries);
       BucketizeOptions options;
       options.bucket_size = bucket_size;
       options.weights = weight_type;

@@ -15,6 +15,12 @@ using namespace effort;
 using Catch::Contains;
 
 namespace {
+GenerateOptions greedy_for(int n) {
+  GenerateOptions o;
+  o.max_new_tokens = n;
+  o.sampling.temperature = 0;
+  return o;
+}
 GenerateOptions sampled(int n, std::uint64_t seed) {
   GenerateOptions o;
   o.max_new_tokens = n;
@@ -77,9 +83,7 @@ TEST_CASE("same seed, same tokens, for every thread count, kernel arch and mmap 
 
 TEST_CASE("generating in two calls equals one call (greedy)", "[model]") {
   const Model model = Model::load(test::fixture_model());
-  GenerateOptions greedy;
-  greedy.sampling.temperature = 0;
-  greedy.max_new_tokens = 30;
+  GenerateOptions greedy = greedy_for(30);
   const std::vector<Token> prompt = {1};
   Session one = model.new_session();
   const auto whole = one.generate(std::span<const Token>(prompt), greedy).tokens;
@@ -95,9 +99,7 @@ TEST_CASE("generating in two calls equals one call (greedy)", "[model]") {
 
 TEST_CASE("forward() after generate() runs the pending token first, as effort.h says", "[model]") {
   const Model model = Model::load(test::fixture_model());
-  GenerateOptions greedy;
-  greedy.sampling.temperature = 0;
-  greedy.max_new_tokens = 5;
+  GenerateOptions greedy = greedy_for(5);
   const std::vector<Token> prompt = {1};
   Session generated = model.new_session();
   const auto tokens = generated.generate(std::span<const Token>(prompt), greedy).tokens;
@@ -117,9 +119,7 @@ TEST_CASE("forward() after generate() runs the pending token first, as effort.h 
 TEST_CASE("text prompts and the token callback", "[model]") {
   const Model model = Model::load(test::fixture_model());
   Session s = model.new_session();
-  GenerateOptions greedy;
-  greedy.sampling.temperature = 0;
-  greedy.max_new_tokens = 50;
+  GenerateOptions greedy = greedy_for(50);
   std::string streamed;
   int calls = 0;
   const auto result = s.generate(std::string_view("Once upon a time"), greedy, [&](Token, std::string_view text) {
@@ -203,9 +203,7 @@ TEST_CASE("a context shift moves the cache as if the kept tokens had been fed at
 
 TEST_CASE("a session keeps its model's data alive", "[model]") {
   Session s = Model::load(test::fixture_model()).new_session();  // the Model object is gone at once
-  GenerateOptions greedy;
-  greedy.sampling.temperature = 0;
-  greedy.max_new_tokens = 5;
+  GenerateOptions greedy = greedy_for(5);
   const std::vector<Token> bos = {1};
   const auto ref = test::read_json(test::reference_dir() / "stories260K" / "greedy_from_bos.json")["generated_ids"];
   const auto tokens = s.generate(std::span<const Token>(bos), greedy).tokens;

@@ -9,7 +9,7 @@
 
 namespace effort {
 
-void ExitState::configure(const EarlyExitOptions& options, const ModelConfig& config) {
+void ExitState::configure(const EarlyExitOptions& requested, const ModelConfig& config) {
   const int n = config.num_hidden_layers;
   auto bad = [](const std::string& what) { throw Error(ErrorCode::invalid_argument, "[early exit] " + what); };
   auto check_threshold = [&](float t) {
@@ -20,21 +20,21 @@ void ExitState::configure(const EarlyExitOptions& options, const ModelConfig& co
       bad("check layer " + std::to_string(l) + " is outside [0, " + std::to_string(n - 1) +
           ") (a check after the last layer would skip nothing)");
   };
-  check_threshold(options.threshold);
-  for (int l : options.check_layers) check_layer(l);
-  for (const auto& [l, t] : options.layer_thresholds) {
+  check_threshold(requested.threshold);
+  for (int l : requested.check_layers) check_layer(l);
+  for (const auto& [l, t] : requested.layer_thresholds) {
     check_layer(l);
     check_threshold(t);
   }
-  if (options.patience < 1) bad("patience must be >= 1, got " + std::to_string(options.patience));
-  if (options.warmup < 0) bad("warmup must be >= 0, got " + std::to_string(options.warmup));
-  if (options.max_consecutive < 1) bad("max_consecutive must be >= 1, got " + std::to_string(options.max_consecutive));
-  if (options.candidates < 2 || options.candidates > config.vocab_size)
-    bad("candidates must be in [2, vocab_size], got " + std::to_string(options.candidates));
-  if (!(options.min_saturation >= 0.0f && options.min_saturation <= 1.0f))
-    bad("min_saturation must be in [0, 1], got " + std::to_string(options.min_saturation));
+  if (requested.patience < 1) bad("patience must be >= 1, got " + std::to_string(requested.patience));
+  if (requested.warmup < 0) bad("warmup must be >= 0, got " + std::to_string(requested.warmup));
+  if (requested.max_consecutive < 1) bad("max_consecutive must be >= 1, got " + std::to_string(requested.max_consecutive));
+  if (requested.candidates < 2 || requested.candidates > config.vocab_size)
+    bad("candidates must be in [2, vocab_size], got " + std::to_string(requested.candidates));
+  if (!(requested.min_saturation >= 0.0f && requested.min_saturation <= 1.0f))
+    bad("min_saturation must be in [0, 1], got " + std::to_string(requested.min_saturation));
 
-  std::vector<int> layers = options.check_layers;
+  std::vector<int> layers = requested.check_layers;
   if (layers.empty()) {
     // Three checks spread over the second half, never after the last two layers; a model too
     // shallow for two such checks may check before its last layer too.
@@ -44,15 +44,15 @@ void ExitState::configure(const EarlyExitOptions& options, const ModelConfig& co
       if (std::find(layers.begin(), layers.end(), l) == layers.end()) layers.push_back(l);
     }
   }
-  std::vector<float> threshold(std::size_t(n), 2.0f);  // > 1: no check
-  for (int l : layers) threshold[std::size_t(l)] = options.threshold;
-  for (const auto& [l, t] : options.layer_thresholds) threshold[std::size_t(l)] = t;
-  const auto checks = std::count_if(threshold.begin(), threshold.end(), [](float t) { return t <= 1.0f; });
-  if (options.enabled && !options.record_signals && checks < options.patience)
-    bad("patience " + std::to_string(options.patience) + " needs at least that many check layers, and " +
+  std::vector<float> thresholds(std::size_t(n), 2.0f);  // > 1: no check
+  for (int l : layers) thresholds[std::size_t(l)] = requested.threshold;
+  for (const auto& [l, t] : requested.layer_thresholds) thresholds[std::size_t(l)] = t;
+  const auto checks = std::count_if(thresholds.begin(), thresholds.end(), [](float t) { return t <= 1.0f; });
+  if (requested.enabled && !requested.record_signals && checks < requested.patience)
+    bad("patience " + std::to_string(requested.patience) + " needs at least that many check layers, and " +
         std::to_string(checks) + " are set for this " + std::to_string(n) + "-layer model (lower the patience or add check layers)");
-  this->options = options;
-  this->threshold = std::move(threshold);
+  options = requested;
+  threshold = std::move(thresholds);
   candidates.clear();
   consecutive_exits = 0;
 }

@@ -22,7 +22,7 @@ struct ExitState {
 
   // Checks the options against the model (effort::Error, invalid_argument, naming the option),
   // chooses the check layers when none are given and starts afresh: no candidates, no streak.
-  void configure(const EarlyExitOptions& options, const ModelConfig& config);
+  void configure(const EarlyExitOptions& requested, const ModelConfig& config);
   // A token's top logits become the next token's candidates.
   void take_candidates(std::span<const float> logits);
 };
