@@ -5,18 +5,18 @@
 // the bucket's S weights of column j are sorted by |w| descending; rank k names the k-th. Unit
 // u = k*in + j is a row of B entries: entry b is the rank-k weight of bucket b in column j.
 // Entries are fp16 (weights f16) or int8 (weights q8: one fp16 scale per block of kQ8Block
-// entries along the unit row, weight = entry * scale). Either way an entry is the value nearest
-// to the weight whose log2(S) low bits are its position in the bucket (so decoding is a plain
-// convert, with no bias). Units are rank-major, so the least important come last.
+// entries along the unit row, weight = entry * scale, entries in [-127, 127]). Either way an
+// entry is the value nearest to the weight whose log2(S) low bits are its position in the
+// bucket (so decoding is a plain convert, with no bias). Units are rank-major, so the least important come last.
 // stats[u] = mean over buckets of |weight b of unit u|. S = 16 is the original's canonical
 // layout; S = 1 keeps whole input columns.
 //
 // A product runs in two steps. Dispatch lists the units whose importance |x_j| * stats[u]
 // exceeds the cutoff, in ascending unit order, with their inputs x_j. bucket_matvec multiplies
-// a list: every listed unit's entry b, times its x (times the block's scale for q8), is added
-// to output b*S + position. For S = 2 it sums a bucket's total and its position-1 part, and
-// position 0 is their difference: one plain and one masked multiply-add per weight instead of
-// two masked ones.
+// a list: every listed unit's entry b, times its x, is added to output b*S + position (for q8,
+// x times the block's scale in int8, as integer dot products: bucket_matvec_q8.h). For S = 2 it
+// sums a bucket's total and its position-1 part, and position 0 is their difference: one plain
+// and one masked multiply-add per weight instead of two masked ones.
 //
 // Legend: S = bucket_size, B = num_buckets, in = num_inputs, W = SIMD lanes (floats).
 #pragma once
@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "bucket_matvec_q8.h"
 #include "bucket_view.h"
 #include "simd.h"
 
@@ -50,15 +51,16 @@ inline std::size_t bucket_dispatch(std::uint32_t* units, float* xs, const Bucket
 }
 
 // Outputs of buckets [bucket_begin, bucket_end), summed over the listed units in list order.
-// Each term is value * (x * scale), as the SIMD kernels compute it.
+// fp16 entries; q8 ones are bucket_matvec_q8.h's.
 inline void bucket_matvec_range(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
                                        std::size_t count, std::size_t bucket_begin, std::size_t bucket_end) {
+  if (m.weights == BucketWeights::q8) return bucket_matvec_q8_range(y, m, units, xs, count, bucket_begin, bucket_end);
   const std::size_t S = m.bucket_size;
   for (std::size_t o = bucket_begin * S; o < bucket_end * S; ++o) y[o] = 0.0f;
   for (std::size_t i = 0; i < count; ++i) {
     const std::size_t u = units[i];
     for (std::size_t b = bucket_begin; b < bucket_end; ++b) {
-      const float w = entry_value(m, u, b), x = xs[i] * entry_scale(m, u, b);
+      const float w = entry_value(m, u, b), x = xs[i];
       if (S == 2) {
         y[b * 2] = std::fma(w, x, y[b * 2]);  // the total, until the end
         if (entry_bits(m, u, b) & 1) y[b * 2 + 1] = std::fma(w, x, y[b * 2 + 1]);
@@ -82,78 +84,43 @@ inline void bucket_matvec(float* y, const BucketView& m, const std::uint32_t* un
 
 namespace simd {
 
-// W entries of one type (u16: fp16, i8: q8) as floats, and tests of their low bits.
-template <class A, class E>
-struct Entries;
-
-#if defined(__AVX512F__)
-template <>
-struct Entries<Avx512, std::uint16_t> {
-  static __m512 decode(const std::uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static __m256i raw(const std::uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static __mmask16 test(__m256i raw, int bits) { return _mm256_test_epi16_mask(raw, _mm256_set1_epi16(short(bits))); }
-  static __mmask16 equal(__m256i raw, int bits, int value) {
-    return _mm256_cmpeq_epi16_mask(_mm256_and_si256(raw, _mm256_set1_epi16(short(bits))), _mm256_set1_epi16(short(value)));
-  }
-};
-template <>
-struct Entries<Avx512, std::int8_t> {
-  static __m512 decode(const std::int8_t* p) { return int8_to_floats<Avx512>(p); }
-  static __m128i raw(const std::int8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
-  static __mmask16 test(__m128i raw, int bits) { return _mm_test_epi8_mask(raw, _mm_set1_epi8(char(bits))); }
-  static __mmask16 equal(__m128i raw, int bits, int value) {
-    return _mm_cmpeq_epi8_mask(_mm_and_si128(raw, _mm_set1_epi8(char(bits))), _mm_set1_epi8(char(value)));
-  }
-};
-#elif defined(__AVX2__)
-template <>
-struct Entries<Avx2, std::uint16_t> {
-  static __m256 decode(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-  static __m256i ints(const std::uint16_t* p) { return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-};
-template <>
-struct Entries<Avx2, std::int8_t> {
-  static __m256i ints(const std::int8_t* p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
-  static __m256 decode(const std::int8_t* p) { return int8_to_floats<Avx2>(p); }
-};
-#endif
-
-// Position routing of W entries: acc[q] += w * x where the entry's position is q (for S = 2:
-// acc[0] += w * x everywhere, acc[1] where the position bit is set).
-template <class A, class E, std::size_t S>
+// Position routing of W fp16 entries: acc[q] += w * x where the entry's position is q (for
+// S = 2: acc[0] += w * x everywhere, acc[1] where the position bit is set).
+template <class A, std::size_t S>
 struct Router;
 
 #if defined(__AVX512F__)
-template <class E, std::size_t S>
-struct Router<Avx512, E, S> {
+template <std::size_t S>
+struct Router<Avx512, S> {
   using F = Floats<Avx512>;
-  using In = Entries<Avx512, E>;
-  static void route(F* acc, const E* p, F x) {
-    const F w = In::decode(p);
+  static void route(F* acc, const std::uint16_t* p, F x) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const F w = _mm512_cvtph_ps(raw);
     if constexpr (S == 1) {
       acc[0] = _mm512_fmadd_ps(w, x, acc[0]);
     } else if constexpr (S == 2) {
       acc[0] = _mm512_fmadd_ps(w, x, acc[0]);
-      acc[1] = _mm512_mask3_fmadd_ps(w, x, acc[1], In::test(In::raw(p), 1));
+      acc[1] = _mm512_mask3_fmadd_ps(w, x, acc[1], _mm256_test_epi16_mask(raw, _mm256_set1_epi16(1)));
     } else {
-      const auto raw = In::raw(p);
-      for (std::size_t q = 0; q < S; ++q) acc[q] = _mm512_mask3_fmadd_ps(w, x, acc[q], In::equal(raw, int(S - 1), int(q)));
+      const __m256i low = _mm256_and_si256(raw, _mm256_set1_epi16(short(S - 1)));
+      for (std::size_t q = 0; q < S; ++q)
+        acc[q] = _mm512_mask3_fmadd_ps(w, x, acc[q], _mm256_cmpeq_epi16_mask(low, _mm256_set1_epi16(short(q))));
     }
   }
 };
 #elif defined(__AVX2__)
-template <class E, std::size_t S>
-struct Router<Avx2, E, S> {
+template <std::size_t S>
+struct Router<Avx2, S> {
   using F = Floats<Avx2>;
-  using In = Entries<Avx2, E>;
   // Without mask registers a masked multiply-add is one of weights zeroed elsewhere: the same
   // result, since acc + 0*x == acc for finite x.
-  static void route(F* acc, const E* p, F x) {
-    const __m256 w = In::decode(p);
+  static void route(F* acc, const std::uint16_t* p, F x) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m256 w = _mm256_cvtph_ps(raw);
     if constexpr (S == 1) {
       acc[0] = _mm256_fmadd_ps(w, x, acc[0]);
     } else {
-      const __m256i positions = _mm256_and_si256(In::ints(p), _mm256_set1_epi32(int(S - 1)));
+      const __m256i positions = _mm256_and_si256(_mm256_cvtepu16_epi32(raw), _mm256_set1_epi32(int(S - 1)));
       if constexpr (S == 2) {
         acc[0] = _mm256_fmadd_ps(w, x, acc[0]);
         const __m256 odd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(positions, _mm256_set1_epi32(1)));
@@ -169,72 +136,31 @@ struct Router<Avx2, E, S> {
 };
 #endif
 
-// The stream kernel. Units go kGroup at a time; each is streamed along its whole row, so kGroup
-// memory streams are in flight, and the next group's rows are prefetched at the same offsets.
-// A tile of W buckets keeps its S accumulators [S][W] in y while the group passes (y is L1/L2
-// sized: out floats), loaded and stored once per group; y is put in output order at the end.
-// Tiles are taken kTiles at a time so that kTiles * S accumulator chains of fused
-// multiply-adds run side by side: one chain would wait on the FMA latency at every unit. Each
-// output sums its units in list order, as the reference does, so the results are equal.
+// The stream kernel for fp16 entries. Units go kGroup at a time; each is streamed along its
+// whole row, so kGroup memory streams are in flight, and the next group's rows are prefetched
+// at the same offsets. A tile of W buckets keeps its S accumulators [S][W] in y while the group
+// passes (y is L1/L2 sized: out floats), loaded and stored once per group; y is put in output
+// order at the end. Tiles are taken kTiles at a time so that kTiles * S accumulator chains of
+// fused multiply-adds run side by side: one chain would wait on the FMA latency at every unit.
+// Each output sums its units in list order, as the reference does, so the results are equal.
 inline constexpr std::size_t kGroup = 8;
 
 template <class A, std::size_t S>
 inline constexpr std::size_t kTiles = std::max<std::size_t>(1, (std::is_same_v<A, Avx512> ? 8 : 4) / S);
 
-// The x each row of a group multiplies its entries by. fp16: the row's input. q8: the input
-// times the scale of the entry's block, computed once per group for a span of kSpan entries.
-template <class A, class E, std::size_t N>
-struct GroupInputs;
-
-template <class A, std::size_t N>
-struct GroupInputs<A, std::uint16_t, N> {
-  static constexpr std::size_t kSpan = std::numeric_limits<std::size_t>::max();  // the whole row
-  Floats<A> x[N];
-  GroupInputs(const BucketView&, const std::uint32_t*, const float* xs) {
-    for (std::size_t r = 0; r < N; ++r) x[r] = Floats<A>(xs[r]);
-  }
-  void start_span(std::size_t, std::size_t) {}
-  Floats<A> at(std::size_t r, std::size_t) const { return x[r]; }
-};
-
-template <class A, std::size_t N>
-struct GroupInputs<A, std::int8_t, N> {
-  static constexpr std::size_t kSpan = 512, kBlocks = kSpan / kQ8Block;
-  alignas(64) float scaled[N][kBlocks];
-  const std::uint16_t* scales[N];
-  float x[N];
-  std::size_t span0 = 0;
-  GroupInputs(const BucketView& m, const std::uint32_t* units, const float* xs) {
-    for (std::size_t r = 0; r < N; ++r) scales[r] = m.scales + std::size_t(units[r]) * m.num_blocks(), x[r] = xs[r];
-  }
-  // The same float products as the reference's x * scale.
-  void start_span(std::size_t begin, std::size_t end) {
-    constexpr std::size_t W = Floats<A>::size;
-    span0 = begin;
-    const std::size_t first = begin / kQ8Block, count = (end - begin + kQ8Block - 1) / kQ8Block;
-    for (std::size_t r = 0; r < N; ++r) {
-      std::size_t k = 0;
-      for (; k + W <= count; k += W)
-        (load_weights<A, DType::f16>(scales[r], first + k) * Floats<A>(x[r])).store_aligned(scaled[r] + k);
-      for (; k < count; ++k) scaled[r][k] = x[r] * half_to_float(scales[r][first + k]);
-    }
-  }
-  Floats<A> at(std::size_t r, std::size_t b) const { return Floats<A>(scaled[r][(b - span0) / kQ8Block]); }
-};
-
 // Tiles [b, end) in steps of T tiles, for the N units of a group; `ahead` are the rows to
 // prefetch at the same offsets.
-template <class A, class E, std::size_t S, std::size_t N, std::size_t T>
-inline std::size_t stream_tiles(float* y, const E* const* rows, const E* const* ahead, const GroupInputs<A, E, N>& x,
-                                std::size_t b, std::size_t end) {
+template <class A, std::size_t S, std::size_t N, std::size_t T>
+inline std::size_t stream_tiles(float* y, const std::uint16_t* const* rows, const std::uint16_t* const* ahead,
+                                const Floats<A>* x, std::size_t b, std::size_t end) {
   constexpr std::size_t W = Floats<A>::size;
-  constexpr std::size_t kLine = 64 / sizeof(E);  // entries per cache line
+  constexpr std::size_t kLine = 32;  // entries per cache line
   for (; b + T * W <= end; b += T * W) {
     Floats<A> acc[T][S];
     for (std::size_t t = 0; t < T; ++t)
       for (std::size_t q = 0; q < S; ++q) acc[t][q] = Floats<A>::load_unaligned(y + (b + t * W) * S + q * W);
     for (std::size_t r = 0; r < N; ++r) {
-      for (std::size_t t = 0; t < T; ++t) Router<A, E, S>::route(acc[t], rows[r] + b + t * W, x.at(r, b + t * W));
+      for (std::size_t t = 0; t < T; ++t) Router<A, S>::route(acc[t], rows[r] + b + t * W, x[r]);
     }
     for (std::size_t t = 0; t < T; ++t)
       for (std::size_t q = 0; q < S; ++q) acc[t][q].store_unaligned(y + (b + t * W) * S + q * W);
@@ -245,29 +171,24 @@ inline std::size_t stream_tiles(float* y, const E* const* rows, const E* const* 
   return b;
 }
 
-template <class A, class E, std::size_t S, std::size_t N>
+template <class A, std::size_t S, std::size_t N>
 inline void stream_group(float* y, const BucketView& m, const std::uint32_t* units, const float* xs,
                          const std::uint32_t* next, std::size_t num_next, std::size_t tiles_end) {
-  const E* entries = static_cast<const E*>(m.units);
-  const E* rows[N];
-  const E* ahead[N];
+  const auto* entries = static_cast<const std::uint16_t*>(m.units);
+  const std::uint16_t* rows[N];
+  const std::uint16_t* ahead[N];
+  Floats<A> x[N];
   for (std::size_t r = 0; r < N; ++r) {
     rows[r] = entries + std::size_t(units[r]) * m.num_buckets;
     // The last group has no next one: it prefetches its own rows, already on their way.
     ahead[r] = r < num_next ? entries + std::size_t(next[r]) * m.num_buckets : rows[r];
+    x[r] = Floats<A>(xs[r]);
   }
-  GroupInputs<A, E, N> x(m, units, xs);
-  using Inputs = GroupInputs<A, E, N>;
-  for (std::size_t begin = 0; begin < tiles_end;) {
-    const std::size_t end = tiles_end - begin <= Inputs::kSpan ? tiles_end : begin + Inputs::kSpan;
-    x.start_span(begin, end);
-    const std::size_t b = stream_tiles<A, E, S, N, kTiles<A, S>>(y, rows, ahead, x, begin, end);
-    stream_tiles<A, E, S, N, 1>(y, rows, ahead, x, b, end);
-    begin = end;
-  }
+  const std::size_t b = stream_tiles<A, S, N, kTiles<A, S>>(y, rows, ahead, x, 0, tiles_end);
+  stream_tiles<A, S, N, 1>(y, rows, ahead, x, b, tiles_end);
 }
 
-template <class A, class E, std::size_t S>
+template <class A, std::size_t S>
 void bucket_matvec_sized(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count) {
   constexpr std::size_t W = Floats<A>::size;
   const std::size_t B = m.num_buckets, tiles_end = B / W * W;
@@ -275,9 +196,9 @@ void bucket_matvec_sized(float* y, const BucketView& m, const std::uint32_t* uni
   for (std::size_t i = 0; i < count; i += kGroup) {
     const std::size_t next = std::min(count, i + kGroup), num_next = std::min(count, next + kGroup) - next;
     if (i + kGroup <= count) {
-      stream_group<A, E, S, kGroup>(y, m, units + i, xs + i, units + next, num_next, tiles_end);
+      stream_group<A, S, kGroup>(y, m, units + i, xs + i, units + next, num_next, tiles_end);
     } else {
-      for (std::size_t r = i; r < count; ++r) stream_group<A, E, S, 1>(y, m, units + r, xs + r, nullptr, 0, tiles_end);
+      for (std::size_t r = i; r < count; ++r) stream_group<A, S, 1>(y, m, units + r, xs + r, nullptr, 0, tiles_end);
     }
   }
   // [S][W] per tile -> output order; for S = 2 position 0 is the total less position 1.
@@ -293,21 +214,16 @@ void bucket_matvec_sized(float* y, const BucketView& m, const std::uint32_t* uni
   if (tiles_end < B) reference::bucket_matvec_range(y, m, units, xs, count, tiles_end, B);
 }
 
-template <class A, class E>
-void bucket_matvec_typed(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count) {
-  switch (m.bucket_size) {
-    case 1: return bucket_matvec_sized<A, E, 1>(y, m, units, xs, count);
-    case 2: return bucket_matvec_sized<A, E, 2>(y, m, units, xs, count);
-    case 4: return bucket_matvec_sized<A, E, 4>(y, m, units, xs, count);
-    case 8: return bucket_matvec_sized<A, E, 8>(y, m, units, xs, count);
-    default: return bucket_matvec_sized<A, E, 16>(y, m, units, xs, count);
-  }
-}
-
 template <class A>
 void bucket_matvec(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count) {
-  if (m.weights == BucketWeights::q8) return bucket_matvec_typed<A, std::int8_t>(y, m, units, xs, count);
-  bucket_matvec_typed<A, std::uint16_t>(y, m, units, xs, count);
+  if (m.weights == BucketWeights::q8) return bucket_matvec_q8<A>(y, m, units, xs, count);
+  switch (m.bucket_size) {
+    case 1: return bucket_matvec_sized<A, 1>(y, m, units, xs, count);
+    case 2: return bucket_matvec_sized<A, 2>(y, m, units, xs, count);
+    case 4: return bucket_matvec_sized<A, 4>(y, m, units, xs, count);
+    case 8: return bucket_matvec_sized<A, 8>(y, m, units, xs, count);
+    default: return bucket_matvec_sized<A, 16>(y, m, units, xs, count);
+  }
 }
 
 // W inputs' importances at a time, rank by rank; the same float products as the reference, so

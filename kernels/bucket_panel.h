@@ -61,7 +61,10 @@ void bucket_panel_typed(float* panels, const BucketView& m, std::size_t loaded_u
         row[(output / kPanelWidth) * k_len * kPanelWidth + output % kPanelWidth] = w;
       };
       for (std::size_t b = bucket0; b < simd_end; b += W) {
-        (Floats<A>(Entries<A, E>::decode(unit + b)) * Floats<A>(entry_scale(m, u, b))).store_aligned(lanes);
+        Floats<A> values;
+        if constexpr (std::is_same_v<E, std::int8_t>) values = int8_to_floats<A>(unit + b);
+        else values = load_weights<A, DType::f16>(unit, b);
+        (values * Floats<A>(entry_scale(m, u, b))).store_aligned(lanes);
         for (std::size_t l = 0; l < W; ++l) put(b + l, lanes[l]);
       }
       for (std::size_t b = simd_end; b < bucket_end; ++b) put(b, entry_weight(m, u, b));

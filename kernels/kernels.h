@@ -15,6 +15,8 @@ struct BucketView;  // bucket_view.h
 // Entries of a bucketed matrix: fp16, or int8 with an fp16 scale per kQ8Block entries.
 enum class BucketWeights { f16, q8 };
 inline constexpr std::size_t kQ8Block = 32;
+// Listed units whose q8 multipliers share one int8 step per block (bucket_matvec_q8.h).
+inline constexpr std::size_t kQ8Group = 8;
 // Room a dispatched list needs past its last possible entry.
 inline constexpr std::size_t kDispatchSlack = 16;
 // Outputs per panel of a batched product (panel_matmul.h).

@@ -103,10 +103,10 @@ TEST_CASE("damaged .effort files are clear errors", "[effort]") {
   }
   SECTION("wrong version") {
     write_raw_effort(path, minimal_header(), 16, 99);
-    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 99, this build reads 3"));
-    // A file of the previous layout (tile groups, buckets of 8/16) says what to do.
-    write_raw_effort(path, minimal_header(), 16, 2);
-    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 2, this build reads 3: convert the model again"));
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 99, this build reads 4"));
+    // A file of the previous layout (8-bit entries down to -128) says what to do.
+    write_raw_effort(path, minimal_header(), 16, 3);
+    REQUIRE_THROWS_WITH(EffortFile(path), Contains("format version 3, this build reads 4: convert the model again"));
   }
   SECTION("truncated") {
     write_raw_effort(path, minimal_header(), 16);

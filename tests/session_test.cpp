@@ -39,12 +39,20 @@ TEST_CASE("same seed, same tokens, for every thread count, kernel arch and mmap 
   // 8 parts that up to 8 threads share (16 threads: more than parts).
   const std::vector<Token> prompt = {1, 403, 407};
   const int tokens = test::kSanitized ? 24 : 64;
+  // Files of 8-bit entries round every product's multipliers to int8 steps: a last-bit
+  // difference of another arch's attention or norm can move one multiplier by a step, so their
+  // stories may part after a few tokens; across arches they are held to the first token's
+  // logits (within 1e-3, where a step moves them by ~1e-5 and a wrong product by units). The
+  // fp16-entry file keeps the token-for-token check across arches for .effort files.
   struct Case {
     std::filesystem::path path;
     float effort;
+    bool int8_products = false;
   };
-  const Case cases[] = {{test::fixture_model(), 1.0f},      {test::fixture_effort(), 1.0f}, {test::fixture_effort(), 0.5f},
-                        {test::fixture_effort(), 0.25f},    {test::fixture_effort(16), 0.5f}};
+  const auto f16_effort = test::fixture_effort(ConvertOptions{}.bucket_size, BucketEntries::f16);
+  const Case cases[] = {{test::fixture_model(), 1.0f},           {test::fixture_effort(), 1.0f, true},
+                        {test::fixture_effort(), 0.5f, true},    {test::fixture_effort(), 0.25f, true},
+                        {test::fixture_effort(16), 0.5f, true},  {f16_effort, 0.5f}};
   const auto best = std::string(kernels::arch_name(kernels::best_arch()));
   for (const Case& c : cases) {
     // One axis at a time against threads 1, the best arch, mmap on: every thread count, every
@@ -67,11 +75,15 @@ TEST_CASE("same seed, same tokens, for every thread count, kernel arch and mmap 
       if (c.effort < 1) s.set_effort(MatrixKind::down_proj, c.effort * 0.6f);
       const auto generated = s.generate(std::span<const Token>(prompt), sampled(tokens, 7)).tokens;
       if (first.empty()) first = generated;
-      REQUIRE(generated == first);
-      if (r.arch != best) continue;
       s.reset();
       const auto z = s.forward(1);
       if (first_logits.empty()) first_logits.assign(z.begin(), z.end());
+      if (r.arch != best) {
+        if (!c.int8_products) REQUIRE(generated == first);
+        REQUIRE(test::max_abs_diff(z.data(), first_logits.data(), z.size()) < 1e-3f);
+        continue;
+      }
+      REQUIRE(generated == first);
       REQUIRE(std::equal(z.begin(), z.end(), first_logits.begin()));
     }
     // And the seed matters: another one gives another story.

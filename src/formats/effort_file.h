@@ -25,9 +25,10 @@
 
 namespace effort {
 
-// 3: buckets of 1-16 outputs with unbiased position bits, no tile groups (files of version 2
-// must be converted again).
-inline constexpr std::uint32_t kEffortFormatVersion = 3;
+// 3: buckets of 1-16 outputs with unbiased position bits, no tile groups.
+// 4: 8-bit entries in [-127, 127] (the int8 kernels negate them). Older files must be converted
+// again.
+inline constexpr std::uint32_t kEffortFormatVersion = 4;
 inline constexpr char kEffortMagic[8] = {'E', 'F', 'F', 'O', 'R', 'T', 0, 0};
 
 // True when the file starts with the .effort magic.

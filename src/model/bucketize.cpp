@@ -46,7 +46,7 @@ std::int8_t encode_q8_with_position(float v, unsigned position, std::size_t size
   int best = 0;
   float best_distance = INFINITY;
   for (int candidate : {base - step, base, base + step}) {
-    if (candidate < -128 || candidate > 127) continue;
+    if (candidate < -127 || candidate > 127) continue;  // -127..127: the kernels negate entries
     const float distance = std::fabs(float(candidate) - v);
     if (distance < best_distance || (distance == best_distance && (candidate & step) == 0))
       best = candidate, best_distance = distance;

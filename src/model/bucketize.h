@@ -33,7 +33,8 @@ struct BucketizedMatrix {
 // The finite fp16 nearest to fp16(w) whose log2(size) low bits are `position`; of two equally
 // near, the one whose next bit is 0 (unbiased, like round-half-to-even).
 std::uint16_t encode_with_position(float w, unsigned position, std::size_t size);
-// The int8 nearest to v whose log2(size) low bits are `position`, ties broken the same way.
+// The integer in [-127, 127] (an int8 the kernels can negate) nearest to v whose log2(size) low
+// bits are `position`, ties broken the same way.
 std::int8_t encode_q8_with_position(float v, unsigned position, std::size_t size);
 
 // w: [out_features, in_features] row-major (HF nn.Linear layout). Throws effort::Error

@@ -19,6 +19,12 @@ struct Model::Impl {
   bool bucketed() const {
     return !weights.layers.empty() && std::holds_alternative<BucketMatrix>(weights.layers[0].q_proj);
   }
+  // 8-bit entries: a token's products use int8 multipliers (kernels/bucket_matvec_q8.h), a
+  // batch's the fp32 weights, so a batch only approximates its tokens one by one.
+  bool int8_products() const {
+    if (!bucketed()) return false;
+    return std::get<BucketMatrix>(weights.layers[0].q_proj).view.weights == kernels::BucketWeights::q8;
+  }
 };
 
 struct Adapter::Impl {

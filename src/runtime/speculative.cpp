@@ -138,7 +138,9 @@ void Session::Impl::check(std::span<const Token> tokens) {
   check_logits.resize(n * vocab);
   float lowest = 1.0f;
   for (const auto& layer : effort.effort) lowest = std::min(lowest, *std::min_element(layer.begin(), layer.end()));
-  if (batchable(n, lowest)) {
+  // A batched check is lossless only where a batch equals its tokens one by one: 8-bit entries'
+  // checks run token by token.
+  if (!model.int8_products() && batchable(n, lowest)) {
     model.transformer->prefill(tokens, int(history.size()), cache, act, batch(), compute(), check_logits.data());
     history.insert(history.end(), tokens.begin(), tokens.end());
     return;
