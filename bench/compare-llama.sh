@@ -108,7 +108,7 @@ stem=$cache/models/$(basename "$model" .gguf)
 # Named by layout and file format version, so that a cached file of an older build is not reused.
 effort_models=()
 for w in ${weights//,/ }; do
-  effort_model=$stem-buckets$bucket_size$([ "$w" = f16 ] || echo "-$w")-v3.effort
+  effort_model=$stem-buckets$bucket_size$([ "$w" = f16 ] || echo "-$w")-v4.effort
   [ -f "$effort_model" ] || "$bin/effort-convert" "$model" -o "$effort_model" --bucket-size "$bucket_size" --weights "$w"
   effort_models+=("$effort_model")
 done
@@ -134,7 +134,7 @@ if [ -f "$stem-Q8_0.gguf" ]; then
 fi
 rm -f "$out"/effort-buckets*.json
 for effort_model in "${effort_models[@]}"; do
-  layout=$(basename "$effort_model" -v3.effort)
+  layout=$(basename "$effort_model" -v4.effort)
   layout=${layout#"$(basename "$stem")-"}
   echo "[compare] effort-bench $(basename "$effort_model")" >&2
   "$bin/effort-bench" -m "$effort_model" "${ours[@]}" --effort "$efforts" --stages >"$out/effort-$layout.json"

@@ -33,6 +33,8 @@ constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
   -t, --threads LIST     thread counts (default: all hardware threads)
       --effort LIST      generation efforts, one tg test each (default 1; below 1 needs .effort)
       --prompt-effort E  effort of the pp tests, in (0, 1] (default 1: batched)
+      --head-effort E    effort of the output head, in (0, 1] (default: each test's effort,
+                         as effort-run)
       --mem-fraction F   map only the leading F of each bucketed matrix (default 1)
       --no-mmap          copy the weights into memory (huge pages), as llama-bench -mmp 0
       --arch NAME        kernels: scalar, avx2 or avx512 (default: the best this CPU runs)
@@ -62,6 +64,7 @@ struct Options {
   std::vector<float> draft_efforts;  // speculative tg tests, besides the plain ones
   int draft_max = 0;
   float prompt_effort = 1.0f;
+  float head_effort = 0.0f;  // 0: each test's effort
   LoadOptions load;
   std::string arch;
   EarlyExitOptions early_exit;
@@ -93,6 +96,7 @@ Options parse(int argc, char** argv) {
       for (const auto& e : cli::split_list(args.value())) o.efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
       if (o.efforts.empty()) throw cli::UsageError(f + ": expected a comma-separated list");
     } else if (f == "--prompt-effort") o.prompt_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--head-effort") o.head_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--no-mmap") o.load.use_mmap = false;
     else if (f == "--mem-fraction") o.load.mem_fraction = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--arch") o.arch = args.value();
@@ -261,6 +265,7 @@ int run(int argc, char** argv) {
     Session session = model.new_session({.num_threads = threads, .context_length = context, .kernel_arch = o.arch});
     backend = "CPU " + std::string(session.kernel_arch());
     session.set_prompt_effort(o.prompt_effort);
+    session.set_head_effort(o.head_effort);
     // A test and its adapter twin run their repetitions in turns, so that the machine's drift
     // falls on both alike.
     for (std::size_t first = 0; first < tests.size();) {

@@ -16,6 +16,7 @@
 #include "svg_plot.h"
 #include "kernels/fp16.h"
 #include "model/linear.h"
+#include "model/top_k.h"
 
 namespace {
 
@@ -28,6 +29,9 @@ constexpr const char* kUsage = R"(usage: effort-kernel-bench [options]
   --weights LIST  bucketed entries: f16, q8 (default f16,q8)
   -t LIST         thread counts (default 1)
   -r N            timed repetitions per point, after one warm-up (default 7)
+  --recall K      also the output head's question (shape = vocab x hidden): over 16 Gaussian
+                  and 16 heavy-tailed inputs, how often the exact argmax is among the effort
+                  product's top K (the candidates whose exact logits a head effort computes)
   --arch NAME     scalar, avx2 or avx512 (default: the best this CPU runs)
   --json          print JSON ({"points", "formats", "matched"}) instead of markdown tables
   --plot FILE     also write an SVG plot: cosine similarity (Gaussian inputs) against time
@@ -68,6 +72,9 @@ std::pair<double, double> effort_reaching(std::vector<std::pair<double, nlohmann
   return {-1.0, 0.0};
 }
 
+// Inputs of --recall's measurement.
+constexpr std::size_t kRecallInputs = 32;
+
 // Working set per shape: enough copies that no product finds its weights in cache.
 constexpr double kMinWorkingSetBytes = 512e6;
 
@@ -88,6 +95,7 @@ int run(int argc, char** argv) {
   std::vector<std::size_t> bucket_sizes = {1, 2, 4, 8, 16};
   std::vector<BucketEntries> weight_types = {BucketEntries::f16, BucketEntries::q8};
   int reps = 7;
+  std::size_t recall_k = 0;  // 0: not measured
   bool json_out = false;
   std::string plot;
   kernels::Arch arch = kernels::best_arch();
@@ -112,7 +120,8 @@ int run(int argc, char** argv) {
     } else if (f == "-t") {
       threads.clear();
       for (const auto& t : cli::split_list(args.value())) threads.push_back(int(cli::parse_int(f, t, 1, 1024)));
-    } else if (f == "-r") reps = int(cli::parse_int(f, args.value(), 1, 10000));
+    } else if (f == "--recall") recall_k = std::size_t(cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (f == "-r") reps = int(cli::parse_int(f, args.value(), 1, 10000));
     else if (f == "--arch") {
       try {
         arch = kernels::parse_arch(args.value());
@@ -155,6 +164,18 @@ int run(int argc, char** argv) {
       return y;
     };
     const auto exact_gauss = exact_product(x_gauss), exact_heavy = exact_product(x_heavy);
+    // --recall's inputs, half Gaussian, half heavy-tailed, and their exact argmaxes.
+    std::vector<std::vector<float>> recall_inputs;
+    std::vector<std::size_t> recall_argmax;
+    for (std::size_t i = 0; recall_k && i < kRecallInputs; ++i) {
+      std::vector<float> x(in);
+      for (auto& v : x) v = i % 2 ? heavy(rng) : gaussian(rng);
+      if (i % 2)
+        for (int c = 0; c < 8; ++c) x[rng() % in] *= 20.0f;
+      const auto exact = exact_product(x);
+      recall_argmax.push_back(std::size_t(std::max_element(exact.begin(), exact.end()) - exact.begin()));
+      recall_inputs.push_back(std::move(x));
+    }
     std::map<std::string, double> format_cos;
     for (const Format& f : kFormats) {
       if (in % ggml_block_elements(f.type) != 0) continue;  // rows must be whole blocks
@@ -211,6 +232,17 @@ int run(int argc, char** argv) {
         std::size_t next = 0;
         for (float effort : efforts) {
           state.set_all(effort);
+          double recall = -1;
+          if (!recall_inputs.empty()) {
+            std::vector<std::uint32_t> top;
+            std::size_t found = 0;
+            for (std::size_t i = 0; i < recall_inputs.size(); ++i) {
+              matvec(bucketed[0], 0, MatrixKind::up_proj, recall_inputs[i].data(), y.data(), compute);
+              top_k(std::span<const float>(y), recall_k, top);
+              found += std::find(top.begin(), top.end(), recall_argmax[i]) != top.end();
+            }
+            recall = double(found) / double(recall_inputs.size());
+          }
           matvec(bucketed[0], 0, MatrixKind::up_proj, x_heavy.data(), y.data(), compute);
           const double cos_heavy = cosine(exact_heavy, y);
           state.stats = EffortStats{};
@@ -230,6 +262,7 @@ int run(int argc, char** argv) {
                                    {"speedup", dense_s / s}, {"gbps", bytes / s / 1e9}, {"roof_fraction", bytes / s / roof[t]},
                                    {"cos_gauss", cosine(exact_gauss, y)},
                                    {"cos_heavy", cos_heavy}, {"dispatched", fraction},
+                                   {"argmax_recall", recall < 0 ? nlohmann::json(nullptr) : nlohmann::json(recall)},
                                    {"arch", std::string(kernels::arch_name(arch))}});
           if (!json_out)
             std::fprintf(stderr, "[kernel-bench] %s %s effort %.3g, %d threads: %.2fx\n", name.c_str(), layout.c_str(), effort,
@@ -275,6 +308,14 @@ int run(int argc, char** argv) {
                   r["speedup"].get<double>(), r["gbps"].get<double>(), 100 * r["roof_fraction"].get<double>(),
                   r["cos_gauss"].get<double>(),
                   r["cos_heavy"].get<double>(), r["frontier"].get<bool>() ? "*" : "");
+    if (recall_k) {
+      std::printf("\nhow often the exact argmax is among the top %zu of the effort product (%zu inputs):\n\n"
+                  "| shape | layout | effort | recall |\n|---|---|---|---|\n", recall_k, kRecallInputs);
+      for (const auto& r : results)
+        if (r["threads"] == threads.front())
+          std::printf("| %s | %s | %.3g | %.0f%% |\n", r["shape"].get<std::string>().c_str(),
+                      r["layout"].get<std::string>().c_str(), r["effort"].get<double>(), 100 * r["argmax_recall"].get<double>());
+    }
     std::printf("\nllama.cpp's formats on the same matrices:\n\n| shape | format | bytes per weight | cos Gaussian | cos heavy |\n"
                 "|---|---|---|---|---|\n");
     for (const auto& f : formats)

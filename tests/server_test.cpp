@@ -103,6 +103,8 @@ TEST_CASE("requests are parsed with their defaults and every bad field is named"
       {R"({"prompt": "x", "effort": 1.5})", "'effort' must be in (0, 1]"},
       {R"({"prompt": "x", "effort": 0.5})", "effort below 1 needs a .effort model"},
       {R"({"prompt": "x", "effort_map": {"down": 0.5}})", "effort below 1 needs a .effort model"},
+      {R"({"prompt": "x", "head_effort": 1.5})", "'head_effort' must be in [0, 1]"},
+      {R"({"prompt": "x", "head_effort": 0.5})", "'head_effort' below 1 needs a .effort model with a bucketed head"},
       {R"({"prompt": "x", "effort_map": {"sideways": 0.5}})", "unknown matrix kind 'sideways'"},
       {R"({"prompt": "x", "early_exit": "soon"})", "'early_exit' must be true, false or"},
       {R"({"prompt": "x", "n": 2})", "'n' must be in [1, 1]"},
@@ -346,6 +348,16 @@ TEST_CASE("effort-server applies each request's effort", "[server][http][effort]
   REQUIRE(down_only < 1.0);
   REQUIRE(down_only > half);
   REQUIRE(fraction(kStory) == 1.0);  // nothing carries over to the next request
+  // The head follows the effort unless the request sets its own.
+  auto head = [&](json body) { return post(c, "/v1/completions", body)["timings"]["head_effort"].get<double>(); };
+  body = kStory;
+  REQUIRE(head(body) == 1.0);
+  body["effort"] = 0.5;
+  REQUIRE(head(body) == 0.5);
+  body["head_effort"] = 1;
+  REQUIRE(head(body) == 1.0);
+  body["head_effort"] = 0.375;
+  REQUIRE(head(body) == 0.375);
 }
 
 TEST_CASE("effort-server refuses bad requests with OpenAI-style errors", "[server][http]") {

@@ -25,6 +25,8 @@ constexpr const char* kUsage = R"(usage: effort-eval -m MODEL (--text FILE | --i
       --text FILE      text to evaluate on (tokenized with BOS)
       --ids FILE       token ids, separated by commas or white space (fed as given)
       --effort LIST    effort settings to evaluate (default 1,0.5,0.25; 1 for a dense model)
+      --head-effort LIST  head efforts to evaluate each --effort with (default 0: each --effort's
+                       own; 1: the exact head); --head-candidates K (default 64)
       --reference PATH the full model to compare with (default: MODEL at effort 1)
   -c, --ctx-size N     evaluate in windows of N tokens (default: min(model maximum, 512))
       --early-exit     also evaluate each effort with early exit, once per --exit-threshold
@@ -120,6 +122,8 @@ int run_calibration(const Model& model, Session& session, Session& full,
 int run(int argc, char** argv) {
   std::string model_path, text_path, ids_path, reference_path, plot;
   std::vector<float> efforts;  // default: 1, 0.5, 0.25 for a .effort model, 1 for a dense one
+  std::vector<float> head_efforts = {0.0f};  // 0: the effort's own
+  int head_candidates = 0;                   // 0: the session's default
   SessionOptions session_options;
   int ctx = 0;
   bool json_out = false;
@@ -139,7 +143,11 @@ int run(int argc, char** argv) {
     else if (f == "--effort") {
       efforts.clear();
       for (const auto& e : cli::split_list(args.value())) efforts.push_back(float(cli::parse_number(f, e, 0, 1, true)));
-    } else if (f == "-c" || f == "--ctx-size") ctx = int(cli::parse_int(f, args.value(), 2, 1 << 24));
+    } else if (f == "--head-effort") {
+      head_efforts.clear();
+      for (const auto& e : cli::split_list(args.value())) head_efforts.push_back(float(cli::parse_number(f, e, 0, 1)));
+    } else if (f == "--head-candidates") head_candidates = int(cli::parse_int(f, args.value(), 1, 1 << 24));
+    else if (f == "-c" || f == "--ctx-size") ctx = int(cli::parse_int(f, args.value(), 2, 1 << 24));
     else if (f == "-t" || f == "--threads") session_options.num_threads = int(cli::parse_int(f, args.value(), 1, 1024));
     else if (f == "--json") json_out = true;
     else if (f == "--early-exit") early_exit = true;
@@ -183,6 +191,7 @@ int run(int argc, char** argv) {
 
   Session ref_session = reference.new_session(session_options);
   Session session = model.new_session(session_options);
+  if (head_candidates) session.set_head_candidates(head_candidates);
   const std::size_t vocab = std::size_t(model.config().vocab_size);
   std::vector<float> ref_logits, logits;
   auto windows = [&](const std::function<void(std::span<const Token>, std::size_t begin)>& fn) {
@@ -198,11 +207,13 @@ int run(int argc, char** argv) {
   // Settings: every effort without early exit, then with each threshold (and the calibration).
   struct Setting {
     float effort;
+    float head_effort;  // 0: the effort's own
     std::optional<EarlyExitOptions> exit;
     std::string exit_name;
   };
   std::vector<Setting> settings;
-  for (float e : efforts) settings.push_back({e, std::nullopt, "off"});
+  for (float e : efforts)
+    for (float h : head_efforts) settings.push_back({e, h, std::nullopt, "off"});
   if (early_exit)
     for (float e : efforts)
       for (float t : exit_thresholds) {
@@ -210,18 +221,19 @@ int run(int argc, char** argv) {
         o.threshold = t;
         char name[32];
         std::snprintf(name, sizeof name, "t=%.3g", t);
-        settings.push_back({e, o, name});
+        settings.push_back({e, head_efforts.front(), o, name});
       }
   if (!calibration_in.empty())
     for (float e : efforts) {
       EarlyExitOptions o = exit_base;
       cli::apply_exit_calibration(calibration_in, o);
-      settings.push_back({e, o, "calibrated"});
+      settings.push_back({e, head_efforts.front(), o, "calibrated"});
     }
 
   std::vector<QualityMeter> meters(settings.size());
   std::vector<double> seconds(settings.size(), 0.0), check_seconds(settings.size(), 0.0), layers(settings.size(), 0.0);
   std::vector<EffortStats> work(settings.size());
+  std::vector<float> head(settings.size(), 1.0f);  // each setting's head effort, as run
   double ref_seconds = 0;
   windows([&](std::span<const Token> chunk, std::size_t begin) {
     ref_session.reset_effort_stats();
@@ -230,18 +242,21 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < settings.size(); ++i) {
       // The model against itself at full effort is the reference run: reuse it, so that its
       // time reads 1 and its logits are not computed twice.
-      const bool is_reference = !reference_model && settings[i].effort == 1.0f && !settings[i].exit;
+      const bool is_reference = !reference_model && settings[i].effort == 1.0f && (settings[i].head_effort == 0 || settings[i].head_effort == 1) &&
+                                !settings[i].exit;
       Session& ran = is_reference ? ref_session : session;
       if (is_reference) {
         seconds[i] += last_ref_seconds;
         logits = ref_logits;
       } else {
         session.set_effort(settings[i].effort);
+        session.set_head_effort(settings[i].head_effort);
         EarlyExitOptions off;
         session.set_early_exit(settings[i].exit ? *settings[i].exit : off);
         session.reset_effort_stats();
         seconds[i] += run_window(session, chunk, logits);
       }
+      head[i] = ran.head_effort();
       check_seconds[i] += ran.exit_check_seconds();
       layers[i] += ran.average_layers() * double(chunk.size());
       for (int k = 0; k < kNumMatrixKinds; ++k) {
@@ -259,8 +274,8 @@ int run(int argc, char** argv) {
   nlohmann::json rows = nlohmann::json::array();
   std::map<std::string, cli::PlotSeries> series;
   if (!json_out)
-    std::printf("| layout | effort | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s | time vs reference | check time |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| layout | effort | head | early exit | ppl | KL | top-1 | avg layers | mult | tokens/s | time vs reference | check time |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (std::size_t i = 0; i < settings.size(); ++i) {
     const Setting& st = settings[i];
     const double tps = double(tokens.size()) / seconds[i];
@@ -272,12 +287,12 @@ int run(int argc, char** argv) {
                    {"layer_thresholds", st.exit->layer_thresholds}, {"patience", st.exit->patience},
                    {"warmup", st.exit->warmup}, {"max_consecutive", st.exit->max_consecutive}};
     }
-    rows.push_back({{"layout", model.layout()}, {"effort", st.effort}, {"early_exit", exit_json}, {"ppl", meters[i].perplexity()},
+    rows.push_back({{"layout", model.layout()}, {"effort", st.effort}, {"head_effort", head[i]}, {"early_exit", exit_json}, {"ppl", meters[i].perplexity()},
                     {"kl", meters[i].kl()}, {"top1", meters[i].top1()}, {"avg_layers", avg_layers},
                     {"mult_fraction", work[i].overall()}, {"tokens_per_s", tps}, {"time_vs_reference", relative},
                     {"check_seconds", check_seconds[i]}, {"tokens", tokens.size()}});
     if (!json_out)
-      std::printf("| %s | %.3g | %s | %.3f | %.4f | %.1f%% | %.2f | %.1f%% | %.1f | %.2f | %.1f%% |\n", model.layout().c_str(), st.effort,
+      std::printf("| %s | %.3g | %.3g | %s | %.3f | %.4f | %.1f%% | %.2f | %.1f%% | %.1f | %.2f | %.1f%% |\n", model.layout().c_str(), st.effort, head[i],
                   st.exit_name.c_str(), meters[i].perplexity(), meters[i].kl(), 100 * meters[i].top1(), avg_layers,
                   100 * work[i].overall(), tps, relative, 100 * check_seconds[i] / seconds[i]);
     auto& line = series[st.exit_name];

@@ -25,6 +25,9 @@ constexpr const char* kUsage = R"(usage: effort-run [options]
       --effort-map LIST  per-kind efforts overriding --effort, e.g. down=0.2,up=0.3
                          (kinds: q, k, v, o, gate, up, down)
       --effort-layers LIST  per-layer efforts overriding the above, e.g. 8-23=0.4,24=0.6 (0-based)
+      --head-effort E    effort of the output head, in (0, 1] (default --effort): below 1 a
+                         product at E picks --head-candidates tokens whose logits are exact
+      --head-candidates K  (default 64)
       --prompt-effort E  effort while the prompt runs, in (0, 1] (default 1: batched, full quality)
       --no-mmap          copy the weights into memory (huge pages) instead of mapping the file:
                          slower to load, faster to run where TLB misses are costly
@@ -91,6 +94,8 @@ struct Options {
   bool verbose = false;
   float effort = 1.0f;
   float prompt_effort = 1.0f;
+  float head_effort = 0.0f;  // 0: --effort's
+  int head_candidates = 0;   // 0: the session's default
   EarlyExitOptions early_exit;
   std::vector<std::pair<MatrixKind, float>> effort_map;
   std::vector<std::tuple<int, int, float>> effort_layers;  // first, last, effort
@@ -126,6 +131,8 @@ Options parse(int argc, char** argv) {
     else if (f == "-c" || f == "--ctx-size") o.session.context_length = int(cli::parse_int(f, args.value(), 1, 1 << 24));
     else if (f == "--arch") o.session.kernel_arch = args.value();
     else if (f == "--effort") o.effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--head-effort") o.head_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--head-candidates") o.head_candidates = cli::parse_int(f, args.value(), 1, 1 << 24);
     else if (f == "--prompt-effort") o.prompt_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--effort-map") o.effort_map = cli::parse_effort_map(f, args.value());
     else if (f == "--effort-layers") o.effort_layers = cli::parse_effort_layers(f, args.value());
@@ -266,6 +273,8 @@ int run(int argc, char** argv) {
   Session session = model.new_session(o.session);
   session.set_effort(o.effort);
   session.set_prompt_effort(o.prompt_effort);
+  session.set_head_effort(o.head_effort);
+  if (o.head_candidates) session.set_head_candidates(o.head_candidates);
   for (const auto& [kind, effort] : o.effort_map) session.set_effort(kind, effort);
   for (const auto& [first, last, effort] : o.effort_layers)
     for (int l = first; l <= last; ++l) session.set_layer_effort(l, effort);

@@ -156,6 +156,8 @@ class Model {
   Session new_session(const SessionOptions& options = {}) const;
   // True for a .effort model, whose projections run at adjustable effort.
   bool bucketed() const;
+  // True for a .effort model whose head is bucketed too (Session::set_head_effort below 1).
+  bool bucketed_head() const;
   // How the projections are stored: "dense", or "bucketsS" for buckets of S outputs.
   std::string layout() const;
   // The chat template of the model's metadata (GGUF tokenizer.chat_template, HF
@@ -210,6 +212,14 @@ class Session {
   // default 1. Below 1 needs a bucketed model and runs the prompt token by token.
   void set_prompt_effort(float effort);
   float prompt_effort() const;
+  // The output head's effort, in (0, 1], or 0 (the default): the value last given to
+  // set_effort(float) (while a prompt runs, the prompt effort), but not below 0.25. Below 1, on a .effort file with a bucketed head, a product at this
+  // effort ranks the vocabulary, the top head candidates (default 64) get exact logits, the rest
+  // keep their estimates capped below those: greedy is exact whenever the true argmax is a
+  // candidate. 1 keeps the head exact at any projection effort.
+  void set_head_effort(float effort);
+  void set_head_candidates(int candidates);  // in [1, vocab_size]
+  float head_effort() const;                 // the effective one
   float effort(MatrixKind kind) const;  // layer 0's
   float layer_effort(int layer, MatrixKind kind) const;
   const EffortStats& effort_stats() const;

@@ -212,6 +212,18 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
                           {"weights", weights_name(bucket_weights(options.weights))}, {"max_probes", options.max_probes},
                           {"seed", options.seed}, {"converter", "effort-convert " EFFORT_VERSION}};
   header["matrices"] = nlohmann::json::object();
+  const bool q8 = options.weights == BucketEntries::q8;
+  const std::int64_t S = std::int64_t(options.bucket_size);
+  auto plan_buckets = [&](const std::string& name, std::int64_t out, std::int64_t in) {
+    const std::int64_t B = (out + S - 1) / S, probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * in);
+    header["matrices"][name] = {{"layout", "buckets"}, {"out_features", out}, {"in_features", in},
+                                {"bucket_size", S}, {"weights", weights_name(bucket_weights(options.weights))}};
+    writer.plan(name + ".units", q8 ? "I8" : "U16", {S * in, B});
+    if (q8) writer.plan(name + ".scales", "F16", {S * in, (B + std::int64_t(kernels::kQ8Block) - 1) / std::int64_t(kernels::kQ8Block)});
+    writer.plan(name + ".stats", "F32", {S * in});
+    writer.plan(name + ".probe_units", "U32", {probes});
+    writer.plan(name + ".probe_stats", "F32", {probes});
+  };
   const DenseBytes embed = c.tie_word_embeddings ? head_bytes(*source, "model.embed_tokens.weight", {vocab, hidden}, options)
                                                  : source->dense("model.embed_tokens.weight", {vocab, hidden});
   writer.plan("model.embed_tokens.weight", std::string(kernels::dtype_name(embed.dtype)), {vocab, hidden});
@@ -226,16 +238,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
       ++total;
     }
     for (const auto& m : projections(c, l)) {
-      const std::int64_t S = std::int64_t(options.bucket_size), B = (m.out + S - 1) / S;
-      const std::int64_t probes = std::min<std::int64_t>(std::int64_t(options.max_probes), S * m.in);
-      const bool q8 = options.weights == BucketEntries::q8;
-      header["matrices"][m.name] = {{"layout", "buckets"}, {"out_features", m.out}, {"in_features", m.in},
-                                    {"bucket_size", S}, {"weights", weights_name(bucket_weights(options.weights))}};
-      writer.plan(m.name + ".units", q8 ? "I8" : "U16", {S * m.in, B});
-      if (q8) writer.plan(m.name + ".scales", "F16", {S * m.in, (B + std::int64_t(kernels::kQ8Block) - 1) / std::int64_t(kernels::kQ8Block)});
-      writer.plan(m.name + ".stats", "F32", {S * m.in});
-      writer.plan(m.name + ".probe_units", "U32", {probes});
-      writer.plan(m.name + ".probe_stats", "F32", {probes});
+      plan_buckets(m.name, m.out, m.in);
       ++total;
     }
   }
@@ -247,6 +250,9 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     writer.plan("lm_head.weight", std::string(kernels::dtype_name(lm_head->dtype)), {vocab, hidden});
     ++total;
   }
+  // The head bucketed as well, for head effort below 1; the dense head above gives exact logits.
+  plan_buckets(kHeadName, vocab, hidden);
+  ++total;
   const auto tokenizer = source->tokenizer_model();
   header["tokenizer"] = tokenizer ? nlohmann::json("tokenizer.model") : nlohmann::json(nullptr);
   const std::string chat_template = source->chat_template();
@@ -258,6 +264,21 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
   std::size_t done = 0;
   auto progress = [&](const std::string& name) {
     if (options.progress) options.progress(++done, total, name);
+  };
+  auto write_buckets = [&](const std::string& name, const std::vector<float>& w, std::int64_t out, std::int64_t in) {
+    BucketizeOptions bucketing;
+    bucketing.bucket_size = options.bucket_size;
+    bucketing.weights = bucket_weights(options.weights);
+    bucketing.max_probes = options.max_probes;
+    // Each matrix gets its own probe seed, so that matrices of equal shape sample different units.
+    bucketing.seed = options.seed ^ name_hash(name);
+    const BucketizedMatrix b = bucketize(w.data(), std::size_t(out), std::size_t(in), bucketing, name);
+    write_vector(writer, name + ".units", b.units);
+    if (!b.scales.empty()) write_vector(writer, name + ".scales", b.scales);
+    write_vector(writer, name + ".stats", b.stats);
+    write_vector(writer, name + ".probe_units", b.probe_units);
+    write_vector(writer, name + ".probe_stats", b.probe_stats);
+    progress(name);
   };
   writer.write("model.embed_tokens.weight", embed.data, embed.num_bytes);
   progress("model.embed_tokens.weight");
@@ -271,22 +292,7 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
       write_vector(writer, router_name(l), source->floats(router_name(l), {c.num_local_experts, hidden}));
       progress(router_name(l));
     }
-    for (const auto& m : projections(c, l)) {
-      const auto w = source->floats(m.name, {m.out, m.in});
-      BucketizeOptions bucketing;
-      bucketing.bucket_size = options.bucket_size;
-      bucketing.weights = bucket_weights(options.weights);
-      bucketing.max_probes = options.max_probes;
-      // Each matrix gets its own probe seed, so that matrices of equal shape sample different units.
-      bucketing.seed = options.seed ^ name_hash(m.name);
-      const BucketizedMatrix b = bucketize(w.data(), std::size_t(m.out), std::size_t(m.in), bucketing, m.name);
-      write_vector(writer, m.name + ".units", b.units);
-      if (!b.scales.empty()) write_vector(writer, m.name + ".scales", b.scales);
-      write_vector(writer, m.name + ".stats", b.stats);
-      write_vector(writer, m.name + ".probe_units", b.probe_units);
-      write_vector(writer, m.name + ".probe_stats", b.probe_stats);
-      progress(m.name);
-    }
+    for (const auto& m : projections(c, l)) write_buckets(m.name, source->floats(m.name, {m.out, m.in}), m.out, m.in);
   }
   write_vector(writer, "model.norm.weight", source->floats("model.norm.weight", {hidden}));
   progress("model.norm.weight");
@@ -294,6 +300,8 @@ void convert_to_effort(const std::filesystem::path& input, const std::filesystem
     writer.write("lm_head.weight", lm_head->data, lm_head->num_bytes);
     progress("lm_head.weight");
   }
+  write_buckets(kHeadName, source->floats(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", {vocab, hidden}),
+                vocab, hidden);
   if (tokenizer) writer.write("tokenizer.model", tokenizer->data(), tokenizer->size());
   writer.finish();
   // Read back what reached the disk before it takes the output's name.

@@ -78,13 +78,18 @@ EffortCheckReport check_effort_file(const std::filesystem::path& path) {
       ++report.matrices;
     });
   }
+  if (checkpoint.weights.head_buckets) {
+    check_buckets("[effort-check] " + path.string() + ": " + kHeadName, *checkpoint.weights.head_buckets);
+    ++report.matrices;
+  }
   report.summary.push_back(c.model_type + ", " + std::to_string(c.num_hidden_layers) + " layers, hidden " +
                            std::to_string(c.hidden_size) + ", intermediate " + std::to_string(c.intermediate_size) +
                            ", " + std::to_string(c.num_attention_heads) + " heads (" +
                            std::to_string(c.num_key_value_heads) + " kv), vocab " + std::to_string(c.vocab_size) +
                            (checkpoint.tokenizer_model ? ", with tokenizer" : ", no tokenizer"));
   report.summary.push_back(std::to_string(report.matrices) + " bucketed matrices (" + layout +
-                           "): positions, stats and probes consistent");
+                           ")" + (checkpoint.weights.head_buckets ? ", the head's among them" : ", the head exact only (converted before head effort)") +
+                           ": positions, stats and probes consistent");
   return report;
 }
 

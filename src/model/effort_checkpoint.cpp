@@ -114,6 +114,8 @@ EffortCheckpoint load_effort_checkpoint(const std::filesystem::path& path, float
   }
   w.norm = float_vector(*file, "model.norm.weight", hidden);
   w.lm_head = c.tie_word_embeddings ? w.embed_tokens : dense(*file, "lm_head.weight", vocab, hidden);
+  // Files converted before the head was bucketed too run their head exact.
+  if (file->header()["matrices"].contains(kHeadName)) w.head_buckets = bucketed(*file, kHeadName, vocab, hidden, 1.0f);
 
   if (const auto& t = file->header().value("chat_template", nlohmann::json()); t.is_string()) result.chat_template = t.get<std::string>();
   const auto& tokenizer = file->header().value("tokenizer", nlohmann::json());

@@ -19,16 +19,16 @@ constexpr std::size_t kMinMacsPerThread = 32 * 1024;
 // Parts of a dispatched list hold at least this many units, so that a short list is not
 // spread over more accumulator arrays than it fills.
 constexpr std::size_t kMinUnitsPerPart = 64;
+}  // namespace
 
-void bucket_matvec(const BucketMatrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute) {
+BucketWork matvec(const BucketMatrix& w, float effort, const float* x, float* y, const Compute& compute) {
   BucketScratch& s = *compute.scratch;
-  EffortState& state = *compute.effort;
   const kernels::BucketView& v = w.view;
   const auto start = Clock::now();
   // Probe importances with the same float products as the dispatch.
-  const std::size_t n = w.probe_units.size(), in = v.num_inputs;
+  const std::size_t n = w.probe_units.size();
   for (std::size_t i = 0; i < n; ++i) s.products[i] = std::fabs(x[w.probe_inputs[i]]) * w.probe_stats[i];
-  const float cutoff = effort_cutoff(s.products, n, state.effort[std::size_t(layer)][std::size_t(kind)]);
+  const float cutoff = effort_cutoff(s.products, n, effort);
   const std::size_t count = compute.kernels.bucket_dispatch(s.units.data(), s.xs.data(), v, x, w.loaded_units, cutoff);
   const auto dispatched = Clock::now();
   const std::size_t outputs = v.num_buckets * v.bucket_size;
@@ -43,16 +43,15 @@ void bucket_matvec(const BucketMatrix& w, int layer, MatrixKind kind, const floa
   });
   std::copy(s.part_out.begin(), s.part_out.begin() + std::ptrdiff_t(w.out_features), y);
   for (std::size_t p = 1; p < parts; ++p) compute.kernels.add(y, s.part_out.data() + p * outputs, w.out_features);
-  state.stats.dispatch_seconds += std::chrono::duration<double>(dispatched - start).count();
-  state.stats.multiply_seconds += seconds_since(dispatched);
-  state.stats.done[int(kind)] += double(count) * double(v.num_buckets);
+  BucketWork work;
+  work.units = count;
   const double scale_bytes = v.scales ? double(v.num_blocks()) * 2 : 0;
-  state.stats.projection_bytes += double(count) * (double(v.num_buckets * v.entry_bytes()) + scale_bytes) +
-                                  double(w.loaded_units) * 4 + double(n) * 8;
-  state.stats.dense[int(kind)] += double(outputs) * double(in);
+  work.bytes = double(count) * (double(v.num_buckets * v.entry_bytes()) + scale_bytes) + double(w.loaded_units) * 4 +
+               double(n) * 8;
+  work.dispatch_seconds = std::chrono::duration<double>(dispatched - start).count();
+  work.multiply_seconds = seconds_since(dispatched);
+  return work;
 }
-
-}  // namespace
 
 BucketScratch::BucketScratch(const std::vector<const BucketMatrix*>& matrices) {
   std::size_t units = 0, probes = 0, padded_outputs = 0;
@@ -175,7 +174,17 @@ void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::siz
 }
 
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute) {
-  if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) return bucket_matvec(*bucketed, layer, kind, x, y, compute);
+  if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) {
+    EffortState& state = *compute.effort;
+    const BucketWork work = matvec(*bucketed, state.effort[std::size_t(layer)][std::size_t(kind)], x, y, compute);
+    const kernels::BucketView& v = bucketed->view;
+    state.stats.dispatch_seconds += work.dispatch_seconds;
+    state.stats.multiply_seconds += work.multiply_seconds;
+    state.stats.done[int(kind)] += double(work.units) * double(v.num_buckets);
+    state.stats.dense[int(kind)] += double(v.num_buckets * v.bucket_size) * double(v.num_inputs);
+    state.stats.projection_bytes += work.bytes;
+    return;
+  }
   const auto& dense = std::get<DenseMatrix>(w);
   const auto start = Clock::now();
   matvec(dense, x, y, compute);

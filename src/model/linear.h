@@ -33,7 +33,12 @@ struct BucketScratch {
 // count, and up to this many threads share one product.
 inline constexpr std::size_t kBucketParts = 8;
 
-// The effort of every (layer, matrix kind), and the multiply-adds counted.
+inline constexpr std::size_t kDefaultHeadCandidates = 64;
+// The lowest head effort that following set_effort reaches: on the fixture, with its 64
+// candidates, a head at 0.25 adds KL 0.004 to effort 1's, at 0.125 0.11 (docs/kernels.md).
+inline constexpr float kHeadEffortFloor = 0.25f;
+
+// The effort of every (layer, matrix kind) and of the head, and the multiply-adds counted.
 struct EffortState {
   explicit EffortState(int num_layers = 1, float effort = 1.0f)
       : effort(std::size_t(num_layers), std::vector<float>(kNumMatrixKinds, effort)) {}
@@ -41,6 +46,10 @@ struct EffortState {
     for (auto& layer : effort) std::fill(layer.begin(), layer.end(), e);
   }
   std::vector<std::vector<float>> effort;  // [layer][kind]
+  // The output head's (Transformer::head): below 1, where the model has a bucketed head, a
+  // product at this effort ranks the vocabulary and the top head_candidates get exact logits.
+  float head_effort = 1.0f;
+  std::size_t head_candidates = kDefaultHeadCandidates;
   EffortStats stats;
 };
 
@@ -68,6 +77,16 @@ void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compu
 // statistic of the probe units' importances (|x| * stat), so that a fraction `effort` of the
 // probes clears it; the units clearing it are multiplied, split into parts (kBucketParts).
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute);
+
+// What one effort product did: the units multiplied, the bytes of weights it read (the listed
+// units with their scales, every loaded unit's stat, the probes) and its seconds.
+struct BucketWork {
+  std::size_t units = 0;
+  double bytes = 0, dispatch_seconds = 0, multiply_seconds = 0;
+};
+// y = w x at `effort`, outside the per-kind stats (the output head); the kind's matvec above
+// runs through it.
+BucketWork matvec(const BucketMatrix& w, float effort, const float* x, float* y, const Compute& compute);
 
 // The cutoff for `effort` over probe importances (reordered in place): the (t+1)-th largest with
 // t = round(effort * n) clamped to [1, n], or -1 (every unit) when t = n.

@@ -144,10 +144,7 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
     }
   }
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), act.residual.size(), eps);
-  const auto head_start = Clock::now();
-  matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
-  compute.effort->stats.head_seconds += seconds_since(head_start);
-  compute.effort->stats.head_bytes += double(weights_.lm_head.rows) * double(kernels::dtype_bytes(weights_.lm_head.dtype, weights_.lm_head.cols));
+  head(act.normed.data(), act.logits.data(), act, compute);
   if (exit && exit->options.enabled) {
     exit->consecutive_exits = layers < n ? exit->consecutive_exits + 1 : 0;
     exit->layers_run += layers;
@@ -218,7 +215,36 @@ void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cac
   }
   std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
   k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);
-  matvec(weights_.lm_head, act.normed.data(), act.logits.data(), compute);
+  head(act.normed.data(), act.logits.data(), act, compute);
+}
+
+void Transformer::head(const float* normed, float* logits, Activations& act, const Compute& compute) const {
+  EffortState& state = *compute.effort;
+  const auto start = Clock::now();
+  const DenseMatrix& exact = weights_.lm_head;
+  const double row_bytes = double(kernels::dtype_bytes(exact.dtype, exact.cols));
+  if (!weights_.head_buckets || state.head_effort >= 1.0f) {
+    matvec(exact, normed, logits, compute);
+    state.stats.head_bytes += double(exact.rows) * row_bytes;
+    state.stats.head_seconds += seconds_since(start);
+    return;
+  }
+  const std::size_t vocab = exact.rows;
+  const BucketWork work = matvec(*weights_.head_buckets, state.head_effort, normed, logits, compute);
+  top_k(std::span<const float>(logits, vocab), state.head_candidates, act.head_candidates);
+  act.head_exact.resize(act.head_candidates.size());
+  float lowest = INFINITY;
+  for (std::size_t i = 0; i < act.head_candidates.size(); ++i) {
+    compute.kernels.matvec[int(exact.dtype)](&act.head_exact[i], exact.row(std::size_t(act.head_candidates[i])), normed, 1,
+                                             exact.cols);
+    lowest = std::min(lowest, act.head_exact[i]);
+  }
+  // The estimates of the rest stay (sampling keeps the tail's mass), capped so that the argmax
+  // is an exact logit.
+  for (std::size_t t = 0; t < vocab; ++t) logits[t] = std::min(logits[t], lowest);
+  for (std::size_t i = 0; i < act.head_candidates.size(); ++i) logits[act.head_candidates[i]] = act.head_exact[i];
+  state.stats.head_bytes += work.bytes + double(act.head_candidates.size()) * row_bytes;
+  state.stats.head_seconds += seconds_since(start);
 }
 
 bool Transformer::should_exit(int l, int position, ExitState& exit, Token& streak_top, int& streak,

@@ -37,6 +37,9 @@ struct Activations {
   std::vector<float> router, expert_out, expert_sum;
   std::vector<int> chosen_experts;    // the token's experts, best first
   std::vector<float> expert_weights;  // and their weights
+  // The head below effort 1: its candidate tokens and their exact logits.
+  std::vector<Token> head_candidates;
+  std::vector<float> head_exact;
 };
 
 // Activations of up to `capacity` prompt tokens processed together, allocated once per session.
@@ -100,6 +103,12 @@ class Transformer {
                    const Compute& compute) const;
   // Keys and values of the layers after `last`, from the current hidden state.
   void propagate_kv(int last, int position, KvCache& cache, Activations& act, const Compute& compute) const;
+  // The output head over `normed` into `logits` ([vocab_size]) at the head effort: exact at 1
+  // (or without a bucketed head); below, a product at that effort ranks every token, the top
+  // head_candidates get exact logits and the rest keep their estimates, capped at the lowest
+  // exact one. So the argmax is always an exact logit, and greedy decoding is exact whenever
+  // the true argmax is among the candidates.
+  void head(const float* normed, float* logits, Activations& act, const Compute& compute) const;
   // y = w x at the session's effort for `kind`, shown to the observer first.
   void project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y,
                const Compute& compute) const;

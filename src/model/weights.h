@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -74,6 +75,9 @@ inline std::string router_name(int layer) {
   return "model.layers." + std::to_string(layer) + ".block_sparse_moe.gate.weight";
 }
 
+// The output head's name, which a .effort file's bucketed copy of it takes too.
+inline constexpr const char* kHeadName = "lm_head.weight";
+
 struct LayerWeights {
   // Projections are [out_features, in_features] in HF terms, whatever their storage.
   std::vector<float> input_layernorm;           // [hidden_size]
@@ -116,6 +120,9 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> norm;   // [hidden_size]
   DenseMatrix lm_head;       // [vocab_size, hidden_size]; embed_tokens' data when tied
+  // The head bucketed as well (.effort files since format 4's head effort), for products of the
+  // head below effort 1; lm_head stays the exact one.
+  std::optional<BucketMatrix> head_buckets;
   // Whatever the views above point into: mapped files, aligned copies.
   std::vector<std::shared_ptr<const void>> storage;
 };

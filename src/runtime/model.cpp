@@ -103,6 +103,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
 }
 
 bool Model::bucketed() const { return impl_->bucketed(); }
+bool Model::bucketed_head() const { return impl_->weights.head_buckets.has_value(); }
 
 const std::string& Model::chat_template() const { return impl_->chat_template; }
 ChatFormat Model::chat_format() const { return detect_chat_format(impl_->chat_template); }

@@ -61,6 +61,7 @@ BucketScratch make_bucket_scratch(const ModelWeights& weights) {
     for_each_projection(layer, [&](const Matrix& m, MatrixKind, int) {
       if (const auto* b = std::get_if<BucketMatrix>(&m)) matrices.push_back(b);
     });
+  if (weights.head_buckets) matrices.push_back(&*weights.head_buckets);
   return BucketScratch(matrices);
 }
 
@@ -200,7 +201,29 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
 
 void Session::set_effort(float effort) {
   for (int k = 0; k < kNumMatrixKinds; ++k) set_effort(MatrixKind(k), effort);
+  impl_->overall_effort = effort;
+  impl_->update_head_effort();
 }
+
+void Session::set_head_effort(float effort) {
+  if (effort != 0.0f) check_effort(effort);
+  if (effort > 0.0f && effort < 1.0f && !impl_->model.weights.head_buckets)
+    throw Error(ErrorCode::invalid_argument,
+                "[session] head effort below 1 needs a .effort model with a bucketed head (files converted "
+                "before head effort have none: convert the model again)");
+  impl_->head_effort_setting = effort;
+  impl_->update_head_effort();
+}
+
+void Session::set_head_candidates(int candidates) {
+  if (candidates < 1 || candidates > impl_->model.config.vocab_size)
+    throw Error(ErrorCode::invalid_argument, "[session] head candidates must be in [1, " +
+                                                 std::to_string(impl_->model.config.vocab_size) + "], got " +
+                                                 std::to_string(candidates));
+  impl_->effort.head_candidates = std::size_t(candidates);
+}
+
+float Session::head_effort() const { return impl_->model.weights.head_buckets ? impl_->effort.head_effort : 1.0f; }
 
 void Session::set_effort(MatrixKind kind, float effort) {
   for (int l = 0; l < impl_->model.config.num_hidden_layers; ++l) set_layer_effort(l, kind, effort);

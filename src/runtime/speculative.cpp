@@ -67,7 +67,10 @@ void Session::Impl::speculate(int drafts, float draft_effort, Sampler& sampler, 
   std::vector<Token> tokens = {*pending};
   std::vector<Distribution> draft_distributions;
   const auto generation_effort = effort.effort;
+  const float generation_head_effort = effort.head_effort;
+  // Drafts are guesses: their head is no more exact than their projections.
   effort.set_all(draft_effort);
+  effort.head_effort = std::min(generation_head_effort, draft_effort);
   drafting = true;
   while (int(tokens.size()) <= drafts && std::find(eos.begin(), eos.end(), tokens.back()) == eos.end()) {
     run(tokens.back());
@@ -80,6 +83,7 @@ void Session::Impl::speculate(int drafts, float draft_effort, Sampler& sampler, 
   }
   drafting = false;
   effort.effort = generation_effort;
+  effort.head_effort = generation_head_effort;
   history.resize(std::size_t(start));
   if (saved) cache.restore(*saved, start);
   const int drafted = int(tokens.size()) - 1;
@@ -138,6 +142,7 @@ void Session::Impl::check(std::span<const Token> tokens) {
   check_logits.resize(n * vocab);
   float lowest = 1.0f;
   for (const auto& layer : effort.effort) lowest = std::min(lowest, *std::min_element(layer.begin(), layer.end()));
+  if (model.weights.head_buckets) lowest = std::min(lowest, effort.head_effort);
   // A batched check is lossless only where a batch equals its tokens one by one: 8-bit entries'
   // checks run token by token.
   if (!model.int8_products() && batchable(n, lowest)) {

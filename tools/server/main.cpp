@@ -27,7 +27,8 @@ constexpr const char* kUsage = R"(usage: effort-server -m MODEL [options]
 Serves MODEL (a .effort file, or a checkpoint that runs dense) over HTTP: the OpenAI endpoints
 POST /v1/chat/completions and /v1/completions (streaming with "stream": true), GET /v1/models,
 GET /health, POST /tokenize and /detokenize, and a chat page at GET /. Requests may set
-"effort" (0..1], "effort_map" ({"down": 0.3, ...}), "early_exit" (true or {"threshold": T}) and
+"effort" (0..1], "head_effort" ((0..1], default the effort's, see effort-run --help),
+"effort_map" ({"down": 0.3, ...}), "early_exit" (true or {"threshold": T}) and
 "lora" ([{"name": "persona", "scale": 0.5}] or llama-server's [{"id": 0, "scale": 0.5}]: adapters
 loaded with --lora; a request without "lora" runs every one at its start scale, [] none).
 
@@ -41,6 +42,7 @@ options:
   -t, --threads N      threads per session (default: hardware threads / parallel)
       --api-key KEY    require "Authorization: Bearer KEY" on every endpoint but / and /health
       --effort E       effort of requests that do not set one (default 1)
+      --head-effort E  head effort of requests that do not set one (default: their effort's)
       --early-exit     early exit for requests that do not say (see effort-run --help)
       --exit-calibration FILE  per-layer exit thresholds from effort-eval --calibrate
       --context-shift  when a session's context fills, drop the older half and go on
@@ -82,6 +84,7 @@ Options parse(int argc, char** argv) {
     else if (f == "-t" || f == "--threads") o.session.num_threads = int(cli::parse_int(f, args.value(), 1, 1024));
     else if (f == "--api-key") o.api_key = args.value();
     else if (f == "--effort") o.defaults.effort = float(cli::parse_number(f, args.value(), 0, 1, true));
+    else if (f == "--head-effort") o.defaults.head_effort = float(cli::parse_number(f, args.value(), 0, 1, true));
     else if (f == "--early-exit") o.defaults.early_exit.enabled = true;
     else if (f == "--exit-calibration") cli::apply_exit_calibration(args.value(), o.defaults.early_exit);
     else if (f == "--context-shift") o.defaults.context_shift = true;
@@ -122,6 +125,7 @@ struct Answer {
   GenerateResult result;
   double multiplications = 0;  // fraction of the dense multiply-adds done
   double layers = 0;           // layers run per token (early exit)
+  float head_effort = 1;       // the head's, as run
 };
 
 class Server {
@@ -287,6 +291,7 @@ class Server {
     session.reset();
     session.reset_effort_stats();
     session.set_effort(r.effort);
+    session.set_head_effort(r.head_effort);
     for (const auto& [kind, effort] : r.effort_map) session.set_effort(kind, effort);
     session.set_early_exit(r.early_exit);
     session.set_adapters(r.adapters);
@@ -306,6 +311,7 @@ class Server {
     a.finish_reason = why == StopReason::max_new_tokens || why == StopReason::context_full ? "length" : "stop";
     a.multiplications = session.effort_stats().overall();
     a.layers = session.average_layers();
+    a.head_effort = session.head_effort();
     ++served_;
     if (client_gone) ++cancelled_;
     return a;
@@ -327,6 +333,7 @@ class Server {
             {"predicted_ms", 1e3 * s.generation_seconds},
             {"predicted_per_second", per_second(s.generated_tokens, s.generation_seconds)},
             {"effort", r.effort},
+            {"head_effort", a.head_effort},
             {"multiplications", a.multiplications},
             {"layers", a.layers},
             {"seed", r.generate.sampling.seed}};
@@ -433,6 +440,8 @@ int run(int argc, char** argv) {
   cli::print_model_summary(o.model, model, false);
   if (o.defaults.effort < 1 && !model.bucketed())
     throw cli::UsageError("--effort below 1 needs a .effort model; " + o.model + " runs dense");
+  if (o.defaults.head_effort < 1 && o.defaults.head_effort > 0 && !model.bucketed_head())
+    throw cli::UsageError("--head-effort below 1 needs a .effort model with a bucketed head; " + o.model + " has none");
   for (const auto& [path, scale] : o.adapters) {
     o.defaults.adapters.push_back({model.load_adapter(path), scale});
     std::fprintf(stderr, "effort-server: adapter %s (%s, rank %d), scale %g\n", o.defaults.adapters.back().adapter.name().c_str(),

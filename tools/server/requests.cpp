@@ -194,6 +194,10 @@ Request parse_request(std::string_view body_text, Endpoint endpoint, const Model
       r.effort_map.emplace_back(k, float(number_in(effort, "effort_map." + kind, 0, 1, true)));
     }
   }
+  r.head_effort = float(number(body, "head_effort", 0, 1, false, defaults.head_effort));
+  if (r.head_effort > 0 && r.head_effort < 1 && !model.bucketed_head())
+    refuse("'head_effort' below 1 needs a .effort model with a bucketed head (convert it again with this "
+           "effort-convert)");
   bool below_one = r.effort < 1;
   for (const auto& [kind, effort] : r.effort_map) below_one = below_one || effort < 1;
   if (below_one && !model.bucketed())

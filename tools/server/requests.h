@@ -28,6 +28,7 @@ enum class Endpoint { completions, chat_completions };
 // What the server applies when a request does not say.
 struct RequestDefaults {
   float effort = 1.0f;
+  float head_effort = 0.0f;  // 0: the request's effort (Session::set_head_effort)
   EarlyExitOptions early_exit;
   bool context_shift = false;
   // The adapters loaded at start (--lora), at their scales: what a request without "lora" runs
@@ -41,6 +42,7 @@ struct Request {
   std::vector<std::string> stop;
   bool stream = false;
   float effort = 1.0f;
+  float head_effort = 0.0f;
   std::vector<std::pair<MatrixKind, float>> effort_map;
   EarlyExitOptions early_exit;
   std::vector<AdapterUse> adapters;
