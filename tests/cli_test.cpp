@@ -158,6 +158,10 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
   REQUIRE(r.output.find("mult ") != std::string::npos);
   REQUIRE(r.output.find(" down 25.0%") != std::string::npos);
   REQUIRE(r.output.find(" up 50.0%") != std::string::npos);
+  REQUIRE(r.output.find("head effort 0.5 ") != std::string::npos);  // following --effort
+  r = test::run_command(effort_run() + " -m '" + out + "' --prompt-ids 1 -n 5 --temp 0 --ids --effort 0.5 --head-effort 1");
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(r.output.find("head effort 1 ") != std::string::npos);
 
   const std::pair<std::string, std::string> cases[] = {
       {" --effort 0", "--effort: expected a number in (0, 1], got '0'"},
@@ -169,6 +173,8 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
       {" --arch neon", "unknown kernel arch"},
       {" --bucket-size 3", "unknown option"},
       {" --mem-fraction 2", "--mem-fraction: expected a number"},
+      {" --head-effort 0", "--head-effort: expected a number in (0, 1], got '0'"},
+      {" --head-candidates 0", "--head-candidates: expected"},
   };
   for (const auto& [args, message] : cases) {
     CAPTURE(args);
@@ -179,6 +185,9 @@ TEST_CASE("effort-convert and effort-run --effort work together from the command
   r = test::run_command(effort_run() + model_arg() + " -n 1 --effort 0.5");
   REQUIRE(r.exit_code == 2);  // a bad argument for this model
   REQUIRE(r.output.find("effort below 1 needs a bucketed .effort model") != std::string::npos);
+  r = test::run_command(effort_run() + model_arg() + " -n 1 --head-effort 0.5");
+  REQUIRE(r.exit_code == 2);
+  REQUIRE(r.output.find("head effort below 1 needs a .effort model with a bucketed head") != std::string::npos);
 
   const std::string convert_bin = std::string(EFFORT_BIN_DIR) + "/effort-convert";
   r = test::run_command(convert_bin);

@@ -205,6 +205,8 @@ void print_stats(const GenerationStats& s, const Session& session, std::uint64_t
                   100 * e.fraction(MatrixKind(k)));
     mults += part;
   }
+  std::snprintf(part, sizeof part, " | head effort %g", session.head_effort());
+  mults += part;
   if (!e.expert_uses.empty()) {
     double total = 0;
     for (double u : e.expert_uses) total += u;
