@@ -213,10 +213,11 @@ class Session {
   void set_prompt_effort(float effort);
   float prompt_effort() const;
   // The output head's effort, in (0, 1], or 0 (the default): the value last given to
-  // set_effort(float) (while a prompt runs, the prompt effort), but not below 0.25. Below 1, on a .effort file with a bucketed head, a product at this
-  // effort ranks the vocabulary, the top head candidates (default 64) get exact logits, the rest
-  // keep their estimates capped below those: greedy is exact whenever the true argmax is a
-  // candidate. 1 keeps the head exact at any projection effort.
+  // set_effort(float) (while a prompt runs, the prompt effort), but not below 0.25. Below 1, on
+  // a .effort file with a bucketed head, a product at this effort ranks the vocabulary, the top
+  // head candidates (default 64) get exact logits, the rest keep their estimates capped below
+  // those: greedy is exact whenever the true argmax is a candidate. 1 keeps the head exact at
+  // any projection effort.
   void set_head_effort(float effort);
   void set_head_candidates(int candidates);  // in [1, vocab_size]
   float head_effort() const;                 // the effective one

@@ -202,7 +202,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
 void Session::set_effort(float effort) {
   for (int k = 0; k < kNumMatrixKinds; ++k) set_effort(MatrixKind(k), effort);
   impl_->overall_effort = effort;
-  impl_->update_head_effort();
+  impl_->effort.head_effort = impl_->head_effort_following(impl_->overall_effort);
 }
 
 void Session::set_head_effort(float effort) {
@@ -212,7 +212,7 @@ void Session::set_head_effort(float effort) {
                 "[session] head effort below 1 needs a .effort model with a bucketed head (files converted "
                 "before head effort have none: convert the model again)");
   impl_->head_effort_setting = effort;
-  impl_->update_head_effort();
+  impl_->effort.head_effort = impl_->head_effort_following(impl_->overall_effort);
 }
 
 void Session::set_head_candidates(int candidates) {

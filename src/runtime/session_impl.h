@@ -96,7 +96,7 @@ struct Session::Impl {
     if (prompt) {
       generation_effort.emplace(GenerationEffort{effort, effort});
       effort.set_all(prompt_effort);
-      if (head_effort_setting == 0) effort.head_effort = std::max(prompt_effort, kHeadEffortFloor);
+      effort.head_effort = head_effort_following(prompt_effort);
     }
     while (!tokens.empty()) {
       const std::size_t n = std::min(tokens.size(), kPromptBatch);
@@ -171,8 +171,8 @@ struct Session::Impl {
   // set_head_effort's value (0: follow) and set_effort(float)'s, which the head follows down to
   // kHeadEffortFloor (while a prompt runs, the prompt effort).
   float head_effort_setting = 0.0f, overall_effort = 1.0f;
-  void update_head_effort() {
-    effort.head_effort = head_effort_setting > 0 ? head_effort_setting : std::max(overall_effort, kHeadEffortFloor);
+  float head_effort_following(float followed) const {
+    return head_effort_setting > 0 ? head_effort_setting : std::max(followed, kHeadEffortFloor);
   }
   std::vector<AdapterUse> adapters;
   std::vector<ActiveLora> active_adapters;  // adapters' data, as the transformer takes them
