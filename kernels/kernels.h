@@ -17,6 +17,10 @@ enum class BucketWeights { f16, q8 };
 inline constexpr std::size_t kQ8Block = 32;
 // Listed units whose q8 multipliers share one int8 step per block (bucket_matvec_q8.h).
 inline constexpr std::size_t kQ8Group = 8;
+// Vectors one bucket product multiplies at most, and the alignment of the bucket ranges it is
+// split into (a whole number of every arch's tiles and of q8 scale blocks).
+inline constexpr std::size_t kMaxVectors = 16;
+inline constexpr std::size_t kBucketRangeAlign = 64;
 // Room a dispatched list needs past its last possible entry.
 inline constexpr std::size_t kDispatchSlack = 16;
 // Outputs per panel of a batched product (panel_matmul.h).
@@ -64,7 +68,14 @@ struct KernelTable {
   // list's end), then multiply a list into y [B*S] (outputs in order, padding included).
   std::size_t (*bucket_dispatch)(std::uint32_t* units, float* xs, const BucketView& m, const float* x,
                                  std::size_t num_units, float cutoff);
-  void (*bucket_matvec)(float* y, const BucketView& m, const std::uint32_t* units, const float* xs, std::size_t count);
+  // The list multiplied into n vectors at once (1 <= n <= kMaxVectors), each entry decoded once
+  // for all of them: xs[i * n + v] is vector v's input for listed unit i (0 where v does not
+  // take the unit), and vector v's outputs of buckets [bucket_begin, bucket_end) go to
+  // y[v * y_stride + b * S + position]. bucket_begin is a multiple of kBucketRangeAlign, and so
+  // is bucket_end unless it is B. Each output is the same float whatever the range and n.
+  void (*bucket_matvec)(float* y, std::size_t y_stride, const BucketView& m, const std::uint32_t* units,
+                        const float* xs, std::size_t count, std::size_t n, std::size_t bucket_begin,
+                        std::size_t bucket_end);
   // The panels of a block of buckets and inputs (bucket_panel.h), for panel_matmul.
   void (*bucket_panel)(float* panels, const BucketView& m, std::size_t loaded_units, std::size_t bucket0,
                        std::size_t buckets, std::size_t col0, std::size_t k_len);

@@ -297,9 +297,16 @@ TEST_CASE("batched prompts of a .effort model give the token-by-token logits at 
     }
   }
   WARN("batched vs token-by-token prompt, .effort with fp16 entries: max |logit difference| " << worst);
-  // Below effort 1 the prompt runs one token at a time at the prompt effort, whatever the
-  // generation effort: bit for bit what forward() gives at that effort.
+  // Below effort 1, and under 16 tokens, a prompt runs as one pass of all its tokens through
+  // every layer (Transformer::forward_batch) at the prompt effort, whatever the generation
+  // effort: bit for bit what forward() gives at that effort token by token.
   const Model model = Model::load(test::fixture_effort());
+  for (std::size_t n : {2, 7, 15}) {
+    Session short_prompt = model.new_session(), alone = model.new_session();
+    const std::vector<int> first(ids.begin(), ids.begin() + std::ptrdiff_t(n));
+    const auto z = short_prompt.prefill(first);
+    REQUIRE(std::vector<float>(z.begin(), z.end()) == test::forward_each(alone, first).back());
+  }
   Session prompt_effort = model.new_session(), plain = model.new_session();
   prompt_effort.set_prompt_effort(0.5f);
   prompt_effort.set_effort(0.25f);

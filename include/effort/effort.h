@@ -187,8 +187,10 @@ class Session {
   // next position (valid until the next call).
   std::span<const float> forward(Token token);
   // Feeds prompt tokens in order, at the prompt effort; returns the logits after the last one.
-  // At prompt effort 1, 16 or more run in batches (one pass over the weights for many tokens),
-  // which gives forward()'s logits to rounding; fewer, or below effort 1, one at a time.
+  // At prompt effort 1, 16 or more run in batches through weights unpacked to floats, which
+  // gives forward()'s logits to rounding; fewer, or any number below effort 1, run as passes
+  // of up to 256 tokens through every layer, each weight read once per 16 tokens, which gives
+  // forward()'s logits bit for bit.
   std::span<const float> prefill(std::span<const Token> tokens);
   // Feeds the prompt, then samples up to max_new_tokens. The last token generated is held
   // pending, not yet run through the model, so that a finished generation costs no extra pass:

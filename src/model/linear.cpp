@@ -17,53 +17,134 @@ namespace {
 constexpr std::size_t kMinMacsPerThread = 32 * 1024;
 
 // Parts of a dispatched list hold at least this many units, so that a short list is not
-// spread over more accumulator arrays than it fills.
+// spread over more accumulator arrays than it fills; a list is cut into this many at most.
 constexpr std::size_t kMinUnitsPerPart = 64;
+constexpr std::size_t kBucketParts = 8;
+// From this many buckets on, threads split a product's outputs rather than its list.
+constexpr std::size_t kWideBuckets = 4096;
 }  // namespace
 
 BucketWork matvec(const BucketMatrix& w, float effort, const float* x, float* y, const Compute& compute) {
+  return matvec(w, std::span<const float>(&effort, 1), x, y, compute);
+}
+
+BucketWork matvec(const BucketMatrix& w, std::span<const float> efforts, const float* x, float* y,
+                  const Compute& compute) {
   BucketScratch& s = *compute.scratch;
   const kernels::BucketView& v = w.view;
+  const std::size_t n = efforts.size(), in = w.in_features, B = v.num_buckets;
+  s.reserve_vectors(n);
   const auto start = Clock::now();
-  // Probe importances with the same float products as the dispatch.
-  const std::size_t n = w.probe_units.size();
-  for (std::size_t i = 0; i < n; ++i) s.products[i] = std::fabs(x[w.probe_inputs[i]]) * w.probe_stats[i];
-  const float cutoff = effort_cutoff(s.products, n, effort);
-  const std::size_t count = compute.kernels.bucket_dispatch(s.units.data(), s.xs.data(), v, x, w.loaded_units, cutoff);
-  const auto dispatched = Clock::now();
-  const std::size_t outputs = v.num_buckets * v.bucket_size;
-  const std::size_t parts = std::clamp<std::size_t>(count / kMinUnitsPerPart, 1, kBucketParts);
-  auto part_begin = [&](std::size_t p) { return count * p / parts; };
-  // A short product runs on the calling thread: waking a worker would cost more.
-  const std::size_t grain = count * v.num_buckets < 2 * kMinMacsPerThread ? parts : 1;
-  compute.pool.parallel_for(parts, grain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t p = begin; p < end; ++p)
-      compute.kernels.bucket_matvec(s.part_out.data() + p * outputs, v, s.units.data() + part_begin(p),
-                                    s.xs.data() + part_begin(p), part_begin(p + 1) - part_begin(p));
-  });
-  std::copy(s.part_out.begin(), s.part_out.begin() + std::ptrdiff_t(w.out_features), y);
-  for (std::size_t p = 1; p < parts; ++p) compute.kernels.add(y, s.part_out.data() + p * outputs, w.out_features);
+  // Each vector's list: the cutoff over its probe importances (the same float products as the
+  // dispatch), then the units that clear it.
+  const std::size_t probes = w.probe_units.size();
   BucketWork work;
-  work.units = count;
-  const double scale_bytes = v.scales ? double(v.num_blocks()) * 2 : 0;
-  work.bytes = double(count) * (double(v.num_buckets * v.entry_bytes()) + scale_bytes) + double(w.loaded_units) * 4 +
-               double(n) * 8;
+  for (std::size_t j = 0; j < n; ++j) {
+    const float* xj = x + j * in;
+    for (std::size_t i = 0; i < probes; ++i) s.products[i] = std::fabs(xj[w.probe_inputs[i]]) * w.probe_stats[i];
+    const float cutoff = effort_cutoff(s.products, probes, efforts[j]);
+    s.counts[j] = compute.kernels.bucket_dispatch(s.lists[j].units.data(), s.lists[j].xs.data(), v, xj, w.loaded_units, cutoff);
+    work.vector_units[j] = s.counts[j];
+    work.units += s.counts[j];
+  }
+  // The streams: vectors with equal lists (at effort 1, all) share one; otherwise each list
+  // streams alone. (A union of the lists would not do: a list's sums depend on its cut into
+  // parts, and 8-bit multipliers on its groups of 8.)
+  const std::size_t stream_count = s.plan_streams(n);
+  const auto dispatched = Clock::now();
+  const std::size_t padded = B * v.bucket_size;
+  for (std::size_t k = 0; k < stream_count; ++k) {
+    const BucketScratch::Stream& stream = s.streams[k];
+    const std::size_t count = stream.count, vectors = stream.vectors;
+    const std::uint32_t* units = stream.units;
+    const float* xs = stream.xs;
+    float* out = s.outputs.data() + stream.first * padded;
+    if (B >= kWideBuckets) {
+      // A wide matrix: threads take ranges of buckets, each output summing the whole list in
+      // order (the ranges never change a value). A thread's accumulators then fit in L1.
+      const std::size_t blocks = (B + kernels::kBucketRangeAlign - 1) / kernels::kBucketRangeAlign;
+      compute.pool.parallel_for(blocks, count * B * vectors < 2 * kMinMacsPerThread ? blocks : 1,
+                                [&](std::size_t begin, std::size_t end) {
+                                  compute.kernels.bucket_matvec(out, padded, v, units, xs, count, vectors,
+                                                                begin * kernels::kBucketRangeAlign,
+                                                                std::min(B, end * kernels::kBucketRangeAlign));
+                                });
+    } else {
+      // Otherwise the list is cut into parts, each summed whole by one thread over whole rows
+      // (a group's rows are then one contiguous stream at high effort), the parts' sums added
+      // in part order. The cut depends on the list's length only, so neither the thread count
+      // nor the vectors sharing the stream change a value.
+      const std::size_t parts = std::clamp<std::size_t>(count / kMinUnitsPerPart, 1, kBucketParts);
+      auto part_begin = [&](std::size_t p) { return count * p / parts; };
+      float* part_out = s.part_out(parts, vectors);
+      compute.pool.parallel_for(parts, count * B * vectors < 2 * kMinMacsPerThread ? parts : 1,
+                                [&](std::size_t begin, std::size_t end) {
+                                  for (std::size_t p = begin; p < end; ++p)
+                                    compute.kernels.bucket_matvec(part_out + p * vectors * padded, padded, v,
+                                                                  units + part_begin(p), xs + part_begin(p) * vectors,
+                                                                  part_begin(p + 1) - part_begin(p), vectors, 0, B);
+                                });
+      for (std::size_t j = 0; j < vectors; ++j) {
+        float* yj = out + j * padded;
+        std::copy_n(part_out + j * padded, w.out_features, yj);
+        for (std::size_t p = 1; p < parts; ++p) compute.kernels.add(yj, part_out + (p * vectors + j) * padded, w.out_features);
+      }
+    }
+    for (std::size_t j = 0; j < vectors; ++j) std::copy_n(out + j * padded, w.out_features, y + (stream.first + j) * w.out_features);
+    const double scale_bytes = v.scales ? double(v.num_blocks()) * 2 : 0;
+    work.bytes += double(count) * (double(B * v.entry_bytes()) + scale_bytes);
+  }
+  work.bytes += double(n) * (double(w.loaded_units) * 4 + double(probes) * 8);
   work.dispatch_seconds = std::chrono::duration<double>(dispatched - start).count();
   work.multiply_seconds = seconds_since(dispatched);
   return work;
 }
 
 BucketScratch::BucketScratch(const std::vector<const BucketMatrix*>& matrices) {
-  std::size_t units = 0, probes = 0, padded_outputs = 0;
   for (const BucketMatrix* m : matrices) {
-    units = std::max(units, m->loaded_units);
-    probes = std::max(probes, m->probe_units.size());
+    max_units = std::max(max_units, m->loaded_units);
+    products.resize(std::max(products.size(), m->probe_units.size()));
     padded_outputs = std::max(padded_outputs, m->view.num_buckets * m->view.bucket_size);
   }
-  this->units.resize(units + kernels::kDispatchSlack);
-  xs.resize(units + kernels::kDispatchSlack);
-  products.resize(probes);
-  part_out.resize(kBucketParts * padded_outputs);
+  reserve_vectors(1);
+}
+
+void BucketScratch::reserve_vectors(std::size_t n) {
+  if (n <= lists.size()) return;
+  if (n > kernels::kMaxVectors) throw std::invalid_argument("an effort product takes at most 16 vectors");
+  lists.resize(n);
+  for (auto& list : lists) {
+    list.units.resize(max_units + kernels::kDispatchSlack);
+    list.xs.resize(max_units + kernels::kDispatchSlack);
+  }
+  counts.resize(n);
+  outputs.resize(n * padded_outputs);
+}
+
+float* BucketScratch::part_out(std::size_t parts, std::size_t vectors) {
+  parts_.resize(std::max(parts_.size(), parts * vectors * padded_outputs));
+  return parts_.data();
+}
+
+std::size_t BucketScratch::plan_streams(std::size_t n) {
+  streams.clear();
+  auto same_list = [&](std::size_t j) {
+    return counts[j] == counts[0] &&
+           std::equal(lists[j].units.begin(), lists[j].units.begin() + std::ptrdiff_t(counts[0]), lists[0].units.begin());
+  };
+  bool all_same = true;
+  for (std::size_t j = 1; j < n && all_same; ++j) all_same = same_list(j);
+  if (n == 1) {
+    streams.push_back(Stream{lists[0].units.data(), lists[0].xs.data(), counts[0], 0, 1});
+  } else if (all_same) {
+    shared_xs.resize(counts[0] * n);
+    for (std::size_t i = 0; i < counts[0]; ++i)
+      for (std::size_t j = 0; j < n; ++j) shared_xs[i * n + j] = lists[j].xs[i];
+    streams.push_back(Stream{lists[0].units.data(), shared_xs.data(), counts[0], 0, n});
+  } else {
+    for (std::size_t j = 0; j < n; ++j) streams.push_back(Stream{lists[j].units.data(), lists[j].xs.data(), counts[j], j, 1});
+  }
+  return streams.size();
 }
 
 // One radix pass, then a select among the few left: products are >= 0, and the bits of
@@ -174,26 +255,40 @@ void matmul(const Matrix& w, MatrixKind kind, const float* x, float* y, std::siz
 }
 
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute) {
+  EffortState* state = compute.effort;
+  matvec(w, layer, kind, x, y, std::span<EffortState* const>(&state, 1), compute);
+}
+
+void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, std::span<EffortState* const> states,
+            const Compute& compute) {
+  const std::size_t n = states.size(), in = in_features(w), out = out_features(w);
   if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) {
-    EffortState& state = *compute.effort;
-    const BucketWork work = matvec(*bucketed, state.effort[std::size_t(layer)][std::size_t(kind)], x, y, compute);
+    float efforts[kernels::kMaxVectors];
+    for (std::size_t j = 0; j < n; ++j) efforts[j] = states[j]->effort[std::size_t(layer)][std::size_t(kind)];
+    const BucketWork work = matvec(*bucketed, std::span<const float>(efforts, n), x, y, compute);
     const kernels::BucketView& v = bucketed->view;
-    state.stats.dispatch_seconds += work.dispatch_seconds;
-    state.stats.multiply_seconds += work.multiply_seconds;
-    state.stats.done[int(kind)] += double(work.units) * double(v.num_buckets);
-    state.stats.dense[int(kind)] += double(v.num_buckets * v.bucket_size) * double(v.num_inputs);
-    state.stats.projection_bytes += work.bytes;
+    // Time and bytes are the batch's, shared evenly; multiply-adds are each vector's own.
+    for (std::size_t j = 0; j < n; ++j) {
+      EffortStats& stats = states[j]->stats;
+      stats.dispatch_seconds += work.dispatch_seconds / double(n);
+      stats.multiply_seconds += work.multiply_seconds / double(n);
+      stats.done[int(kind)] += double(work.vector_units[j]) * double(v.num_buckets);
+      stats.dense[int(kind)] += double(v.num_buckets * v.bucket_size) * double(v.num_inputs);
+      stats.projection_bytes += work.bytes / double(n);
+    }
     return;
   }
   const auto& dense = std::get<DenseMatrix>(w);
-  const auto start = Clock::now();
-  matvec(dense, x, y, compute);
-  if (compute.effort) {
-    compute.effort->stats.multiply_seconds += seconds_since(start);
-    const double macs = double(dense.rows) * double(dense.cols);
-    compute.effort->stats.done[int(kind)] += macs;
-    compute.effort->stats.dense[int(kind)] += macs;
-    compute.effort->stats.projection_bytes += double(kernels::dtype_bytes(dense.dtype, dense.cols)) * double(dense.rows);
+  for (std::size_t j = 0; j < n; ++j) {
+    const auto start = Clock::now();
+    matvec(dense, x + j * in, y + j * out, compute);
+    if (EffortState* state = states[j]) {
+      state->stats.multiply_seconds += seconds_since(start);
+      const double macs = double(dense.rows) * double(dense.cols);
+      state->stats.done[int(kind)] += macs;
+      state->stats.dense[int(kind)] += macs;
+      state->stats.projection_bytes += double(kernels::dtype_bytes(dense.dtype, dense.cols)) * double(dense.rows);
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 // session's threads.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <span>
 #include <vector>
@@ -18,20 +19,38 @@ inline double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Buffers of the effort product, sized once per session for the model's largest matrix.
+// Buffers of the effort product, sized once per session for the model's largest matrix (and
+// per vector for the most vectors a product has taken).
 struct BucketScratch {
-  std::vector<std::uint32_t> units;  // dispatched units
-  std::vector<float> xs;             // their inputs
-  std::vector<float> products;       // probe importances, for the cutoff
-  std::vector<float> part_out;       // [kBucketParts][num_buckets * S]: each part's sums
+  struct List {
+    std::vector<std::uint32_t> units;  // dispatched units
+    std::vector<float> xs;             // their inputs
+  };
+  // A list multiplied into vectors [first, first + vectors) at once; xs [count][vectors].
+  struct Stream {
+    const std::uint32_t* units;
+    const float* xs;
+    std::size_t count, first, vectors;
+  };
+  std::vector<List> lists;            // [vectors]
+  std::vector<std::size_t> counts;    // [vectors]: their lengths
+  std::vector<float> products;        // probe importances, for the cutoff
+  std::vector<float> outputs;         // [vectors][num_buckets * S]: padded outputs
+  std::vector<Stream> streams;
+  std::vector<float> shared_xs;       // a shared stream's inputs
+  std::size_t max_units = 0, padded_outputs = 0;
   // Sized for the largest of these matrices.
   explicit BucketScratch(const std::vector<const BucketMatrix*>& matrices = {});
-};
+  // Room for n vectors (at most kernels::kMaxVectors).
+  void reserve_vectors(std::size_t n);
+  // The streams of n vectors' lists: one when the lists are equal, otherwise one per list.
+  std::size_t plan_streams(std::size_t n);
+  // [parts][vectors][num_buckets * S]: a cut list's sums per part.
+  float* part_out(std::size_t parts, std::size_t vectors);
 
-// A dispatched list is cut into this many parts at most (fewer when short), each summed whole
-// by one thread, the parts' sums added in part order: results do not depend on the thread
-// count, and up to this many threads share one product.
-inline constexpr std::size_t kBucketParts = 8;
+ private:
+  std::vector<float> parts_;
+};
 
 inline constexpr std::size_t kDefaultHeadCandidates = 64;
 // The lowest head effort that following set_effort reaches: on the fixture, with its 64
@@ -75,18 +94,29 @@ struct Compute {
 void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute);
 // A projection at the effort set for its kind. Bucketed: the cutoff is the exact order
 // statistic of the probe units' importances (|x| * stat), so that a fraction `effort` of the
-// probes clears it; the units clearing it are multiplied, split into parts (kBucketParts).
+// probes clears it; the units clearing it are multiplied, threads taking ranges of outputs.
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute);
+// The same for n = states.size() vectors (x [n][in], y [n][out]), vector j at the effort
+// states[j] sets for the kind and counted there: each y_j is what the single-vector matvec gives,
+// bit for bit, while a bucketed matrix's entries are read once for the vectors whose lists can
+// share a stream (BucketScratch::plan_streams).
+void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, std::span<EffortState* const> states,
+            const Compute& compute);
 
 // What one effort product did: the units multiplied, the bytes of weights it read (the listed
 // units with their scales, every loaded unit's stat, the probes) and its seconds.
 struct BucketWork {
-  std::size_t units = 0;
+  std::size_t units = 0;                                // over every vector
+  std::array<std::size_t, kernels::kMaxVectors> vector_units{};
   double bytes = 0, dispatch_seconds = 0, multiply_seconds = 0;
 };
 // y = w x at `effort`, outside the per-kind stats (the output head); the kind's matvec above
 // runs through it.
 BucketWork matvec(const BucketMatrix& w, float effort, const float* x, float* y, const Compute& compute);
+// For efforts.size() vectors (x [n][in], y [n][out]), each at its own effort; bytes count each
+// stream once.
+BucketWork matvec(const BucketMatrix& w, std::span<const float> efforts, const float* x, float* y,
+                  const Compute& compute);
 
 // The cutoff for `effort` over probe importances (reordered in place): the (t+1)-th largest with
 // t = round(effort * n) clamped to [1, n], or -1 (every unit) when t = n.

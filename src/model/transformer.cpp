@@ -2,12 +2,11 @@
 //
 // Two loops over the layers, on purpose. forward() runs one token: each projection is a matvec
 // at its effort (a cutoff per token, the stream kernel), and a layer may be the last (early
-// exit, then propagate_kv). prefill() runs a batch at effort 1: each projection unpacks its
-// weights into panels once for all the tokens (matmul), attention goes token by token over the
-// growing cache, and only the last token is carried through the last layer's attention and MLP.
-// forward() as prefill() of one token would unpack every weight to floats for a single product
-// and lose effort and exits; prefill() as forward() per token would read the weights once per
-// token. Their shared parts are the blocks' kernels, not the loop.
+// exit, then propagate_kv). forward_batch() runs several tokens: each projection is one product
+// of all their vectors (the effort product of several vectors, or at effort 1 the weights
+// unpacked into panels once for a long prompt), attention goes token by token over the growing
+// caches, and only the tokens whose logits are wanted go through the last layer's attention and
+// MLP. Exits would split a batch's tokens between layers, so a batch runs every layer.
 #include "model/transformer.h"
 
 #include <algorithm>
@@ -153,69 +152,95 @@ void Transformer::forward(Token token, int position, KvCache& cache, Activations
   }
 }
 
-void Transformer::prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act,
-                          BatchActivations& batch, const Compute& compute, float* all_logits) const {
+void Transformer::forward_batch(std::span<const BatchToken> tokens, Activations& act, BatchActivations& batch,
+                                const Compute& compute, BatchProducts products) const {
   const auto& k = compute.kernels;
   const std::size_t n = tokens.size(), H = std::size_t(config_.hidden_size);
   const std::size_t head_dim = std::size_t(config_.head_dim), half = head_dim / 2;
   const std::size_t q_dim = act.q.size(), kv_dim = act.k.size(), inter = act.gate.size();
   const float eps = float(config_.rms_norm_eps);
   const auto& embed = weights_.embed_tokens;
+  // Each token's compute: its effort state (for the head and the stats) and adapters.
+  std::vector<Compute> token_compute;
+  std::vector<EffortState*> states;
+  std::size_t first = n;  // tokens [first, n) want logits
   for (std::size_t t = 0; t < n; ++t) {
-    k.to_float[int(embed.dtype)](&batch.residual[t * H], embed.row(std::size_t(tokens[t])), embed.cols);
-    rotary_table(start + int(t), act);
+    const BatchToken& token = tokens[t];
+    token_compute.push_back(Compute{k, compute.pool, token.effort, compute.scratch, nullptr, token.adapters});
+    states.push_back(token.effort);
+    if (token.logits && first == n) first = t;
+    k.to_float[int(embed.dtype)](&batch.residual[t * H], embed.row(std::size_t(token.token)), embed.cols);
+    rotary_table(token.position, act);
     std::copy(act.cos.begin(), act.cos.end(), &batch.cos[t * half]);
     std::copy(act.sin.begin(), act.sin.end(), &batch.sin[t * half]);
   }
-  // Each projection once for rows [first, n) of the batch.
-  std::size_t first = 0;
-  auto project_all = [&](int l, const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
+  // Rows [from, n) of x through w, then each token's adapters: effort products kMaxVectors at a
+  // time, or one product of the unpacked weights for all (whose tokens share compute's adapters).
+  std::size_t from = 0;
+  auto project_rows = [&](int l, const Matrix& w, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y) {
     const std::size_t in = in_features(w), out = out_features(w);
-    matmul(w, kind, &x[first * in], &y[first * out], n - first, compute, batch.packed_x);
-    if (!compute.adapters.empty()) apply_lora(compute.adapters, l, kind, &x[first * in], &y[first * out], n - first, compute);
+    if (products == BatchProducts::unpacked) {
+      matmul(w, kind, &x[from * in], &y[from * out], n - from, compute, batch.packed_x);
+      if (!compute.adapters.empty()) apply_lora(compute.adapters, l, kind, &x[from * in], &y[from * out], n - from, compute);
+      return;
+    }
+    for (std::size_t t = from; t < n; t += kernels::kMaxVectors) {
+      const std::size_t m = std::min(kernels::kMaxVectors, n - t);
+      matvec(w, l, kind, &x[t * in], &y[t * out], std::span<EffortState* const>(&states[t], m), compute);
+    }
+    for (std::size_t t = from; t < n; ++t)
+      if (!tokens[t].adapters.empty())
+        apply_lora(tokens[t].adapters, l, kind, &x[t * in], &y[t * out], 1, token_compute[t]);
   };
   auto norm_rows = [&](const std::vector<float>& weight) {
-    for (std::size_t t = first; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
+    for (std::size_t t = from; t < n; ++t) k.rms_norm(&batch.normed[t * H], &batch.residual[t * H], weight.data(), H, eps);
   };
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     const LayerWeights& layer = weights_.layers[std::size_t(l)];
     norm_rows(layer.input_layernorm);
-    project_all(l, layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
-    project_all(l, layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
-    for (std::size_t t = 0; t < n; ++t)
-      store_kv(l, start + int(t), &batch.k[t * kv_dim], &batch.v[t * kv_dim], &batch.cos[t * half], &batch.sin[t * half],
-               cache, compute);
+    project_rows(l, layer.k_proj, MatrixKind::k_proj, batch.normed, batch.k);
+    project_rows(l, layer.v_proj, MatrixKind::v_proj, batch.normed, batch.v);
+    for (std::size_t t = from; t < n; ++t) {
+      const auto start = Clock::now();
+      store_kv(l, tokens[t].position, &batch.k[t * kv_dim], &batch.v[t * kv_dim], &batch.cos[t * half],
+               &batch.sin[t * half], *tokens[t].cache, compute);
+      tokens[t].effort->stats.attention_seconds += seconds_since(start);
+    }
     // The last layer's keys and values are needed for every token, the rest of it only for the
-    // tokens whose logits are the result.
-    if (l == config_.num_hidden_layers - 1 && !all_logits) first = n - 1;
-    project_all(l, layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
-    // Token t sees the cache up to its own position: the later tokens' keys are in later slots.
-    for (std::size_t t = first; t < n; ++t)
-      attend(l, start + int(t), &batch.q[t * q_dim], &batch.attended[t * q_dim], &batch.cos[t * half], &batch.sin[t * half],
-             cache, act.scores.data(), compute);
-    project_all(l, layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
-    for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+    // tokens whose logits are wanted.
+    if (l == config_.num_hidden_layers - 1) from = first;
+    project_rows(l, layer.q_proj, MatrixKind::q_proj, batch.normed, batch.q);
+    for (std::size_t t = from; t < n; ++t) {
+      const auto start = Clock::now();
+      attend(l, tokens[t].position, &batch.q[t * q_dim], &batch.attended[t * q_dim], &batch.cos[t * half],
+             &batch.sin[t * half], *tokens[t].cache, act.scores.data(), compute);
+      tokens[t].effort->stats.attention_seconds += seconds_since(start);
+    }
+    project_rows(l, layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
+    for (std::size_t t = from; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
     norm_rows(layer.post_attention_layernorm);
-    if (!layer.experts.empty()) {
-      moe_batch(layer, l, first, n, batch, act, compute);
+    if (!layer.experts.empty() && products == BatchProducts::unpacked) {
+      moe_batch(layer, l, from, n, batch, act, compute);
       continue;
     }
-    project_all(l, layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
-    project_all(l, layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
-    for (std::size_t t = first; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
-    project_all(l, layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
-    for (std::size_t t = first; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
+    if (!layer.experts.empty()) {
+      // Experts differ per token: each runs its own, as forward() does.
+      for (std::size_t t = from; t < n; ++t) {
+        std::copy_n(&batch.residual[t * H], H, act.residual.begin());
+        std::copy_n(&batch.normed[t * H], H, act.normed.begin());
+        moe_block(layer, l, act, token_compute[t]);
+        std::copy_n(act.residual.begin(), H, &batch.residual[t * H]);
+      }
+      continue;
+    }
+    project_rows(l, layer.gate_proj, MatrixKind::gate_proj, batch.normed, batch.gate);
+    project_rows(l, layer.up_proj, MatrixKind::up_proj, batch.normed, batch.up);
+    for (std::size_t t = from; t < n; ++t) k.silu_mul(&batch.gate[t * inter], &batch.gate[t * inter], &batch.up[t * inter], inter);
+    project_rows(l, layer.down_proj, MatrixKind::down_proj, batch.gate, batch.normed);
+    for (std::size_t t = from; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
   }
-  if (all_logits) {
-    norm_rows(weights_.norm);
-    matmul(weights_.lm_head, batch.normed.data(), all_logits, n, compute, batch.packed_x);
-    const std::size_t vocab = act.logits.size();
-    std::copy_n(all_logits + (n - 1) * vocab, vocab, act.logits.begin());
-    return;
-  }
-  std::copy_n(&batch.residual[(n - 1) * H], H, act.residual.begin());
-  k.rms_norm(act.normed.data(), act.residual.data(), weights_.norm.data(), H, eps);
-  head(act.normed.data(), act.logits.data(), act, compute);
+  norm_rows(weights_.norm);
+  for (std::size_t t = from; t < n; ++t) head(&batch.normed[t * H], tokens[t].logits, act, token_compute[t]);
 }
 
 void Transformer::head(const float* normed, float* logits, Activations& act, const Compute& compute) const {

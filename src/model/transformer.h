@@ -58,6 +58,21 @@ struct BatchActivations {
   std::vector<float> packed_x;          // matmul's transposed inputs [input slots, capacity]
 };
 
+// One token of a pass over several (Transformer::forward_batch): its position, the cache its
+// keys and values go into, the effort it runs at (and is counted in), its adapters, and where
+// its next-token logits go (null: none wanted).
+struct BatchToken {
+  Token token = 0;
+  int position = 0;
+  KvCache* cache = nullptr;
+  EffortState* effort = nullptr;
+  std::span<const ActiveLora> adapters;
+  float* logits = nullptr;
+};
+
+// How a batch multiplies its tokens' vectors (Transformer::forward_batch).
+enum class BatchProducts { effort, unpacked };
+
 class Transformer {
  public:
   Transformer(const ModelConfig& config, const ModelWeights& weights);
@@ -68,13 +83,18 @@ class Transformer {
   void forward(Token token, int position, KvCache& cache, Activations& act, const Compute& compute,
                ExitState* exit = nullptr) const;
 
-  // Runs the prompt tokens at positions start.. together, one matmul per weight matrix at effort
-  // 1, and leaves the logits after the last one in act.logits: what forward() token by token
-  // gives at effort 1, to rounding. With all_logits ([tokens, vocab_size]), every token's
-  // next-token logits too (speculative decoding's verification). Needs positions that fit the
-  // cache without wrapping.
-  void prefill(std::span<const Token> tokens, int start, KvCache& cache, Activations& act, BatchActivations& batch,
-               const Compute& compute, float* all_logits = nullptr) const;
+  // Runs tokens together, through every layer: each projection is one effort product of all
+  // their vectors (linear.h), attention goes token by token. Each token's logits are, bit for
+  // bit, what forward() without exits gives when the tokens run alone in order. Tokens of one
+  // cache come in position order and must not wrap its ring (a later token would overwrite
+  // keys an earlier one attends to); those with logits are a suffix (a prompt's last token
+  // alone, a check's every token), the rest stop at the last layer's keys and values. act is
+  // scratch (scores, the head's candidates); batch holds at least tokens.size().
+  // With BatchProducts::unpacked (effort 1, tokens sharing compute's adapters and effort
+  // state), the weights are unpacked into float panels once for all the tokens (matmul): for a
+  // long prompt, where that pays; the logits are then forward()'s to rounding, not bit for bit.
+  void forward_batch(std::span<const BatchToken> tokens, Activations& act, BatchActivations& batch,
+                     const Compute& compute, BatchProducts products = BatchProducts::effort) const;
 
   // Drops positions [keep, keep + discard) from the first `used` of the cache: the later ones
   // move down by `discard` slots, their keys rotated back by as many positions (RoPE rotations

@@ -100,8 +100,16 @@ struct Session::Impl {
     }
     while (!tokens.empty()) {
       const std::size_t n = std::min(tokens.size(), kPromptBatch);
-      if (prompt && batchable(n, prompt_effort)) {
-        model.transformer->prefill(tokens.first(n), int(history.size()), cache, act, batch(), compute());
+      if (prompt && n > 1 && together(n)) {
+        // One pass over the weights, every layer, for the last token's logits: unpacked for a
+        // long prompt at effort 1, otherwise as token by token.
+        std::vector<BatchToken> batch_tokens(n);
+        for (std::size_t t = 0; t < n; ++t)
+          batch_tokens[t] = BatchToken{tokens[t], int(history.size() + t), &cache, &effort, active_adapters,
+                                       t + 1 == n ? act.logits.data() : nullptr};
+        const bool unpack = n >= kMinUnpacked && prompt_effort >= 1.0f;
+        model.transformer->forward_batch(batch_tokens, act, batch(), compute(),
+                                         unpack ? BatchProducts::unpacked : BatchProducts::effort);
         history.insert(history.end(), tokens.begin(), tokens.begin() + std::ptrdiff_t(n));
         if (exit.options.enabled) exit.take_candidates(act.logits);
       } else {
@@ -111,12 +119,11 @@ struct Session::Impl {
     }
   }
 
-  // Batches run at effort 1, see no observer, record no exit signals, need positions that do
-  // not wrap the KV ring (a later token would overwrite keys an earlier one still attends to),
-  // and at least kMinBatch tokens.
-  bool batchable(std::size_t n, float batch_effort) const {
-    return n >= kMinBatch && batch_effort >= 1.0f && !observer && !exit.options.record_signals &&
-           history.size() + n <= std::size_t(cache.capacity());
+  // Whether n tokens from the end of the history can run in one forward_batch: no observer (it
+  // would see them layer by layer), no exit signals to record, and positions that do not wrap
+  // the KV ring.
+  bool together(std::size_t n) const {
+    return !observer && !exit.options.record_signals && history.size() + n <= std::size_t(cache.capacity());
   }
 
   // A pending token stays pending: it runs after the shifted history, at its new end.
@@ -152,10 +159,11 @@ struct Session::Impl {
     return *batch_activations;
   }
 
-  // Fewer tokens run one at a time: a batch converts every weight into panels once (1.6 s on the
-  // 8-layer 7B-shaped model with 2 threads, against 0.15 s for a whole token's products), which
-  // pays from 11 (F16) to 18 (q8 buckets) tokens on.
-  static constexpr std::size_t kMinBatch = 16;
+  // Prompts of fewer tokens, or below effort 1, run as effort products of several vectors
+  // (each weight read once per 16 tokens, bitwise forward()'s logits); from this many at effort
+  // 1 the weights are unpacked into panels once per batch (1.6 s on the 8-layer 7B-shaped model
+  // with 2 threads), which pays from about 16 tokens on (docs/speculative.md has the figures).
+  static constexpr std::size_t kMinUnpacked = 16;
 
   std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
   const Model::Impl& model;

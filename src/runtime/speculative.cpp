@@ -140,16 +140,17 @@ void Session::Impl::speculate(int drafts, float draft_effort, Sampler& sampler, 
 void Session::Impl::check(std::span<const Token> tokens) {
   const std::size_t n = tokens.size(), vocab = act.logits.size();
   check_logits.resize(n * vocab);
-  float lowest = 1.0f;
-  for (const auto& layer : effort.effort) lowest = std::min(lowest, *std::min_element(layer.begin(), layer.end()));
-  if (model.weights.head_buckets) lowest = std::min(lowest, effort.head_effort);
-  // A batched check is lossless only where a batch equals its tokens one by one: 8-bit entries'
-  // checks run token by token.
-  if (!model.int8_products() && batchable(n, lowest)) {
-    model.transformer->prefill(tokens, int(history.size()), cache, act, batch(), compute(), check_logits.data());
+  const int start = int(history.size());
+  // One pass over the weights for every token: each token's logits are what it gets alone.
+  if (together(n)) {
+    std::vector<BatchToken> batch_tokens(n);
+    for (std::size_t t = 0; t < n; ++t)
+      batch_tokens[t] = BatchToken{tokens[t], start + int(t), &cache, &effort, active_adapters, &check_logits[t * vocab]};
+    model.transformer->forward_batch(batch_tokens, act, batch(), compute());
     history.insert(history.end(), tokens.begin(), tokens.end());
     return;
   }
+  // In a ring that the check would wrap, token by token.
   for (std::size_t t = 0; t < n; ++t) {
     model.transformer->forward(tokens[t], int(history.size()), cache, act, compute(), nullptr);
     history.push_back(tokens[t]);
