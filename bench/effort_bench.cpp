@@ -47,6 +47,13 @@ constexpr const char* kUsage = R"(usage: effort-bench -m MODEL [options]
                          accepted and tokens per check
       --lora FILE        every test twice, without and with this LoRA adapter, their repetitions
                          interleaved (the adapter's cost per token, same conditions)
+      --parallel LIST    tg tests of N sequences decoded together (Session::forward_together,
+                         one pass over the weights per step, each from its own prompt): rows
+                         give the aggregate t/s and the per-sequence t/s (JSON: parallel,
+                         tps_aggregate); the N of one test interleave their repetitions
+      --check LIST       tests of a speculative check of K tokens (Session::forward_all, every
+                         token's logits, at --effort): rows give ms per check and its cost
+                         against the first K listed; the K interleave their repetitions
       --stages           after the table, where a generated token's time goes (also in JSON)
   -o, --output FORMAT    md (a llama-bench-shaped table, default) or json (a list of objects with
                          model, threads, effort, test, tps_mean, tps_sd, reps, peak_rss_mb, ...)
@@ -71,6 +78,8 @@ struct Options {
   bool json = false;
   bool stages = false;
   std::string lora;  // adapter file: each test also runs with it
+  std::vector<int> parallel;  // sequences decoded together, one tg test each
+  std::vector<int> checks;    // check lengths, one test each
 };
 
 std::vector<int> parse_counts(const std::string& flag, const std::string& text, int min) {
@@ -106,6 +115,8 @@ Options parse(int argc, char** argv) {
     else if (cli::read_exit_schedule_flag(f, args, o.early_exit)) continue;
     else if (f == "--stages") o.stages = true;
     else if (f == "--lora") o.lora = args.value();
+    else if (f == "--parallel") o.parallel = parse_counts(f, args.value(), 1);
+    else if (f == "--check") o.checks = parse_counts(f, args.value(), 1);
     else if (f == "--draft-effort") {
       for (const auto& item : cli::split_list(args.value()))
         o.draft_efforts.push_back(float(cli::parse_number(f, item, 0, 1, true)));
@@ -159,12 +170,18 @@ std::vector<Token> bench_tokens(const ModelConfig& c, std::size_t n, std::uint64
 }
 
 struct Test {
-  std::string name;  // pp512, tg128, tg128@d512
+  std::string name;  // pp512, tg128, tg128@d512, check4
   int n_prompt = 0, n_gen = 0, depth = 0;
   float effort = 1.0f;
   float draft_effort = 0;  // > 0: speculative decoding with drafts at this effort
   bool lora = false;       // with Options::lora's adapter
+  int parallel = 0;        // > 0: this many sequences decoded together
+  int check = 0;           // > 0: checks of this many tokens
+  int group = 0;           // consecutive tests of one group interleave their repetitions
 };
+
+// Checks timed per repetition: one is a few milliseconds of work.
+constexpr int kChecksPerRun = 4;
 
 // Milliseconds per generated token in each stage (EffortStats), summed over repetitions.
 struct Stages {
@@ -176,16 +193,47 @@ struct Stages {
 struct Result {
   Test test;
   int threads = 0;
-  std::vector<double> tps;
+  std::vector<double> tps;       // aggregate over a parallel test's sequences
+  std::vector<double> check_ms;  // a check test's milliseconds per check
   double peak_rss_mb = 0, mult = 0, layers = 0;
   Stages stages;  // per token, averaged over repetitions (tg tests)
   GenerationStats speculation;  // drafted, accepted, checks summed over repetitions
 };
 
-// One run of a test: seconds for its timed part.
-double run_once(Session& session, const Test& t, const ModelConfig& c, int draft_max, GenerationStats* speculation) {
+// One run of a test: seconds for its timed part. `more` are the sessions a parallel test
+// decodes beside `session`.
+double run_once(Session& session, std::vector<Session>& more, const Test& t, const ModelConfig& c, int draft_max,
+                GenerationStats* speculation) {
   using Clock = std::chrono::steady_clock;
   session.reset();
+  if (t.parallel) {
+    // Each sequence from its own short prompt (untimed), so that their effort lists differ as
+    // different conversations' do; then every step one token each, greedy.
+    std::vector<Session*> sessions = {&session};
+    for (int i = 1; i < t.parallel; ++i) sessions.push_back(&more[std::size_t(i - 1)]);
+    std::vector<Token> next;
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+      if (i) sessions[i]->reset();
+      const auto z = sessions[i]->prefill(bench_tokens(c, 4, 10 + i));
+      next.push_back(Token(std::max_element(z.begin(), z.end()) - z.begin()));
+      sessions[i]->reset_effort_stats();
+    }
+    const auto start = Clock::now();
+    for (int step = 0; step < t.n_gen; ++step) {
+      const auto logits = Session::forward_together(sessions, next);
+      for (std::size_t i = 0; i < sessions.size(); ++i)
+        next[i] = Token(std::max_element(logits[i].begin(), logits[i].end()) - logits[i].begin());
+    }
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  if (t.check) {
+    session.prefill(std::vector<Token>{c.bos_token_id});
+    const auto tokens = bench_tokens(c, std::size_t(t.check) + 1, 3);
+    session.reset_effort_stats();
+    const auto start = Clock::now();
+    for (int i = 0; i < kChecksPerRun; ++i) session.forward_all(std::span<const Token>(tokens).subspan(1));
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  }
   if (t.depth) session.prefill(bench_tokens(c, std::size_t(t.depth), 1));
   if (t.n_prompt) {
     const auto prompt = bench_tokens(c, std::size_t(t.n_prompt), 2);
@@ -223,24 +271,35 @@ double run_once(Session& session, const Test& t, const ModelConfig& c, int draft
 
 std::vector<Test> tests_of(const Options& o) {
   std::vector<Test> tests;
+  int group = 0;
+  auto add = [&](Test t) {
+    t.group = group;
+    tests.push_back(t);
+  };
   for (int depth : o.depths) {
     const std::string at = depth ? "@d" + std::to_string(depth) : "";
     // Prompts run at the prompt effort whatever the generation effort: one pp test each.
     for (int p : o.n_prompt)
-      if (p) tests.push_back({"pp" + std::to_string(p) + at, p, 0, depth, o.prompt_effort});
-    for (float e : o.efforts)
-      for (int n : o.n_gen)
-        if (n) {
-          tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e});
-          for (float d : o.draft_efforts)  // drafts cheaper than the checks only
-            if (d < e) tests.push_back({"tg" + std::to_string(n) + at, 0, n, depth, e, d});
-        }
+      if (p) add({"pp" + std::to_string(p) + at, p, 0, depth, o.prompt_effort}), ++group;
+    for (float e : o.efforts) {
+      for (int n : o.n_gen) {
+        if (!n) continue;
+        if (o.parallel.empty()) add({"tg" + std::to_string(n) + at, 0, n, depth, e}), ++group;
+        for (int p : o.parallel) add({"tg" + std::to_string(n) + at, 0, n, depth, e, 0, false, p});
+        if (!o.parallel.empty()) ++group;
+        for (float d : o.draft_efforts)  // drafts cheaper than the checks only
+          if (d < e) add({"tg" + std::to_string(n) + at, 0, n, depth, e, d}), ++group;
+      }
+      for (int k : o.checks) add({"check" + std::to_string(k) + at, 0, 0, depth, e, 0, false, 0, k});
+      if (!o.checks.empty()) ++group;
+    }
   }
   if (o.lora.empty()) return tests;
-  std::vector<Test> twins;  // each test, then the same with the adapter
+  std::vector<Test> twins;  // each test, then the same with the adapter, in one group
   for (const Test& t : tests) {
     twins.push_back(t);
-    twins.push_back(t);
+    twins.back().group = int(twins.size());
+    twins.push_back(twins.back());
     twins.back().lora = true;
   }
   return twins;
@@ -253,7 +312,8 @@ int run(int argc, char** argv) {
   const auto tests = tests_of(o);
   const std::optional<Adapter> adapter = o.lora.empty() ? std::nullopt : std::optional<Adapter>(model.load_adapter(o.lora));
   int context = 1;
-  for (const Test& t : tests) context = std::max(context, t.depth + std::max(t.n_prompt, t.n_gen + 1));
+  for (const Test& t : tests)
+    context = std::max(context, t.depth + std::max({t.n_prompt, t.n_gen + 5, 1 + t.check * kChecksPerRun}));
   if (context > model.config().max_position_embeddings)
     throw cli::UsageError("depth + tokens need " + std::to_string(context) + " positions; the model has " +
                           std::to_string(model.config().max_position_embeddings));
@@ -263,26 +323,34 @@ int run(int argc, char** argv) {
   for (int threads : o.threads) {
     // The KV cache holds what the longest test needs, as llama-bench sizes its context.
     Session session = model.new_session({.num_threads = threads, .context_length = context, .kernel_arch = o.arch});
+    std::vector<Session> more;  // a parallel test's other sequences
     backend = "CPU " + std::string(session.kernel_arch());
     session.set_prompt_effort(o.prompt_effort);
     session.set_head_effort(o.head_effort);
     // A test and its adapter twin run their repetitions in turns, so that the machine's drift
     // falls on both alike.
     for (std::size_t first = 0; first < tests.size();) {
-      const std::size_t last = first + (first + 1 < tests.size() && tests[first + 1].lora ? 2 : 1);
+      std::size_t last = first + 1;
+      while (last < tests.size() && tests[last].group == tests[first].group) ++last;
       std::vector<Result> group;
       auto prepare = [&](const Test& t) {
-        session.set_effort(t.n_gen ? t.effort : 1.0f);
-        session.set_early_exit(t.n_gen ? o.early_exit : EarlyExitOptions{});
+        session.set_effort(t.n_gen || t.check ? t.effort : 1.0f);
+        session.set_early_exit(t.n_gen && !t.parallel ? o.early_exit : EarlyExitOptions{});
         session.set_adapters(t.lora ? std::vector<AdapterUse>{{*adapter, 1.0f}} : std::vector<AdapterUse>{});
+        for (Session& s : more) {
+          s.set_effort(t.effort);
+          s.set_head_effort(o.head_effort);
+        }
       };
       for (std::size_t i = first; i < last; ++i) {
         const Test& t = tests[i];
-        group.push_back(Result{t, threads, {}, 0, 0, 0, {}, {}});
+        group.push_back(Result{t, threads, {}, {}, 0, 0, 0, {}, {}});
         std::fprintf(stderr, "[bench] %s, %d threads, effort %g%s: %d repetitions after a warm-up\n", t.name.c_str(), threads,
                      t.effort, t.lora ? ", adapter" : "", o.repetitions);
         prepare(t);
-        run_once(session, t, model.config(), o.draft_max, nullptr);  // warm-up: pages mapped, caches and pool warm
+        while (int(more.size()) + 1 < t.parallel)
+          more.push_back(model.new_session({.num_threads = threads, .context_length = context, .kernel_arch = o.arch}));
+        run_once(session, more, t, model.config(), o.draft_max, nullptr);  // warm-up: pages mapped, caches and pool warm
       }
       std::vector<double> mults(group.size()), layer_sums(group.size());
       for (int i = 0; i < o.repetitions; ++i)
@@ -292,8 +360,9 @@ int run(int argc, char** argv) {
           double& mult = mults[g];
           double& layers = layer_sums[g];
           prepare(t);
-          const double seconds = run_once(session, t, model.config(), o.draft_max, &r.speculation);
-          r.tps.push_back(double(t.n_prompt + t.n_gen) / seconds);
+          const double seconds = run_once(session, more, t, model.config(), o.draft_max, &r.speculation);
+          r.tps.push_back(double(t.n_prompt + t.n_gen * std::max(1, t.parallel) + t.check * kChecksPerRun) / seconds);
+          r.check_ms.push_back(seconds * 1e3 / kChecksPerRun);
           const EffortStats& e = session.effort_stats();
           mult += e.overall();
           layers += session.average_layers();
@@ -351,7 +420,18 @@ int run(int argc, char** argv) {
         out.back()["acceptance"] = sp.drafted ? double(sp.accepted) / sp.drafted : 0.0;
         out.back()["tokens_per_check"] = sp.checks ? double(r.test.n_gen * o.repetitions) / sp.checks : 0.0;
       }
-      if (r.test.n_gen) {
+      if (r.test.parallel) {
+        out.back()["parallel"] = r.test.parallel;
+        out.back()["tps_aggregate"] = bench::mean(r.tps);
+        out.back()["tps_mean"] = bench::mean(r.tps) / r.test.parallel;  // per sequence
+        out.back()["tps_sd"] = bench::sd(r.tps) / r.test.parallel;
+      }
+      if (r.test.check) {
+        out.back()["check_tokens"] = r.test.check;
+        out.back()["check_ms"] = bench::median(r.check_ms);
+        out.back()["check_ms_reps"] = r.check_ms;
+      }
+      if (r.test.n_gen && !r.test.parallel) {
         out.back()["stages_ms_per_token"] = {{"multiply", r.stages.multiply}, {"dispatch", r.stages.dispatch},
                                              {"attention", r.stages.attention}, {"head", r.stages.head},
                                              {"other", r.stages.other()}, {"total", r.stages.total}};
@@ -375,6 +455,17 @@ int run(int argc, char** argv) {
     if (r.test.n_gen && o.early_exit.enabled)
       std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " +exit (%.2f layers)", r.layers);
     if (r.test.lora) std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " +lora");
+    if (r.test.parallel)
+      std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " x%d sequences (%.2f t/s each)",
+                    r.test.parallel, bench::mean(r.tps) / r.test.parallel);
+    if (r.test.check) {
+      // Against the first check length listed, measured in the same interleaved runs.
+      const Result* base = nullptr;
+      for (const Result& b : results)
+        if (b.test.check && b.test.group == r.test.group && b.threads == r.threads && !base) base = &b;
+      std::snprintf(effort + std::strlen(effort), sizeof effort - std::strlen(effort), " %.1f ms/check (%.2fx check%d)",
+                    bench::median(r.check_ms), bench::median(r.check_ms) / bench::median(base->check_ms), base->test.check);
+    }
     const bool gib = facts.size_bytes >= double(1 << 30);
     std::printf("| %s | %.2f %s | %.2f %s | %s | %d | %s | %s | %.2f ± %.2f | %.0f MB |\n", facts.name.c_str(),
                 facts.size_bytes / double(gib ? 1 << 30 : 1 << 20), gib ? "GiB" : "MiB", facts.params >= 1e9 ? facts.params / 1e9 : facts.params / 1e6,
@@ -386,7 +477,7 @@ int run(int argc, char** argv) {
   // the least time it can take.
   std::map<int, double> roof;
   for (const Result& r : results)
-    if (r.test.n_gen && !roof.count(r.threads)) roof[r.threads] = bench::stream_bandwidth(r.threads);
+    if (r.test.n_gen && !r.test.parallel && !roof.count(r.threads)) roof[r.threads] = bench::stream_bandwidth(r.threads);
   std::printf("\nms per generated token (projections = multiply + dispatch; head = output projection; other =\n"
               "embedding, norms, residuals, SwiGLU, exit checks, sampling); MB of weights read per token, and\n"
               "those bytes per second against the memory roof (a plain read of 1 GiB with as many threads):\n\n");
@@ -394,7 +485,7 @@ int run(int argc, char** argv) {
   std::printf("\n| threads | effort | test | total | multiply | dispatch | attention | head | other | MB | GB/s | of roof |\n");
   std::printf("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (const Result& r : results) {
-    if (!r.test.n_gen) continue;
+    if (!r.test.n_gen || r.test.parallel) continue;
     const Stages& s = r.stages;
     auto part = [&](double ms) { return std::to_string(ms).substr(0, 6) + " (" + std::to_string(int(std::lround(100 * ms / s.total))) + "%)"; };
     const double gbps = s.megabytes / s.total;  // MB per ms = GB/s

@@ -192,6 +192,19 @@ class Session {
   // of up to 256 tokens through every layer, each weight read once per 16 tokens, which gives
   // forward()'s logits bit for bit.
   std::span<const float> prefill(std::span<const Token> tokens);
+  // Feeds tokens in order at the generation effort, all in one pass over the weights, and
+  // returns every one's next-token logits, [tokens.size()][vocab_size] (valid until the next
+  // call): bit for bit what forward() gives for each in turn, early exit aside (a pass runs
+  // every layer). What a speculative check does; for scoring a text.
+  std::span<const float> forward_all(std::span<const Token> tokens);
+  // Runs tokens[i] in sessions[i] (distinct sessions of one model), all in one pass over the
+  // weights, each at its own position, generation effort, head effort and adapters, with its
+  // own KV cache; returns each one's next-token logits (valid until that session's next call),
+  // bit for bit what sessions[i]->forward(tokens[i]) gives. The first session's threads do the
+  // work. Sessions with early exit or an activation observer are refused: a pass runs every
+  // layer, and would show the observer its tokens interleaved.
+  static std::vector<std::span<const float>> forward_together(std::span<Session* const> sessions,
+                                                              std::span<const Token> tokens);
   // Feeds the prompt, then samples up to max_new_tokens. The last token generated is held
   // pending, not yet run through the model, so that a finished generation costs no extra pass:
   // position() does not count it, and the next forward(), prefill() or generate() runs it first

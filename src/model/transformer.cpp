@@ -160,6 +160,7 @@ void Transformer::forward_batch(std::span<const BatchToken> tokens, Activations&
   const std::size_t q_dim = act.q.size(), kv_dim = act.k.size(), inter = act.gate.size();
   const float eps = float(config_.rms_norm_eps);
   const auto& embed = weights_.embed_tokens;
+  auto scratch = [&](std::size_t t) -> Activations& { return tokens[t].act ? *tokens[t].act : act; };
   // Each token's compute: its effort state (for the head and the stats) and adapters.
   std::vector<Compute> token_compute;
   std::vector<EffortState*> states;
@@ -213,7 +214,7 @@ void Transformer::forward_batch(std::span<const BatchToken> tokens, Activations&
     for (std::size_t t = from; t < n; ++t) {
       const auto start = Clock::now();
       attend(l, tokens[t].position, &batch.q[t * q_dim], &batch.attended[t * q_dim], &batch.cos[t * half],
-             &batch.sin[t * half], *tokens[t].cache, act.scores.data(), compute);
+             &batch.sin[t * half], *tokens[t].cache, scratch(t).scores.data(), compute);
       tokens[t].effort->stats.attention_seconds += seconds_since(start);
     }
     project_rows(l, layer.o_proj, MatrixKind::o_proj, batch.attended, batch.normed);
@@ -240,7 +241,7 @@ void Transformer::forward_batch(std::span<const BatchToken> tokens, Activations&
     for (std::size_t t = from; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
   }
   norm_rows(weights_.norm);
-  for (std::size_t t = from; t < n; ++t) head(&batch.normed[t * H], tokens[t].logits, act, token_compute[t]);
+  for (std::size_t t = from; t < n; ++t) head(&batch.normed[t * H], tokens[t].logits, scratch(t), token_compute[t]);
 }
 
 void Transformer::head(const float* normed, float* logits, Activations& act, const Compute& compute) const {

@@ -68,6 +68,7 @@ struct BatchToken {
   EffortState* effort = nullptr;
   std::span<const ActiveLora> adapters;
   float* logits = nullptr;
+  Activations* act = nullptr;  // its scratch for attention and the head (null: the batch's)
 };
 
 // How a batch multiplies its tokens' vectors (Transformer::forward_batch).

@@ -93,6 +93,58 @@ std::span<const float> Session::prefill(std::span<const Token> tokens) {
   return impl_->act.logits;
 }
 
+std::span<const float> Session::forward_all(std::span<const Token> tokens) {
+  Impl& s = *impl_;
+  for (Token t : tokens) s.check_token(t);
+  s.check_room(tokens.size() + (s.pending ? 1 : 0));
+  s.feed({}, false);  // a pending token first
+  s.check(tokens);
+  return s.check_logits;
+}
+
+std::vector<std::span<const float>> Session::forward_together(std::span<Session* const> sessions,
+                                                              std::span<const Token> tokens) {
+  if (sessions.size() != tokens.size())
+    throw Error(ErrorCode::invalid_argument, "[session] forward_together: " + std::to_string(sessions.size()) +
+                                                 " sessions but " + std::to_string(tokens.size()) + " tokens");
+  if (sessions.empty()) return {};
+  Impl& lead = *sessions[0]->impl_;
+  if (sessions.size() > lead.batch().capacity)
+    throw Error(ErrorCode::invalid_argument, "[session] forward_together takes at most " +
+                                                 std::to_string(lead.batch().capacity) + " sessions");
+  std::vector<BatchToken> batch;
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    Impl& s = *sessions[i]->impl_;
+    if (&s.model != &lead.model)
+      throw Error(ErrorCode::invalid_argument, "[session] forward_together: session " + std::to_string(i) +
+                                                   " is of another model");
+    for (std::size_t j = 0; j < i; ++j)
+      if (sessions[j] == sessions[i])
+        throw Error(ErrorCode::invalid_argument, "[session] forward_together: session " + std::to_string(i) +
+                                                     " is also session " + std::to_string(j));
+    if (s.exit.options.enabled || s.observer)
+      throw Error(ErrorCode::invalid_argument, "[session] forward_together: session " + std::to_string(i) +
+                                                   " has early exit or an activation observer, which need its "
+                                                   "tokens run alone");
+    s.check_token(tokens[i]);
+    s.check_room(1 + (s.pending ? 1 : 0));
+  }
+  for (Session* session : sessions) session->impl_->feed({}, false);  // pending tokens first
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    Impl& s = *sessions[i]->impl_;
+    batch.push_back(BatchToken{tokens[i], int(s.history.size()), &s.cache, &s.effort, s.active_adapters,
+                               s.act.logits.data(), &s.act});
+  }
+  lead.model.transformer->forward_batch(batch, lead.act, lead.batch(), lead.compute());
+  std::vector<std::span<const float>> logits;
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    Impl& s = *sessions[i]->impl_;
+    s.history.push_back(tokens[i]);
+    logits.push_back(s.act.logits);
+  }
+  return logits;
+}
+
 GenerateResult Session::generate(std::string_view prompt, const GenerateOptions& options, const OnToken& on_token) {
   const Tokenizer* tokenizer = impl_->model.tokenizer ? &*impl_->model.tokenizer : nullptr;
   if (!tokenizer)
