@@ -254,19 +254,25 @@ TEST_CASE("speculative decoding refuses what it cannot do", "[speculative]") {
   REQUIRE_THROWS_WITH(s.generate(std::vector<Token>{1}, g), Catch::Contains("draft_max must be in [0, 16]"));
 }
 
-TEST_CASE("the adaptive draft length follows the acceptance rate", "[speculative]") {
-  REQUIRE(DraftLength(5).next() == 5);
-  REQUIRE(DraftLength(0).next() == 1);  // the prior, a = 0.5
-  DraftLength good(0), bad(0), mixed(0);
-  for (int i = 0; i < 50; ++i) {
-    good.update(8, 8);   // every draft stands
-    bad.update(8, 0);    // none does
-    mixed.update(8, 4);  // 4 of 5 judged stand: a -> 0.8, and 0.8^3 >= 1/2 > 0.8^4
+TEST_CASE("the adaptive draft length follows the acceptance rate and the costs", "[speculative]") {
+  REQUIRE(DraftLength(5, 0.5f).next() == 5);
+  REQUIRE(DraftLength(0, 0.5f).next() == 1);  // the prior, a = 0.5
+  DraftLength good(0, 0.5f), bad(0, 0.5f), mixed(0, 0.5f), cheap(0, 0.1f);
+  for (int i = 0; i < 200; ++i) {  // the running rate within 1e-9 of its limit
+    good.update(8, 8);    // every draft stands
+    bad.update(8, 0);     // none does
+    mixed.update(10, 9);  // 9 of 10 judged stand: a -> 0.9
+    cheap.update(10, 9);
   }
+  // Tokens per unit of time (1 + a + ... + a^k) / (k d + 1 + 0.45 k), d the draft's cost:
+  // with every draft standing, (k + 1) / (1 + 0.98 k) at effort 0.5 grows with k.
   REQUIRE(good.next() == DraftLength::kMax);
   REQUIRE(bad.next() == 1);
-  REQUIRE(mixed.acceptance() == Approx(0.8).margin(0.01));
-  REQUIRE(mixed.next() == 3);
+  REQUIRE(mixed.acceptance() == Approx(0.9).margin(0.01));
+  // a = 0.9 at effort 0.5 (d = 0.53): 1.90 / 1.98 = 0.96 at k = 1, 2.71 / 2.96 = 0.92 at 2.
+  REQUIRE(mixed.next() == 1);
+  // At effort 0.1 (d = 0.154): 1.185 at k = 1, 2.71 / 2.208 = 1.227 at 2, 3.44 / 2.81 = 1.223 at 3.
+  REQUIRE(cheap.next() == 2);
 }
 
 TEST_CASE("effort-run --draft-effort prints the tokens effort-run prints without it", "[speculative][cli]") {

@@ -220,7 +220,7 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
   };
 
   const auto gen_start = Clock::now();
-  DraftLength draft_length(spec.draft_max);
+  DraftLength draft_length(spec.draft_max, spec.draft_effort);
   if (options.max_new_tokens > 0) emit(sampler.sample(s.act.logits, s.history), s.act.logits);
   else stopped = true;
   while (!stopped) {

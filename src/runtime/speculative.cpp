@@ -41,9 +41,15 @@ DraftVerdict judge_draft(Token draft, const Distribution& p, const Distribution&
 
 int DraftLength::next() const {
   if (fixed_ > 0) return fixed_;
-  int k = 1;
-  while (k < kMax && std::pow(acceptance_, k + 1) >= 0.5) ++k;
-  return k;
+  const double draft_cost = kDraftBase + (1 - kDraftBase) * double(draft_effort_);
+  int best = 1;
+  double best_rate = 0, tokens = 1, power = 1;
+  for (int k = 1; k <= kMax; ++k) {
+    tokens += power *= acceptance_;
+    const double rate = tokens / (double(k) * draft_cost + 1 + kCheckSlope * double(k));
+    if (rate > best_rate) best_rate = rate, best = k;
+  }
+  return best;
 }
 
 void DraftLength::update(int drafted, int accepted) {

@@ -15,13 +15,18 @@ struct DraftVerdict {
 };
 DraftVerdict judge_draft(Token draft, const Distribution& p, const Distribution& q, double u_accept, double u_redraw);
 
-// How many tokens to draft: fixed, or (adaptive) the longest draft whose every token is more
-// likely than not to stand, a^k >= 1/2 for the running per-token acceptance rate a. It depends
-// on the tokens only (not on timing), so a seed draws the same tokens on every run.
+// How many tokens to draft: fixed, or (adaptive) the length that makes the most tokens per
+// unit of time for the running per-token acceptance rate a: a round of k drafts hands over
+// 1 + a + ... + a^k tokens on average, and costs k drafts and a check of k + 1 tokens, at the
+// costs measured on the 8-layer 7B-shaped q8 model with 2 threads (docs/speculative.md). It
+// depends on the tokens only (not on timing), so a seed draws the same tokens on every run.
 class DraftLength {
  public:
   static constexpr int kMax = 16;
-  explicit DraftLength(int fixed) : fixed_(fixed) {}
+  // A check of n tokens costs 1 + kCheckSlope * (n - 1) tokens' time, a draft token at effort d
+  // kDraftBase + (1 - kDraftBase) * d.
+  static constexpr double kCheckSlope = 0.45, kDraftBase = 0.06;
+  DraftLength(int fixed, float draft_effort) : fixed_(fixed), draft_effort_(draft_effort) {}
   int next() const;
   // After a check of `drafted` tokens of which `accepted` stood.
   void update(int drafted, int accepted);
@@ -29,7 +34,8 @@ class DraftLength {
 
  private:
   int fixed_;
-  double acceptance_ = 0.5;  // the prior: one draft token
+  float draft_effort_;
+  double acceptance_ = 0.5;  // the prior
 };
 
 }  // namespace effort
