@@ -108,3 +108,53 @@ TEST_CASE("forward_together refuses what cannot run together", "[batch][model]")
   REQUIRE_THROWS_WITH(Session::forward_together(std::vector<Session*>{&a, &b}, two), Contains("early exit"));
   REQUIRE(a.position() == 0);  // nothing ran
 }
+
+TEST_CASE("generations together give each session's generation alone, token for token", "[batch][model]") {
+  const Model model = Model::load(test::fixture_effort());
+  const auto ids = test::long_prompt(40);
+  // Greedy, seeded sampling with top-k and a repetition penalty, and a short limit with a
+  // callback that stops early: each its own sampler and stop rules.
+  std::vector<GenerateOptions> options(3);
+  options[0].max_new_tokens = 30;
+  options[0].sampling.temperature = 0;
+  options[1].max_new_tokens = 40;
+  options[1].sampling = {.temperature = 0.8f, .top_k = 20, .repetition_penalty = 1.1f, .seed = 5};
+  options[2].max_new_tokens = 25;
+  options[2].sampling.seed = 9;
+  const std::vector<std::vector<Token>> prompts = {{ids.begin(), ids.begin() + 4}, {ids.begin() + 8, ids.begin() + 10},
+                                                   {ids.begin() + 20, ids.begin() + 27}};
+  const float efforts[] = {1.0f, 0.5f, 1.0f};
+  std::vector<Session> together, alone;
+  for (std::size_t i = 0; i < 3; ++i)
+    for (auto* group : {&together, &alone}) {
+      group->push_back(model.new_session({.num_threads = 2}));
+      group->back().set_effort(efforts[i]);
+    }
+  std::vector<Session*> pointers;
+  for (Session& s : together) pointers.push_back(&s);
+  std::vector<std::vector<Token>> seen(3);
+  const auto results = Session::generate_together(pointers, prompts, options, [&](std::size_t i, Token t, std::string_view) {
+    seen[i].push_back(t);
+    return !(i == 2 && seen[i].size() == 12);  // the third stops itself
+  });
+  for (std::size_t i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    std::size_t calls = 0;
+    const auto expected = alone[i].generate(prompts[i], options[i], [&](Token, std::string_view) {
+      return !(i == 2 && ++calls == 12);
+    });
+    REQUIRE(results[i].tokens == expected.tokens);
+    REQUIRE(results[i].stop_reason == expected.stop_reason);
+    REQUIRE(seen[i] == expected.tokens);
+    REQUIRE(together[i].position() == alone[i].position());
+  }
+  REQUIRE(results[2].stop_reason == StopReason::callback);
+  // And a second turn continues from the pending tokens, as generate() does.
+  const auto again = Session::generate_together(pointers, prompts, options);
+  for (std::size_t i = 0; i < 3; ++i) REQUIRE(again[i].tokens == alone[i].generate(prompts[i], options[i]).tokens);
+  GenerateOptions speculative;
+  speculative.speculative.draft_effort = 0.5f;
+  REQUIRE_THROWS_WITH(Session::generate_together(std::vector<Session*>{&together[0]}, std::vector<std::vector<Token>>{{1}},
+                                                 std::vector<GenerateOptions>{speculative}),
+                      Contains("speculative decoding"));
+}

@@ -205,6 +205,18 @@ class Session {
   // layer, and would show the observer its tokens interleaved.
   static std::vector<std::span<const float>> forward_together(std::span<Session* const> sessions,
                                                               std::span<const Token> tokens);
+  // Generates for several sessions of one model together: prompts[i] is fed to sessions[i]
+  // alone, then each step runs the next token of every generation still going in one pass
+  // (forward_together), each sampled and stopped by its own options[i] (sampler, seed, stop
+  // rules, limits, context shift) and handed to on_token(i, token, text). Each result is what
+  // sessions[i]->generate(prompts[i], options[i]) gives alone, token for token. Speculative
+  // decoding runs a session alone and is refused here, as are the sessions forward_together
+  // refuses.
+  using OnSessionToken = std::function<bool(std::size_t session, Token token, std::string_view text)>;
+  static std::vector<GenerateResult> generate_together(std::span<Session* const> sessions,
+                                                       std::span<const std::vector<Token>> prompts,
+                                                       std::span<const GenerateOptions> options,
+                                                       const OnSessionToken& on_token = {});
   // Feeds the prompt, then samples up to max_new_tokens. The last token generated is held
   // pending, not yet run through the model, so that a finished generation costs no extra pass:
   // position() does not count it, and the next forward(), prefill() or generate() runs it first
@@ -278,6 +290,8 @@ class Session {
 
  private:
   friend class Model;
+  // What forward_together and generate_together refuse, named (effort::Error).
+  static void check_together(std::span<Session* const> sessions);
   explicit Session(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -102,30 +102,39 @@ std::span<const float> Session::forward_all(std::span<const Token> tokens) {
   return s.check_logits;
 }
 
+void Session::check_together(std::span<Session* const> sessions) {
+  if (sessions.empty()) return;
+  const Impl& lead = *sessions[0]->impl_;
+  if (sessions.size() > kPromptBatch)
+    throw Error(ErrorCode::invalid_argument, "[session] sessions decoded together: at most " + std::to_string(kPromptBatch) +
+                                                 ", got " + std::to_string(sessions.size()));
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    const Impl& s = *sessions[i]->impl_;
+    if (&s.model != &lead.model)
+      throw Error(ErrorCode::invalid_argument, "[session] sessions decoded together: session " + std::to_string(i) +
+                                                   " is of another model");
+    for (std::size_t j = 0; j < i; ++j)
+      if (sessions[j] == sessions[i])
+        throw Error(ErrorCode::invalid_argument, "[session] sessions decoded together: session " + std::to_string(i) +
+                                                     " is also session " + std::to_string(j));
+    if (s.exit.options.enabled || s.observer)
+      throw Error(ErrorCode::invalid_argument, "[session] sessions decoded together: session " + std::to_string(i) +
+                                                   " has early exit or an activation observer, which need its "
+                                                   "tokens run alone");
+  }
+}
+
 std::vector<std::span<const float>> Session::forward_together(std::span<Session* const> sessions,
                                                               std::span<const Token> tokens) {
   if (sessions.size() != tokens.size())
     throw Error(ErrorCode::invalid_argument, "[session] forward_together: " + std::to_string(sessions.size()) +
                                                  " sessions but " + std::to_string(tokens.size()) + " tokens");
   if (sessions.empty()) return {};
+  check_together(sessions);
   Impl& lead = *sessions[0]->impl_;
-  if (sessions.size() > lead.batch().capacity)
-    throw Error(ErrorCode::invalid_argument, "[session] forward_together takes at most " +
-                                                 std::to_string(lead.batch().capacity) + " sessions");
   std::vector<BatchToken> batch;
   for (std::size_t i = 0; i < sessions.size(); ++i) {
     Impl& s = *sessions[i]->impl_;
-    if (&s.model != &lead.model)
-      throw Error(ErrorCode::invalid_argument, "[session] forward_together: session " + std::to_string(i) +
-                                                   " is of another model");
-    for (std::size_t j = 0; j < i; ++j)
-      if (sessions[j] == sessions[i])
-        throw Error(ErrorCode::invalid_argument, "[session] forward_together: session " + std::to_string(i) +
-                                                     " is also session " + std::to_string(j));
-    if (s.exit.options.enabled || s.observer)
-      throw Error(ErrorCode::invalid_argument, "[session] forward_together: session " + std::to_string(i) +
-                                                   " has early exit or an activation observer, which need its "
-                                                   "tokens run alone");
     s.check_token(tokens[i]);
     s.check_room(1 + (s.pending ? 1 : 0));
   }
@@ -154,57 +163,75 @@ GenerateResult Session::generate(std::string_view prompt, const GenerateOptions&
   return generate(std::span<const Token>(tokens), options, on_token);
 }
 
-GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOptions& options, const OnToken& on_token) {
+namespace {
+
+void check_generate_options(const GenerateOptions& options, const Session::Impl& s) {
   if (options.max_new_tokens < 0)
     throw Error(ErrorCode::invalid_argument, "[generate] max_new_tokens must be >= 0, got " +
                                                  std::to_string(options.max_new_tokens));
   const SpeculativeOptions& spec = options.speculative;
-  const bool speculate = spec.draft_effort > 0;
-  if (speculate) {
+  if (spec.draft_effort > 0) {
     if (!(spec.draft_effort < 1))
       throw Error(ErrorCode::invalid_argument, "[generate] draft effort must be in (0, 1), got " + std::to_string(spec.draft_effort));
-    if (!impl_->model.bucketed())
+    if (!s.model.bucketed())
       throw Error(ErrorCode::invalid_argument, "[generate] speculative decoding drafts at a lower effort, which needs a "
                                                ".effort model (convert it with effort-convert)");
     if (spec.draft_max < 0 || spec.draft_max > DraftLength::kMax)
       throw Error(ErrorCode::invalid_argument, "[generate] draft_max must be in [0, " + std::to_string(DraftLength::kMax) +
                                                    "], got " + std::to_string(spec.draft_max));
   }
-  Sampler sampler(options.sampling);
-  AnswerStop answer_stop(options.stop_gap, options.stop_burnout);
-  Impl& s = *impl_;
-  GenerateResult result;
-  s.speculating = speculate;
-  struct EndSpeculation {
-    Impl& s;
-    ~EndSpeculation() { s.speculating = s.drafting = false; }
-  } end_speculation{s};
+}
 
-  const auto prompt_start = Clock::now();
-  prefill(prompt);
-  result.stats.prompt_tokens = int(prompt.size());
-  result.stats.prompt_seconds = seconds_since(prompt_start);
+// One generation: its sampler, stop rules and text decoder, and its result so far. generate()
+// runs one; generate_together() several, a token of each per pass over the weights.
+class Generation {
+ public:
+  Generation(Session& session, Session::Impl& s, const GenerateOptions& options, const OnToken& on_token)
+      : session_(session), s_(s), options_(options), on_token_(on_token), sampler(options.sampling),
+        answer_stop_(options.stop_gap, options.stop_burnout) {}
 
-  const Tokenizer* tokenizer = s.model.tokenizer ? &*s.model.tokenizer : nullptr;
-  bool at_start = true;  // nothing but control tokens so far: the text starts with what comes next
-  for (Token t : s.history) at_start = at_start && tokenizer && tokenizer->is_control(t);
-  std::optional<StreamDecoder> decoder;
-  if (tokenizer) decoder.emplace(*tokenizer, at_start);
-  const auto& eos = s.model.config.eos_token_ids;
+  // Feeds the prompt and hands over the first token.
+  void start(std::span<const Token> prompt) {
+    const auto prompt_start = Clock::now();
+    session_.prefill(prompt);
+    result.stats.prompt_tokens = int(prompt.size());
+    result.stats.prompt_seconds = seconds_since(prompt_start);
+    const Tokenizer* tokenizer = s_.model.tokenizer ? &*s_.model.tokenizer : nullptr;
+    bool at_start = true;  // nothing but control tokens so far: the text starts with what comes next
+    for (Token t : s_.history) at_start = at_start && tokenizer && tokenizer->is_control(t);
+    if (tokenizer) decoder_.emplace(*tokenizer, at_start);
+    generation_start_ = Clock::now();
+    if (options_.max_new_tokens > 0) emit_sampled();
+    else stopped = true;
+  }
+
+  // Whether another token can be run: the context shifted when full (if allowed), or the end.
+  bool can_continue() {
+    if (stopped) return false;
+    if (int(s_.history.size()) >= s_.context_length && options_.context_shift) {
+      const int keep = std::clamp(options_.keep, 0, int(s_.history.size()));
+      s_.shift(keep, (int(s_.history.size()) - keep) / 2);
+    }
+    if (int(s_.history.size()) >= s_.context_length) {
+      result.stop_reason = StopReason::context_full;
+      stopped = true;
+    }
+    return !stopped;
+  }
 
   // Hands a token sampled from `logits` to the caller; false once generation ends with it (or
   // before it, for an end-of-sequence token). The last token handed over stays pending.
-  bool stopped = false;
-  auto emit = [&](Token token, std::span<const float> logits) {
-    const auto confident_stop = answer_stop.observe(logits);
-    if (options.stop_at_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
+  bool emit(Token token, std::span<const float> logits) {
+    const auto confident_stop = answer_stop_.observe(logits);
+    const auto& eos = s_.model.config.eos_token_ids;
+    if (options_.stop_at_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
       result.stop_reason = StopReason::eos;
       return !(stopped = true);
     }
     result.tokens.push_back(token);
-    s.pending = token;
-    const std::string text = decoder ? decoder->push(token) : std::string();
-    if (on_token && !on_token(token, text)) {
+    s_.pending = token;
+    const std::string text = decoder_ ? decoder_->push(token) : std::string();
+    if (on_token_ && !on_token_(token, text)) {
       result.stop_reason = StopReason::callback;
       return !(stopped = true);
     }
@@ -212,43 +239,116 @@ GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOp
       result.stop_reason = *confident_stop;
       return !(stopped = true);
     }
-    if (int(result.tokens.size()) >= options.max_new_tokens) {
+    if (int(result.tokens.size()) >= options_.max_new_tokens) {
       result.stop_reason = StopReason::max_new_tokens;
       return !(stopped = true);
     }
     return true;
-  };
+  }
+  // The next token from the logits the last pass left.
+  void emit_sampled() { emit(sampler.sample(s_.act.logits, s_.history), s_.act.logits); }
 
-  const auto gen_start = Clock::now();
+  GenerateResult finish() {
+    if (decoder_ && on_token_) {
+      const std::string rest = decoder_->flush();
+      if (!rest.empty() && !result.tokens.empty()) on_token_(result.tokens.back(), rest);
+    }
+    result.stats.generated_tokens = int(result.tokens.size());
+    result.stats.generation_seconds = seconds_since(generation_start_);
+    return std::move(result);
+  }
+
+ private:
+  Session& session_;
+  Session::Impl& s_;
+  const GenerateOptions& options_;
+  const OnToken& on_token_;
+
+ public:
+  Sampler sampler;
+  GenerateResult result;
+  bool stopped = false;
+
+ private:
+  AnswerStop answer_stop_;
+  std::optional<StreamDecoder> decoder_;
+  Clock::time_point generation_start_;
+};
+
+}  // namespace
+
+GenerateResult Session::generate(std::span<const Token> prompt, const GenerateOptions& options, const OnToken& on_token) {
+  Impl& s = *impl_;
+  check_generate_options(options, s);
+  const SpeculativeOptions& spec = options.speculative;
+  const bool speculate = spec.draft_effort > 0;
+  s.speculating = speculate;
+  struct EndSpeculation {
+    Impl& s;
+    ~EndSpeculation() { s.speculating = s.drafting = false; }
+  } end_speculation{s};
+  Generation g(*this, s, options, on_token);
+  g.start(prompt);
   DraftLength draft_length(spec.draft_max, spec.draft_effort);
-  if (options.max_new_tokens > 0) emit(sampler.sample(s.act.logits, s.history), s.act.logits);
-  else stopped = true;
-  while (!stopped) {
-    if (int(s.history.size()) >= s.context_length && options.context_shift) {
-      const int keep = std::clamp(options.keep, 0, int(s.history.size()));
-      s.shift(keep, (int(s.history.size()) - keep) / 2);
-    }
-    if (int(s.history.size()) >= s.context_length) {
-      result.stop_reason = StopReason::context_full;
-      break;
-    }
+  const auto emit = [&](Token token, std::span<const float> logits) { return g.emit(token, logits); };
+  while (g.can_continue()) {
     // Drafts that fit the context and the tokens still wanted (a check adds one of its own).
-    const int wanted = options.max_new_tokens - int(result.tokens.size());
+    const int wanted = options.max_new_tokens - int(g.result.tokens.size());
     const int drafts = speculate ? std::min({draft_length.next(), wanted - 1, s.context_length - int(s.history.size()) - 1}) : 0;
     if (drafts <= 0) {
       s.feed({}, false);  // runs the pending token
-      emit(sampler.sample(s.act.logits, s.history), s.act.logits);
+      g.emit_sampled();
       continue;
     }
-    s.speculate(drafts, spec.draft_effort, sampler, draft_length, result.stats, emit);
+    s.speculate(drafts, spec.draft_effort, g.sampler, draft_length, g.result.stats, emit);
   }
-  if (decoder && on_token) {
-    const std::string rest = decoder->flush();
-    if (!rest.empty() && !result.tokens.empty()) on_token(result.tokens.back(), rest);
+  return g.finish();
+}
+
+std::vector<GenerateResult> Session::generate_together(std::span<Session* const> sessions,
+                                                       std::span<const std::vector<Token>> prompts,
+                                                       std::span<const GenerateOptions> options,
+                                                       const OnSessionToken& on_token) {
+  if (prompts.size() != sessions.size() || options.size() != sessions.size())
+    throw Error(ErrorCode::invalid_argument, "[generate] generate_together: " + std::to_string(sessions.size()) +
+                                                 " sessions, " + std::to_string(prompts.size()) + " prompts and " +
+                                                 std::to_string(options.size()) + " options");
+  check_together(sessions);
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    check_generate_options(options[i], *sessions[i]->impl_);
+    if (options[i].speculative.draft_effort > 0)
+      throw Error(ErrorCode::invalid_argument, "[generate] generate_together: session " + std::to_string(i) +
+                                                   " asks for speculative decoding, which runs a session alone");
   }
-  result.stats.generated_tokens = int(result.tokens.size());
-  result.stats.generation_seconds = seconds_since(gen_start);
-  return result;
+  std::vector<OnToken> callbacks;
+  for (std::size_t i = 0; i < sessions.size(); ++i)
+    callbacks.push_back(on_token ? OnToken([&on_token, i](Token t, std::string_view text) { return on_token(i, t, text); })
+                                 : OnToken());
+  std::vector<std::unique_ptr<Generation>> generations;
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    generations.push_back(std::make_unique<Generation>(*sessions[i], *sessions[i]->impl_, options[i], callbacks[i]));
+    generations.back()->start(prompts[i]);
+  }
+  while (true) {
+    // The pending token of every generation that goes on, all in one pass.
+    std::vector<Session*> running;
+    std::vector<Token> tokens;
+    std::vector<Generation*> stepping;
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+      if (!generations[i]->can_continue()) continue;
+      Impl& s = *sessions[i]->impl_;
+      tokens.push_back(*s.pending);
+      s.pending.reset();
+      running.push_back(sessions[i]);
+      stepping.push_back(generations[i].get());
+    }
+    if (running.empty()) break;
+    forward_together(running, tokens);
+    for (Generation* g : stepping) g->emit_sampled();
+  }
+  std::vector<GenerateResult> results;
+  for (auto& g : generations) results.push_back(g->finish());
+  return results;
 }
 
 void Session::set_effort(float effort) {
