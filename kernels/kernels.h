@@ -48,9 +48,11 @@ struct KernelTable {
   // Key t is k + t*kv_stride (likewise v); scores is scratch of n_keys floats.
   void (*attention)(float* out, const float* q, const float* k, const float* v, std::size_t n_keys,
                     std::size_t kv_stride, std::size_t head_dim, float scale, float* scores);
-  // y[r] = sum_c w[r*cols + c] * x[c] for r < rows, indexed by DType. w is [rows, cols] row-major.
-  void (*matvec[kNumDTypes])(float* y, const void* w, const float* x, std::size_t rows,
-                             std::size_t cols);
+  // y[v*y_stride + r] = sum_c w[r*cols + c] * x[v*x_stride + c] for r < rows and n vectors v,
+  // indexed by DType; w is [rows, cols] row-major, each weight read once for the n vectors, and
+  // each output the same float whatever n.
+  void (*matvec[kNumDTypes])(float* y, std::size_t y_stride, const void* w, const float* x, std::size_t x_stride,
+                             std::size_t n, std::size_t rows, std::size_t cols);
   // Batched products (panel_matmul.h): weights unpacked into input-major panels of kPanelWidth
   // outputs, once per batch, then multiplied by every vector of the batch.
   // panel[k][o] = w[o*cols + col0 + k] for o < rows (<= 32), 0 beyond; indexed by DType.

@@ -178,11 +178,47 @@ TEST_CASE("matvec of every dtype and arch equals the reference exactly on intege
           bytes.insert(bytes.begin(), off * dtype_bytes(dtype, 1), 0);
           Shifted sx(x, off);
           std::vector<float> y(rows + 1, -1.0f);
-          kernel_table(arch).matvec[int(dtype)](y.data(), bytes.data() + off * dtype_bytes(dtype, 1), sx.data, rows, cols);
+          kernel_table(arch).matvec[int(dtype)](y.data(), 0, bytes.data() + off * dtype_bytes(dtype, 1), sx.data, 0, 1, rows, cols);
           for (std::size_t r = 0; r < rows; ++r) REQUIRE(double(y[r]) == exact[r]);
           REQUIRE(y[rows] == -1.0f);  // nothing written past the end
         }
       }
+    }
+  }
+}
+
+TEST_CASE("matvec of several vectors gives each its single-vector product, bit for bit", "[kernels]") {
+  std::mt19937 rng(8);
+  std::vector<Arch> arches = simd_arches();
+  arches.push_back(Arch::scalar);
+  for (auto [rows, cols] : {std::pair<std::size_t, std::size_t>{7, 64}, {9, 100}, {33, 256}}) {
+    const auto w = normals(rows * cols, rng, 0.02f);
+    for (std::size_t n : {2, 3, 5, 9}) {
+      const auto x = normals(n * cols, rng);
+      for (Arch arch : arches)
+        for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::q8_0}) {
+          if (dtype == DType::q8_0 && cols % kQ8_0Block) continue;
+          CAPTURE(arch_name(arch), dtype_name(dtype), rows, cols, n);
+          std::vector<std::uint8_t> bytes;
+          if (dtype == DType::q8_0) {
+            // Blocks of an fp16 scale and 32 int8, the weights' signs and sizes roughly kept.
+            for (std::size_t b = 0; b < rows * cols / kQ8_0Block; ++b) {
+              const std::uint16_t scale = float_to_half(0.001f * float(1 + b % 7));
+              bytes.push_back(std::uint8_t(scale & 0xFF)), bytes.push_back(std::uint8_t(scale >> 8));
+              for (std::size_t i = 0; i < kQ8_0Block; ++i)
+                bytes.push_back(std::uint8_t(std::int8_t(std::clamp(w[b * kQ8_0Block + i] * 2000.0f, -127.0f, 127.0f))));
+            }
+          } else {
+            bytes = encode(dtype, w);
+          }
+          const auto& k = kernel_table(arch);
+          std::vector<float> together(n * rows), alone(rows);
+          k.matvec[int(dtype)](together.data(), rows, bytes.data(), x.data(), cols, n, rows, cols);
+          for (std::size_t v = 0; v < n; ++v) {
+            k.matvec[int(dtype)](alone.data(), 0, bytes.data(), x.data() + v * cols, 0, 1, rows, cols);
+            REQUIRE(std::equal(alone.begin(), alone.end(), together.begin() + std::ptrdiff_t(v * rows)));
+          }
+        }
     }
   }
 }
@@ -194,7 +230,7 @@ TEST_CASE("matvec on real-valued data stays within the fp32 summation bound", "[
   for (Arch arch : {Arch::scalar, Arch::avx2, Arch::avx512}) {
     if (!arch_supported(arch)) continue;
     std::vector<float> y(rows);
-    kernel_table(arch).matvec[int(DType::f32)](y.data(), w.data(), x.data(), rows, cols);
+    kernel_table(arch).matvec[int(DType::f32)](y.data(), 0, w.data(), x.data(), 0, 1, rows, cols);
     for (std::size_t r = 0; r < rows; ++r) {
       double exact = 0, magnitude = 0;
       for (std::size_t c = 0; c < cols; ++c) {
@@ -334,7 +370,7 @@ TEST_CASE("Q8_0 weights read in place give the products of their dequantized val
     CAPTURE(arch_name(arch));
     const KernelTable& k = kernel_table(arch);
     std::vector<float> y(rows);
-    k.matvec[int(DType::q8_0)](y.data(), q8.data(), x.data(), rows, cols);
+    k.matvec[int(DType::q8_0)](y.data(), 0, q8.data(), x.data(), 0, 1, rows, cols);
     for (std::size_t r = 0; r < rows; ++r) {
       double exact = 0, magnitude = 0;
       for (std::size_t c = 0; c < cols; ++c) {

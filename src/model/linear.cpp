@@ -173,11 +173,11 @@ float effort_cutoff(std::vector<float>& products, std::size_t n, float effort) {
   return products[rank];
 }
 
-void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute) {
+void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute, std::size_t n) {
   const auto fn = compute.kernels.matvec[int(w.dtype)];
-  const std::size_t grain = std::max<std::size_t>(4, (kMinMacsPerThread / std::max<std::size_t>(w.cols, 1) + 3) / 4 * 4);
+  const std::size_t grain = std::max<std::size_t>(4, (kMinMacsPerThread / std::max<std::size_t>(w.cols * n, 1) + 3) / 4 * 4);
   compute.pool.parallel_for(w.rows, grain, [&](std::size_t begin, std::size_t end) {
-    fn(y + begin, w.row(begin), x, end - begin, w.cols);
+    fn(y + begin, w.rows, w.row(begin), x, w.cols, n, end - begin, w.cols);
   });
 }
 
@@ -261,7 +261,7 @@ void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* 
 
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, std::span<EffortState* const> states,
             const Compute& compute) {
-  const std::size_t n = states.size(), in = in_features(w), out = out_features(w);
+  const std::size_t n = states.size();
   if (const auto* bucketed = std::get_if<BucketMatrix>(&w)) {
     float efforts[kernels::kMaxVectors];
     for (std::size_t j = 0; j < n; ++j) efforts[j] = states[j]->effort[std::size_t(layer)][std::size_t(kind)];
@@ -279,17 +279,17 @@ void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* 
     return;
   }
   const auto& dense = std::get<DenseMatrix>(w);
-  for (std::size_t j = 0; j < n; ++j) {
-    const auto start = Clock::now();
-    matvec(dense, x + j * in, y + j * out, compute);
+  const auto start = Clock::now();
+  matvec(dense, x, y, compute, n);  // each weight read once for the n vectors
+  const double seconds = seconds_since(start);
+  for (std::size_t j = 0; j < n; ++j)
     if (EffortState* state = states[j]) {
-      state->stats.multiply_seconds += seconds_since(start);
+      state->stats.multiply_seconds += seconds / double(n);
       const double macs = double(dense.rows) * double(dense.cols);
       state->stats.done[int(kind)] += macs;
       state->stats.dense[int(kind)] += macs;
-      state->stats.projection_bytes += double(kernels::dtype_bytes(dense.dtype, dense.cols)) * double(dense.rows);
+      state->stats.projection_bytes += double(kernels::dtype_bytes(dense.dtype, dense.cols)) * double(dense.rows) / double(n);
     }
-  }
 }
 
 std::size_t out_features(const Matrix& w) {

@@ -91,7 +91,9 @@ struct Compute {
 };
 
 // Each output row is computed whole by one thread, so y does not depend on the thread count.
-void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute);
+// With n > 1, x [n][cols] and y [n][rows]: each weight read once for the n vectors, each y_j
+// what the single product gives.
+void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute, std::size_t n = 1);
 // A projection at the effort set for its kind. Bucketed: the cutoff is the exact order
 // statistic of the probe units' importances (|x| * stat), so that a fraction `effort` of the
 // probes clears it; the units clearing it are multiplied, threads taking ranges of outputs.

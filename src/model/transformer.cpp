@@ -241,7 +241,31 @@ void Transformer::forward_batch(std::span<const BatchToken> tokens, Activations&
     for (std::size_t t = from; t < n; ++t) k.add(&batch.residual[t * H], &batch.normed[t * H], H);
   }
   norm_rows(weights_.norm);
-  for (std::size_t t = from; t < n; ++t) head(&batch.normed[t * H], tokens[t].logits, scratch(t), token_compute[t]);
+  // Exact heads in one dense product of all their vectors (each weight read once); the others
+  // (head effort below 1) token by token.
+  std::vector<std::size_t> exact;
+  for (std::size_t t = from; t < n; ++t) {
+    if (exact_head(*tokens[t].effort)) exact.push_back(t);
+    else head(&batch.normed[t * H], tokens[t].logits, scratch(t), token_compute[t]);
+  }
+  if (exact.empty()) return;
+  const auto start = Clock::now();
+  const DenseMatrix& lm_head = weights_.lm_head;
+  const std::size_t vocab = lm_head.rows, m = exact.size();
+  std::vector<float> x(m * H), logits(m * vocab);
+  for (std::size_t i = 0; i < m; ++i) std::copy_n(&batch.normed[exact[i] * H], H, &x[i * H]);
+  matvec(lm_head, x.data(), logits.data(), compute, m);
+  const double seconds = seconds_since(start) / double(m);
+  for (std::size_t i = 0; i < m; ++i) {
+    std::copy_n(&logits[i * vocab], vocab, tokens[exact[i]].logits);
+    EffortStats& stats = tokens[exact[i]].effort->stats;
+    stats.head_bytes += double(vocab) * double(kernels::dtype_bytes(lm_head.dtype, lm_head.cols)) / double(m);
+    stats.head_seconds += seconds;
+  }
+}
+
+bool Transformer::exact_head(const EffortState& state) const {
+  return !weights_.head_buckets || state.head_effort >= 1.0f;
 }
 
 void Transformer::head(const float* normed, float* logits, Activations& act, const Compute& compute) const {
@@ -249,7 +273,7 @@ void Transformer::head(const float* normed, float* logits, Activations& act, con
   const auto start = Clock::now();
   const DenseMatrix& exact = weights_.lm_head;
   const double row_bytes = double(kernels::dtype_bytes(exact.dtype, exact.cols));
-  if (!weights_.head_buckets || state.head_effort >= 1.0f) {
+  if (exact_head(state)) {
     matvec(exact, normed, logits, compute);
     state.stats.head_bytes += double(exact.rows) * row_bytes;
     state.stats.head_seconds += seconds_since(start);
@@ -261,8 +285,8 @@ void Transformer::head(const float* normed, float* logits, Activations& act, con
   act.head_exact.resize(act.head_candidates.size());
   float lowest = INFINITY;
   for (std::size_t i = 0; i < act.head_candidates.size(); ++i) {
-    compute.kernels.matvec[int(exact.dtype)](&act.head_exact[i], exact.row(std::size_t(act.head_candidates[i])), normed, 1,
-                                             exact.cols);
+    compute.kernels.matvec[int(exact.dtype)](&act.head_exact[i], 0, exact.row(std::size_t(act.head_candidates[i])), normed,
+                                             0, 1, 1, exact.cols);
     lowest = std::min(lowest, act.head_exact[i]);
   }
   // The estimates of the rest stay (sampling keeps the tail's mass), capped so that the argmax
@@ -297,7 +321,7 @@ bool Transformer::should_exit(int l, int position, ExitState& exit, Token& strea
   Token top = -1;
   for (Token c : exit.candidates) {
     float z;
-    compute.kernels.matvec[int(head.dtype)](&z, head.row(std::size_t(c)), exit.final_normed.data(), 1, head.cols);
+    compute.kernels.matvec[int(head.dtype)](&z, 0, head.row(std::size_t(c)), exit.final_normed.data(), 0, 1, 1, head.cols);
     if (z > z1) {
       z2 = z1, z1 = z, top = c;
     } else if (z > z2) {

@@ -130,6 +130,8 @@ class Transformer {
   // exact one. So the argmax is always an exact logit, and greedy decoding is exact whenever
   // the true argmax is among the candidates.
   void head(const float* normed, float* logits, Activations& act, const Compute& compute) const;
+  // Whether a token at this effort state gets the exact head (head effort 1, or no bucketed head).
+  bool exact_head(const EffortState& state) const;
   // y = w x at the session's effort for `kind`, shown to the observer first.
   void project(const Matrix& w, int layer, MatrixKind kind, const std::vector<float>& x, std::vector<float>& y,
                const Compute& compute) const;

@@ -25,7 +25,7 @@ class DraftLength {
   static constexpr int kMax = 16;
   // A check of n tokens costs 1 + kCheckSlope * (n - 1) tokens' time, a draft token at effort d
   // kDraftBase + (1 - kDraftBase) * d.
-  static constexpr double kCheckSlope = 0.45, kDraftBase = 0.06;
+  static constexpr double kCheckSlope = 0.35, kDraftBase = 0.06;
   DraftLength(int fixed, float draft_effort) : fixed_(fixed), draft_effort_(draft_effort) {}
   int next() const;
   // After a check of `drafted` tokens of which `accepted` stood.
