@@ -187,10 +187,10 @@ class Session {
   // next position (valid until the next call).
   std::span<const float> forward(Token token);
   // Feeds prompt tokens in order, at the prompt effort; returns the logits after the last one.
-  // At prompt effort 1, from 128 tokens on (.effort files) or 16 (dense models), they run in
-  // batches through weights unpacked to floats, which gives forward()'s logits to rounding;
-  // fewer, or any number below effort 1, run as passes of up to 256 tokens through every layer,
-  // a bucketed weight read once per 16 tokens, which gives forward()'s logits bit for bit.
+  // At prompt effort 1, from 128 tokens on, .effort and Q8_0 models run them in batches through
+  // weights unpacked to floats, which gives forward()'s logits to rounding; fewer, any number
+  // below effort 1, or float weights, run as passes of up to 256 tokens through every layer, each
+  // weight read once per 16 tokens, which gives forward()'s logits bit for bit.
   std::span<const float> prefill(std::span<const Token> tokens);
   // Feeds tokens in order at the generation effort, all in one pass over the weights, and
   // returns every one's next-token logits, [tokens.size()][vocab_size] (valid until the next

@@ -19,11 +19,14 @@ struct Model::Impl {
   bool bucketed() const {
     return !weights.layers.empty() && std::holds_alternative<BucketMatrix>(weights.layers[0].q_proj);
   }
-  // 8-bit entries: a token's products use int8 multipliers (kernels/bucket_matvec_q8.h), a
-  // batch's the fp32 weights, so a batch only approximates its tokens one by one.
-  bool int8_products() const {
-    if (!bucketed()) return false;
-    return std::get<BucketMatrix>(weights.layers[0].q_proj).view.weights == kernels::BucketWeights::q8;
+  // Whether long prompts pay for unpacking the weights into float panels once per batch:
+  // bucketed and Q8_0 projections, whose products of several vectors decode every entry again
+  // per chunk of vectors; not float ones, whose products of several vectors read and convert each
+  // weight once for them (docs/benchmarks.md).
+  bool unpacks_prompts() const {
+    if (weights.layers.empty()) return false;
+    const auto* dense = std::get_if<DenseMatrix>(&weights.layers[0].q_proj);
+    return !dense || dense->dtype == kernels::DType::q8_0;
   }
 };
 

@@ -107,7 +107,7 @@ struct Session::Impl {
         for (std::size_t t = 0; t < n; ++t)
           batch_tokens[t] = BatchToken{tokens[t], int(history.size() + t), &cache, &effort, active_adapters,
                                        t + 1 == n ? act.logits.data() : nullptr};
-        const bool unpack = n >= (model.bucketed() ? kMinUnpackedBucketed : kMinUnpackedDense) && prompt_effort >= 1.0f;
+        const bool unpack = n >= kMinUnpacked && prompt_effort >= 1.0f && model.unpacks_prompts();
         model.transformer->forward_batch(batch_tokens, act, batch(), compute(),
                                          unpack ? BatchProducts::unpacked : BatchProducts::effort);
         history.insert(history.end(), tokens.begin(), tokens.begin() + std::ptrdiff_t(n));
@@ -159,12 +159,12 @@ struct Session::Impl {
     return *batch_activations;
   }
 
-  // Prompts of fewer tokens, or below effort 1, run as products of several vectors (bitwise
-  // forward()'s logits; a bucketed matrix's entries read once per 16 tokens, a dense matrix's
-  // once per token); from these many at effort 1 the weights are unpacked into panels once per
-  // batch (1.6-2.1 s on the 8-layer 7B-shaped model with 2 threads), which pays from about 11
-  // (F16) tokens on for dense models and about 100 for .effort files (docs/benchmarks.md).
-  static constexpr std::size_t kMinUnpackedDense = 16, kMinUnpackedBucketed = 128;
+  // Prompts of fewer tokens, below effort 1, or of float weights, run as products of several
+  // vectors (bitwise forward()'s logits, each weight read from memory once per 16 tokens); from
+  // this many at effort 1, bucketed and Q8_0 weights are unpacked into panels once
+  // per batch (1.6-2.1 s on the 8-layer 7B-shaped model with 2 threads), which pays from about
+  // 128 tokens on (docs/benchmarks.md).
+  static constexpr std::size_t kMinUnpacked = 128;
 
   std::shared_ptr<const Model::Impl> model_data;  // keeps the weights alive
   const Model::Impl& model;
