@@ -187,7 +187,7 @@ void check_generate_options(const GenerateOptions& options, const Session::Impl&
 class Generation {
  public:
   Generation(Session& session, Session::Impl& s, const GenerateOptions& options, const OnToken& on_token)
-      : session_(session), s_(s), options_(options), on_token_(on_token), sampler(options.sampling),
+      : sampler(options.sampling), session_(session), s_(s), options_(options), on_token_(on_token),
         answer_stop_(options.stop_gap, options.stop_burnout) {}
 
   // Feeds the prompt and hands over the first token.
@@ -258,18 +258,16 @@ class Generation {
     return std::move(result);
   }
 
- private:
-  Session& session_;
-  Session::Impl& s_;
-  const GenerateOptions& options_;
-  const OnToken& on_token_;
-
- public:
+  // What speculation drives directly: the sampler, the result's stats, and whether it ended.
   Sampler sampler;
   GenerateResult result;
   bool stopped = false;
 
  private:
+  Session& session_;
+  Session::Impl& s_;
+  const GenerateOptions& options_;
+  const OnToken& on_token_;
   AnswerStop answer_stop_;
   std::optional<StreamDecoder> decoder_;
   Clock::time_point generation_start_;
