@@ -43,9 +43,10 @@ BucketWork matvec(const BucketMatrix& w, std::span<const float> efforts, const f
     const float* xj = x + j * in;
     for (std::size_t i = 0; i < probes; ++i) s.products[i] = std::fabs(xj[w.probe_inputs[i]]) * w.probe_stats[i];
     const float cutoff = effort_cutoff(s.products, probes, efforts[j]);
-    s.counts[j] = compute.kernels.bucket_dispatch(s.lists[j].units.data(), s.lists[j].xs.data(), v, xj, w.loaded_units, cutoff);
-    work.vector_units[j] = s.counts[j];
-    work.units += s.counts[j];
+    BucketScratch::List& list = s.lists[j];
+    list.count = compute.kernels.bucket_dispatch(list.units.data(), list.xs.data(), v, xj, w.loaded_units, cutoff);
+    work.vector_units[j] = list.count;
+    work.units += list.count;
   }
   // The streams: vectors with equal lists (at effort 1, all) share one; otherwise each list
   // streams alone. (A union of the lists would not do: a list's sums depend on its cut into
@@ -58,10 +59,12 @@ BucketWork matvec(const BucketMatrix& w, std::span<const float> efforts, const f
     const std::size_t count = stream.count, vectors = stream.vectors;
     const std::uint32_t* units = stream.units;
     const float* xs = stream.xs;
-    float* out = s.outputs.data() + stream.first * padded;
+    float* yv = y + stream.first * w.out_features;  // the stream's first vector's outputs
     if (B >= kWideBuckets) {
       // A wide matrix: threads take ranges of buckets, each output summing the whole list in
       // order (the ranges never change a value). A thread's accumulators then fit in L1.
+      // The kernel writes padded outputs; y has out_features per vector.
+      float* out = s.outputs.data();
       const std::size_t blocks = (B + kernels::kBucketRangeAlign - 1) / kernels::kBucketRangeAlign;
       compute.pool.parallel_for(blocks, count * B * vectors < 2 * kMinMacsPerThread ? blocks : 1,
                                 [&](std::size_t begin, std::size_t end) {
@@ -69,6 +72,7 @@ BucketWork matvec(const BucketMatrix& w, std::span<const float> efforts, const f
                                                                 begin * kernels::kBucketRangeAlign,
                                                                 std::min(B, end * kernels::kBucketRangeAlign));
                                 });
+      for (std::size_t j = 0; j < vectors; ++j) std::copy_n(out + j * padded, w.out_features, yv + j * w.out_features);
     } else {
       // Otherwise the list is cut into parts, each summed whole by one thread over whole rows
       // (a group's rows are then one contiguous stream at high effort), the parts' sums added
@@ -85,12 +89,11 @@ BucketWork matvec(const BucketMatrix& w, std::span<const float> efforts, const f
                                                                   part_begin(p + 1) - part_begin(p), vectors, 0, B);
                                 });
       for (std::size_t j = 0; j < vectors; ++j) {
-        float* yj = out + j * padded;
+        float* yj = yv + j * w.out_features;
         std::copy_n(part_out + j * padded, w.out_features, yj);
         for (std::size_t p = 1; p < parts; ++p) compute.kernels.add(yj, part_out + (p * vectors + j) * padded, w.out_features);
       }
     }
-    for (std::size_t j = 0; j < vectors; ++j) std::copy_n(out + j * padded, w.out_features, y + (stream.first + j) * w.out_features);
     const double scale_bytes = v.scales ? double(v.num_blocks()) * 2 : 0;
     work.bytes += double(count) * (double(B * v.entry_bytes()) + scale_bytes);
   }
@@ -117,7 +120,6 @@ void BucketScratch::reserve_vectors(std::size_t n) {
     list.units.resize(max_units + kernels::kDispatchSlack);
     list.xs.resize(max_units + kernels::kDispatchSlack);
   }
-  counts.resize(n);
   outputs.resize(n * padded_outputs);
 }
 
@@ -128,21 +130,22 @@ float* BucketScratch::part_out(std::size_t parts, std::size_t vectors) {
 
 std::size_t BucketScratch::plan_streams(std::size_t n) {
   streams.clear();
-  auto same_list = [&](std::size_t j) {
-    return counts[j] == counts[0] &&
-           std::equal(lists[j].units.begin(), lists[j].units.begin() + std::ptrdiff_t(counts[0]), lists[0].units.begin());
+  const List& first = lists[0];
+  auto same_list = [&](const List& list) {
+    return list.count == first.count &&
+           std::equal(list.units.begin(), list.units.begin() + std::ptrdiff_t(first.count), first.units.begin());
   };
   bool all_same = true;
-  for (std::size_t j = 1; j < n && all_same; ++j) all_same = same_list(j);
+  for (std::size_t j = 1; j < n && all_same; ++j) all_same = same_list(lists[j]);
   if (n == 1) {
-    streams.push_back(Stream{lists[0].units.data(), lists[0].xs.data(), counts[0], 0, 1});
+    streams.push_back(Stream{first.units.data(), first.xs.data(), first.count, 0, 1});
   } else if (all_same) {
-    shared_xs.resize(counts[0] * n);
-    for (std::size_t i = 0; i < counts[0]; ++i)
+    shared_xs.resize(first.count * n);
+    for (std::size_t i = 0; i < first.count; ++i)
       for (std::size_t j = 0; j < n; ++j) shared_xs[i * n + j] = lists[j].xs[i];
-    streams.push_back(Stream{lists[0].units.data(), shared_xs.data(), counts[0], 0, n});
+    streams.push_back(Stream{first.units.data(), shared_xs.data(), first.count, 0, n});
   } else {
-    for (std::size_t j = 0; j < n; ++j) streams.push_back(Stream{lists[j].units.data(), lists[j].xs.data(), counts[j], j, 1});
+    for (std::size_t j = 0; j < n; ++j) streams.push_back(Stream{lists[j].units.data(), lists[j].xs.data(), lists[j].count, j, 1});
   }
   return streams.size();
 }

@@ -25,6 +25,7 @@ struct BucketScratch {
   struct List {
     std::vector<std::uint32_t> units;  // dispatched units
     std::vector<float> xs;             // their inputs
+    std::size_t count = 0;             // how many
   };
   // A list multiplied into vectors [first, first + vectors) at once; xs [count][vectors].
   struct Stream {
@@ -33,9 +34,8 @@ struct BucketScratch {
     std::size_t count, first, vectors;
   };
   std::vector<List> lists;            // [vectors]
-  std::vector<std::size_t> counts;    // [vectors]: their lengths
   std::vector<float> products;        // probe importances, for the cutoff
-  std::vector<float> outputs;         // [vectors][num_buckets * S]: padded outputs
+  std::vector<float> outputs;         // [vectors][num_buckets * S]: a wide product's padded outputs
   std::vector<Stream> streams;
   std::vector<float> shared_xs;       // a shared stream's inputs
   std::size_t max_units = 0, padded_outputs = 0;
@@ -96,7 +96,8 @@ struct Compute {
 void matvec(const DenseMatrix& w, const float* x, float* y, const Compute& compute, std::size_t n = 1);
 // A projection at the effort set for its kind. Bucketed: the cutoff is the exact order
 // statistic of the probe units' importances (|x| * stat), so that a fraction `effort` of the
-// probes clears it; the units clearing it are multiplied, threads taking ranges of outputs.
+// probes clears it; the units clearing it are multiplied, threads taking ranges of a wide
+// matrix's outputs or parts of a narrow one's list.
 void matvec(const Matrix& w, int layer, MatrixKind kind, const float* x, float* y, const Compute& compute);
 // The same for n = states.size() vectors (x [n][in], y [n][out]), vector j at the effort
 // states[j] sets for the kind and counted there: each y_j is what the single-vector matvec gives,

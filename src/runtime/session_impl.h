@@ -103,14 +103,8 @@ struct Session::Impl {
       if (prompt && n > 1 && together(n)) {
         // One pass over the weights, every layer, for the last token's logits: unpacked for a
         // long prompt at effort 1, otherwise as token by token.
-        std::vector<BatchToken> batch_tokens(n);
-        for (std::size_t t = 0; t < n; ++t)
-          batch_tokens[t] = BatchToken{tokens[t], int(history.size() + t), &cache, &effort, active_adapters,
-                                       t + 1 == n ? act.logits.data() : nullptr};
         const bool unpack = n >= kMinUnpacked && prompt_effort >= 1.0f && model.unpacks_prompts();
-        model.transformer->forward_batch(batch_tokens, act, batch(), compute(),
-                                         unpack ? BatchProducts::unpacked : BatchProducts::effort);
-        history.insert(history.end(), tokens.begin(), tokens.begin() + std::ptrdiff_t(n));
+        run_together(tokens.first(n), false, unpack ? BatchProducts::unpacked : BatchProducts::effort);
         if (exit.options.enabled) exit.take_candidates(act.logits);
       } else {
         for (Token t : tokens.first(n)) run(t);
@@ -124,6 +118,20 @@ struct Session::Impl {
   // the KV ring.
   bool together(std::size_t n) const {
     return !observer && !exit.options.record_signals && history.size() + n <= std::size_t(cache.capacity());
+  }
+
+  // Runs tokens from the end of the history in one forward_batch (together() holds): every
+  // one's logits into check_logits with all_logits, otherwise the last one's into act.logits.
+  void run_together(std::span<const Token> tokens, bool all_logits, BatchProducts products = BatchProducts::effort) {
+    const std::size_t n = tokens.size(), vocab = act.logits.size();
+    if (all_logits) check_logits.resize(n * vocab);
+    std::vector<BatchToken> batch_tokens(n);
+    for (std::size_t t = 0; t < n; ++t) {
+      float* logits = all_logits ? &check_logits[t * vocab] : t + 1 == n ? act.logits.data() : nullptr;
+      batch_tokens[t] = BatchToken{tokens[t], int(history.size() + t), &cache, &effort, active_adapters, logits};
+    }
+    model.transformer->forward_batch(batch_tokens, act, batch(), compute(), products);
+    history.insert(history.end(), tokens.begin(), tokens.end());
   }
 
   // A pending token stays pending: it runs after the shifted history, at its new end.

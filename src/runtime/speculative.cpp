@@ -144,18 +144,10 @@ void Session::Impl::speculate(int drafts, float draft_effort, Sampler& sampler, 
 }
 
 void Session::Impl::check(std::span<const Token> tokens) {
+  // One pass over the weights for every token: each token's logits are what it gets alone.
+  if (together(tokens.size())) return run_together(tokens, true);
   const std::size_t n = tokens.size(), vocab = act.logits.size();
   check_logits.resize(n * vocab);
-  const int start = int(history.size());
-  // One pass over the weights for every token: each token's logits are what it gets alone.
-  if (together(n)) {
-    std::vector<BatchToken> batch_tokens(n);
-    for (std::size_t t = 0; t < n; ++t)
-      batch_tokens[t] = BatchToken{tokens[t], start + int(t), &cache, &effort, active_adapters, &check_logits[t * vocab]};
-    model.transformer->forward_batch(batch_tokens, act, batch(), compute());
-    history.insert(history.end(), tokens.begin(), tokens.end());
-    return;
-  }
   // In a ring that the check would wrap, token by token.
   for (std::size_t t = 0; t < n; ++t) {
     model.transformer->forward(tokens[t], int(history.size()), cache, act, compute(), nullptr);
